@@ -1,0 +1,17 @@
+/* cfutures: Python's concurrent.futures for C.
+ *
+ * Include this umbrella header, or the per-concept headers under cfutures/.
+ * Link with -lcfutures (pkg-config --libs cfutures).
+ */
+#ifndef CFUTURES_H
+#define CFUTURES_H
+
+#include "cfutures/version.h"
+#include "cfutures/error.h"
+#include "cfutures/task.h"
+#include "cfutures/future.h"
+#include "cfutures/executor.h"
+#include "cfutures/thread_pool.h"
+#include "cfutures/wait.h"
+
+#endif
