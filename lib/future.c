@@ -12,9 +12,15 @@
 
 #include "internal.h"
 
-/* ---- allocation: a small per-thread cache, so submit/free cycles avoid malloc ---- */
+/* ---- allocation ----
+ *
+ * Futures often flow between threads: allocated by a submitter, last released on a worker. A
+ * per-thread cache alone would then starve one side and overflow the other, so caches exchange
+ * fixed-size batches with a small global depot (Bonwick's magazines): a full cache hands half
+ * of itself to the depot, an empty cache takes a batch back. Both are O(1) under the depot
+ * lock, and the depot is bounded so idle memory stays bounded. */
 
-enum { CACHE_MAX = 256 };
+enum { CACHE_MAX = 256, BATCH = CACHE_MAX / 2, DEPOT_MAX = 64 };
 
 typedef struct future_cache {
     cf_future *head;
@@ -25,39 +31,108 @@ typedef struct future_cache {
 
 static _Thread_local future_cache cache;
 static pthread_key_t cache_key;
-static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static struct {
+    cf__lock lock;
+    unsigned count;
+    cf_future *batches[DEPOT_MAX]; /* each a list of BATCH futures linked through next */
+} depot;
+
+static void free_list(cf_future *f)
+{
+    while (f) {
+        cf_future *next = f->next;
+        cf__free(f);
+        f = next;
+    }
+}
 
 static void cache_drain(void *unused)
 {
     (void)unused;
     cache.closed = true;
-    while (cache.head) {
-        cf_future *f = cache.head;
-        cache.head = f->next;
-        cf__free(f);
-    }
+    free_list(cache.head);
+    cache.head = NULL;
     cache.count = 0;
 }
 
-static void cache_key_create(void)
+/* A child of fork() must not find the depot lock held by a thread that does not exist there. */
+static void depot_prefork(void)
+{
+    cf__lock_acquire(&depot.lock);
+}
+
+static void depot_postfork(void)
+{
+    cf__lock_release(&depot.lock);
+}
+
+static void cache_setup(void)
 {
     pthread_key_create(&cache_key, cache_drain);
+    pthread_atfork(depot_prefork, depot_postfork, depot_postfork);
+}
+
+static cf_future *depot_get(void)
+{
+    cf_future *batch = NULL;
+    cf__lock_acquire(&depot.lock);
+    if (depot.count)
+        batch = depot.batches[--depot.count];
+    cf__lock_release(&depot.lock);
+    return batch;
+}
+
+static void depot_put(cf_future *batch)
+{
+    cf__lock_acquire(&depot.lock);
+    bool kept = depot.count < DEPOT_MAX;
+    if (kept)
+        depot.batches[depot.count++] = batch;
+    cf__lock_release(&depot.lock);
+    if (!kept)
+        free_list(batch);
 }
 
 static void cache_put(cf_future *f)
 {
-    if (cache.closed || cache.count >= CACHE_MAX) {
+    if (cache.closed) {
         cf__free(f);
         return;
     }
     if (!cache.registered) {
-        pthread_once(&cache_key_once, cache_key_create);
+        pthread_once(&cache_once, cache_setup);
         pthread_setspecific(cache_key, &cache);
         cache.registered = true;
+    }
+    if (cache.count == CACHE_MAX) {
+        /* Hand the oldest half to the depot. */
+        cf_future *last_kept = cache.head;
+        for (unsigned i = 1; i < CACHE_MAX - BATCH; i++)
+            last_kept = last_kept->next;
+        depot_put(last_kept->next);
+        last_kept->next = NULL;
+        cache.count -= BATCH;
     }
     f->next = cache.head;
     cache.head = f;
     cache.count++;
+}
+
+static cf_future *cache_get(void)
+{
+    if (!cache.head && !cache.closed) {
+        pthread_once(&cache_once, cache_setup);
+        cache.head = depot_get();
+        cache.count = cache.head ? BATCH : 0;
+    }
+    cf_future *f = cache.head;
+    if (f) {
+        cache.head = f->next;
+        cache.count--;
+    }
+    return f;
 }
 
 void cf__future_init(cf_future *f, uint32_t refs, const cf__future_ops *ops)
@@ -70,11 +145,8 @@ void cf__future_init(cf_future *f, uint32_t refs, const cf__future_ops *ops)
 
 cf_future *cf__future_alloc(uint32_t refs)
 {
-    cf_future *f = cache.head;
-    if (f && !cf__fault(CF__FAULT_ALLOC)) {
-        cache.head = f->next;
-        cache.count--;
-    } else {
+    cf_future *f = cf__fault(CF__FAULT_ALLOC) ? NULL : cache_get();
+    if (!f) {
         f = cf__malloc(sizeof(*f));
         if (!f)
             return NULL;
