@@ -133,8 +133,10 @@ static worker *unpark_all(thread_pool *pool)
     return list;
 }
 
-/* Wakes workers taken with unpark_*, after mu is released. The futex wake is a system call on
- * the address only, so it is harmless even if the worker has meanwhile exited. */
+/* Wakes workers taken with unpark_* (mu held). Not after releasing mu: a worker whose wake flag
+ * is set may then run without any futex wake, park again (rewriting next_parked, so the rest of
+ * the list would be lost and those workers would sleep for ever, unparked) or exit and be
+ * freed. */
 static void wake_list(worker *list)
 {
     while (list) {
@@ -166,9 +168,9 @@ static void pool_break(thread_pool *pool, int rc)
     pool->broken = true;
     cf_future *drained = queue_take_all(pool);
     worker *parked = unpark_all(pool);
+    wake_list(parked);
     pthread_cond_broadcast(&pool->cv);
     pthread_mutex_unlock(&pool->mu);
-    wake_list(parked);
     fail_all(drained, CF_EBROKEN, message);
 }
 
@@ -359,7 +361,8 @@ static long admit(thread_pool *pool, size_t n)
 }
 
 /* Wakes parked workers and starts threads for the work the awake ones cannot absorb (mu held).
- * Returns the workers to wake once mu is released, and an error only if no thread exists. */
+ * Returns the workers to pass to wake_list() before mu is released, and an error only if no
+ * thread exists. */
 static int provide_workers(thread_pool *pool, worker **to_wake)
 {
     long busy = (long)atomic_load_explicit(&pool->nbusy, memory_order_relaxed);
@@ -399,8 +402,8 @@ static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
         pthread_mutex_unlock(&pool->mu);
         return rc;
     }
-    pthread_mutex_unlock(&pool->mu);
     wake_list(to_wake);
+    pthread_mutex_unlock(&pool->mu);
     for (size_t i = (size_t)admitted; i < n; i++) {
         cf__task_run(fs[i]);
         cf_future_unref(fs[i]);
@@ -440,9 +443,9 @@ static int tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     pool->shutdown = true;
     cf_future *cancelled = cancel_futures ? queue_take_all(pool) : NULL;
     worker *parked = unpark_all(pool);
+    wake_list(parked);
     pthread_cond_broadcast(&pool->cv);
     pthread_mutex_unlock(&pool->mu);
-    wake_list(parked);
     cancel_all(cancelled);
     if (wait)
         wait_for_workers(pool);
