@@ -186,9 +186,11 @@ static void name_thread(thread_pool *pool, unsigned index)
     pthread_setname_np(pthread_self(), name);
 }
 
-static void run_one(thread_pool *pool, cf_future *f)
+/* Runs a popped future unless it was cancelled; returns whether the task ran. */
+static bool run_one(thread_pool *pool, cf_future *f)
 {
-    if (cf_future_set_running_or_notify_cancel(f) == 1) {
+    bool ran = cf_future_set_running_or_notify_cancel(f) == 1;
+    if (ran) {
         bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
         cf__outcome o;
         cf__task_invoke_future(&o, f);
@@ -198,6 +200,7 @@ static void run_one(thread_pool *pool, cf_future *f)
         atomic_fetch_sub_explicit(&pool->nbusy, 1, memory_order_release);
     }
     cf_future_unref(f);
+    return ran;
 }
 
 /* Parks until woken or the idle timeout passes; returns true if the thread should exit.
@@ -235,9 +238,9 @@ static void worker_loop(thread_pool *pool, worker *w)
             if (pool->blocked_submitters)
                 pthread_cond_broadcast(&pool->cv);
             pthread_mutex_unlock(&pool->mu);
-            run_one(pool, f);
+            bool ran = run_one(pool, f);
             pthread_mutex_lock(&pool->mu);
-            pool->tasks_completed++;
+            pool->tasks_completed += ran;
             continue;
         }
         if (pool->shutdown || pool->broken || park(pool, w))
