@@ -533,10 +533,16 @@ static const cf__executor_vtable thread_pool_vtable = {
     .max_chunksize = tp_max_chunksize,
 };
 
+/* max_workers with the default applied: min(32, CPUs + 4), as Python. */
+static unsigned effective_max_workers(const cf_thread_pool_options *o)
+{
+    unsigned cpus = cf__cpu_count();
+    return o->max_workers ? o->max_workers : (cpus + 4 < 32 ? cpus + 4 : 32);
+}
+
 static int check_options(const cf_thread_pool_options *o)
 {
-    unsigned max = o->max_workers;
-    if (o->min_workers && max && o->min_workers > max)
+    if (o->min_workers > effective_max_workers(o))
         return CF_EINVAL;
     if (o->queue_policy != CF_QUEUE_BLOCK && o->queue_policy != CF_QUEUE_REJECT &&
         o->queue_policy != CF_QUEUE_CALLER_RUNS)
@@ -550,8 +556,7 @@ static int check_options(const cf_thread_pool_options *o)
 
 static void apply_options(thread_pool *pool, const cf_thread_pool_options *o)
 {
-    unsigned cpus = cf__cpu_count();
-    pool->max_workers = o->max_workers ? o->max_workers : (cpus + 4 < 32 ? cpus + 4 : 32);
+    pool->max_workers = effective_max_workers(o);
     pool->min_workers = o->min_workers;
     pool->initializer = o->initializer;
     pool->initializer_arg = o->initializer_arg;
