@@ -593,6 +593,45 @@ START_TEST(test_timeouts_racing_completions)
 }
 END_TEST
 
+static void check_rc_agrees_with_split(int rc, size_t n_done, size_t n, cf_return_when when)
+{
+    /* No failures in these rounds: FIRST_EXCEPTION behaves as ALL_COMPLETED. */
+    bool holds = when == CF_FIRST_COMPLETED ? n_done >= 1 : n_done == n;
+    ck_assert_msg((rc == 0) == holds, "rc %s but %zu of %zu reported done", cf_err_name(rc), n_done,
+                  n);
+}
+
+START_TEST(test_return_code_agrees_with_split)
+{
+    /* The return code and done[] describe one snapshot: a completion racing the end of the
+     * call must not give 0 together with a split in which the condition does not hold. */
+    enum { N = 2, ROUNDS = 3000 };
+    for (int round = 0; round < ROUNDS; round++) {
+        cf_return_when when = (cf_return_when)(round % 3);
+        cf_future *fs[N];
+        for (int i = 0; i < N; i++)
+            fs[i] = new_future();
+        pthread_barrier_t barrier;
+        pthread_barrier_init(&barrier, NULL, 2);
+        racing_completer c = {.fs = fs, .n = N, .barrier = &barrier};
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, racing_completer_main, &c), 0);
+        pthread_barrier_wait(&barrier);
+        bool done[N];
+        size_t n_done;
+        int rc;
+        do {
+            rc = cf_wait(&n_done, done, fs, N, when, round % 2 ? 0 : 1e-6);
+            ck_assert(rc == 0 || rc == CF_ETIMEDOUT);
+            check_rc_agrees_with_split(rc, n_done, N, when);
+        } while (rc != 0);
+        pthread_join(t, NULL);
+        pthread_barrier_destroy(&barrier);
+        unref_all(fs, N);
+    }
+}
+END_TEST
+
 /* ---- arguments ---- */
 
 START_TEST(test_invalid_arguments)
@@ -647,6 +686,7 @@ static Suite *suite(void)
     tc = cf_test_tcase("concurrency");
     tcase_add_test(tc, test_concurrent_waiters_on_overlapping_sets);
     tcase_add_test(tc, test_timeouts_racing_completions);
+    tcase_add_test(tc, test_return_code_agrees_with_split);
     suite_add_tcase(s, tc);
 
     tc = cf_test_tcase("arguments");
