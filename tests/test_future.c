@@ -476,6 +476,50 @@ START_TEST(test_concurrent_completion_exactly_one_wins)
 }
 END_TEST
 
+typedef struct run_cancel_race {
+    cf_future *f;
+    pthread_barrier_t barrier;
+    int run_rc;
+} run_cancel_race;
+
+static void *set_running_main(void *arg)
+{
+    run_cancel_race *r = arg;
+    pthread_barrier_wait(&r->barrier);
+    r->run_rc = cf_future_set_running_or_notify_cancel(r->f);
+    return NULL;
+}
+
+START_TEST(test_set_running_races_cancel)
+{
+    /* The executor starting a task and a user cancelling it: exactly one wins. */
+    for (int round = 0; round < 500; round++) {
+        run_cancel_race r = {.f = new_future(), .run_rc = 99};
+        atomic_int calls = 0;
+        ck_assert_int_eq(cf_future_add_done_callback(r.f, count_cb, &calls), 0);
+        pthread_barrier_init(&r.barrier, NULL, 2);
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, set_running_main, &r), 0);
+        pthread_barrier_wait(&r.barrier);
+        bool cancelled = cf_future_cancel(r.f);
+        pthread_join(t, NULL);
+        pthread_barrier_destroy(&r.barrier);
+        if (cancelled) {
+            ck_assert_int_eq(r.run_rc, 0);
+            assert_state(r.f, CF_FUTURE_CANCELLED);
+            ck_assert_int_eq(atomic_load(&calls), 1);
+        } else {
+            ck_assert_int_eq(r.run_rc, 1);
+            assert_state(r.f, CF_FUTURE_RUNNING);
+            ck_assert_int_eq(atomic_load(&calls), 0);
+            ck_assert_int_eq(cf_future_set_result(r.f, NULL, NULL), 0);
+            ck_assert_int_eq(atomic_load(&calls), 1);
+        }
+        cf_future_unref(r.f);
+    }
+}
+END_TEST
+
 /* ---- waiting ---- */
 
 START_TEST(test_zero_timeout_polls)
@@ -1103,6 +1147,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_result_bytes_of_pointer_result_is_invalid);
     tcase_add_test(tc, test_optional_out_parameters);
     tcase_add_test(tc, test_concurrent_completion_exactly_one_wins);
+    tcase_add_test(tc, test_set_running_races_cancel);
     suite_add_tcase(s, tc);
 
     tc = cf_test_tcase("waiting");

@@ -288,6 +288,35 @@ START_TEST(test_timeout_from_map_call_cancels_rest)
 }
 END_TEST
 
+START_TEST(test_timeout_cancels_the_call_waited_for)
+{
+    /* CPython's test_executor_map_current_future_cancel: with the only worker busy, a zero
+     * timeout expires at the first next(); the call it waited for is cancelled like the rest,
+     * so neither call ever runs. */
+    cf_executor *ex = cf_test_pool(1);
+    counted_gate cg;
+    cf_test_gate_init(&cg.gate);
+    atomic_init(&cg.ran, 0);
+    call first = {.cg = &cg, .block = true};
+    cf_future *busy = NULL;
+    ck_assert_int_eq(cf_executor_submit(&busy, ex, call_task, &first), 0);
+    ck_assert(cf_test_latch_wait(&cg.gate.started, 1, CF_TEST_LONG));
+    call calls[2] = {{.cg = &cg}, {.cg = &cg}};
+    void *args[2] = {&calls[0], &calls[1]};
+    cf_map *it = map_of(ex, call_task, args, 2, 0, 1);
+    ck_assert_int_eq(cf_map_next(NULL, it), CF_ETIMEDOUT);
+    expect_eof(it);
+    cf_map_free(it);
+    cf_test_event_set(&cg.gate.release);
+    ck_assert_int_eq(cf_future_result(NULL, busy, CF_TEST_LONG), 0);
+    ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
+    ck_assert_int_eq(atomic_load(&cg.ran), 1);
+    cf_future_unref(busy);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+    cf_test_gate_destroy(&cg.gate);
+}
+END_TEST
+
 START_TEST(test_available_result_returned_after_deadline)
 {
     cf_executor *ex = cf_test_pool(1);
@@ -629,6 +658,7 @@ static Suite *suite(void)
 
     tc = cf_test_tcase("deadline");
     tcase_add_test(tc, test_timeout_from_map_call_cancels_rest);
+    tcase_add_test(tc, test_timeout_cancels_the_call_waited_for);
     tcase_add_test(tc, test_available_result_returned_after_deadline);
     tcase_add_test(tc, test_generous_timeout_not_hit);
     suite_add_tcase(s, tc);

@@ -109,6 +109,34 @@ START_TEST(test_many_queued_tasks_complete)
 }
 END_TEST
 
+START_TEST(test_shutdown_right_after_submit)
+{
+    /* CPython's test_shutdown_race_issue12456, repeated on fresh pools: threads still
+     * starting when the shutdown begins run the work and exit. */
+    for (int round = 0; round < 100; round++) {
+        cf_executor *ex = cf_test_pool(2);
+        atomic_int ran = 0;
+        void *args[3] = {&ran, &ran, &ran};
+        cf_map *it = NULL;
+        ck_assert_int_eq(cf_executor_map(&it, ex, count_task, args, 3, CF_FOREVER, 1), 0);
+        ck_assert_int_eq(cf_executor_shutdown(ex, true, round % 2 == 1), 0);
+        /* Without cancel_futures everything ran; with it, what ran is what was not cancelled. */
+        int results = 0, cancelled = 0, rc;
+        while ((rc = cf_map_next(NULL, it)) != CF_EOF) {
+            ck_assert(rc == 0 || rc == CF_ECANCELLED);
+            results += rc == 0;
+            cancelled += rc == CF_ECANCELLED;
+        }
+        ck_assert_int_eq(results + cancelled, 3);
+        ck_assert_int_eq(atomic_load(&ran), results);
+        if (round % 2 == 0)
+            ck_assert_int_eq(results, 3);
+        cf_map_free(it);
+        ck_assert_int_eq(cf_executor_free(ex), 0);
+    }
+}
+END_TEST
+
 START_TEST(test_no_wait_returns_at_once_and_work_completes)
 {
     enum { Q = 3 };
@@ -721,6 +749,7 @@ static Suite *suite(void)
     TCase *tc = cf_test_tcase("modes");
     tcase_add_test(tc, test_wait_waits_for_running_and_queued_work);
     tcase_add_test(tc, test_many_queued_tasks_complete);
+    tcase_add_test(tc, test_shutdown_right_after_submit);
     tcase_add_test(tc, test_no_wait_returns_at_once_and_work_completes);
     tcase_add_test(tc, test_cancel_futures_no_wait);
     tcase_add_test(tc, test_cancel_futures_wait);

@@ -1191,6 +1191,59 @@ START_TEST(test_wait_on_own_saturated_pool_times_out)
 }
 END_TEST
 
+typedef struct inline_ctx {
+    cf_executor *inner_pool;
+    cf_future *inner;
+    int submit_rc;
+    atomic_int inner_dtor;
+} inline_ctx;
+
+static int inner_failing_task(void *arg, void **result)
+{
+    inline_ctx *c = arg;
+    cf_task_set_result_dtor(cf_test_count_dtor);
+    *result = &c->inner_dtor;
+    return cf_task_fail(-2, "inner");
+}
+
+static int outer_task(void *arg, void **result)
+{
+    inline_ctx *c = arg;
+    cf_task_fail(-1, "outer");
+    /* The inner pool's queue is full: this runs the inner task right here, nested. */
+    c->submit_rc = cf_executor_submit(&c->inner, c->inner_pool, inner_failing_task, c);
+    *result = NULL;
+    return -1;
+}
+
+START_TEST(test_nested_inline_task_keeps_outer_context)
+{
+    cf_executor *inner_pool = pool_with((cf_thread_pool_options){
+        .max_workers = 1, .max_queue = 1, .queue_policy = CF_QUEUE_CALLER_RUNS});
+    cf_test_gate g;
+    cf_test_gate_init(&g);
+    cf_future **blocker = submit_gated(inner_pool, &g, 1, 1);
+    cf_future *filler = submit(inner_pool, square_task, (void *)1);
+    cf_executor *outer_pool = cf_test_pool(1);
+    inline_ctx c = {.inner_pool = inner_pool, .submit_rc = 1};
+    atomic_init(&c.inner_dtor, 0);
+    cf_future *outer = submit(outer_pool, outer_task, &c);
+    expect_failure(outer, -1, "outer");
+    ck_assert_int_eq(c.submit_rc, 0);
+    expect_failure(c.inner, -2, "inner");
+    /* The inner result was discarded through the inner destructor, once. */
+    ck_assert_int_eq(atomic_load(&c.inner_dtor), 1);
+    release_and_collect(&g, blocker, 1);
+    ck_assert_ptr_eq(result_of(filler), (void *)1);
+    cf_future_unref(filler);
+    cf_future_unref(c.inner);
+    cf_future_unref(outer);
+    ck_assert_int_eq(cf_executor_free(outer_pool), 0);
+    ck_assert_int_eq(cf_executor_free(inner_pool), 0);
+    cf_test_gate_destroy(&g);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("thread_pool");
@@ -1246,6 +1299,7 @@ static Suite *suite(void)
     tc = cf_test_tcase("reentrancy");
     tcase_add_test(tc, test_submit_from_inside_a_task);
     tcase_add_test(tc, test_wait_on_own_saturated_pool_times_out);
+    tcase_add_test(tc, test_nested_inline_task_keeps_outer_context);
     suite_add_tcase(s, tc);
     return s;
 }
