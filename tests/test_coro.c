@@ -16,6 +16,14 @@
 #include "coro.h"
 #include "internal.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+
 #if defined(__SANITIZE_THREAD__)
 #define TEST_TSAN 1
 #elif defined(__has_feature)
@@ -24,7 +32,7 @@
 #endif
 #endif
 
-/* TSan gives every coroutine a fiber from its bounded thread table. */
+/* TSan gives every coroutine a fiber from its thread table, which holds 8128. */
 #ifdef TEST_TSAN
 #define MANY 1000
 #else
@@ -340,9 +348,9 @@ END_TEST
 /* ---- what survives a switch ---- */
 
 typedef struct regs {
-    long seed;
+    unsigned long seed;
     void (*volatile pause)(void);
-    long isum;
+    unsigned long isum;
     double dsum;
 } regs;
 
@@ -353,8 +361,8 @@ static void no_pause(void) {}
 static void regs_work(void *arg)
 {
     regs *r = arg;
-    long a0 = r->seed, a1 = a0 + 1, a2 = a0 + 2, a3 = a0 + 3, a4 = a0 + 4, a5 = a0 + 5;
-    long a6 = a0 + 6, a7 = a0 + 7, a8 = a0 + 8, a9 = a0 + 9, a10 = a0 + 10, a11 = a0 + 11;
+    unsigned long a0 = r->seed, a1 = a0 + 1, a2 = a0 + 2, a3 = a0 + 3, a4 = a0 + 4, a5 = a0 + 5;
+    unsigned long a6 = a0 + 6, a7 = a0 + 7, a8 = a0 + 8, a9 = a0 + 9, a10 = a0 + 10, a11 = a0 + 11;
     double d0 = (double)r->seed / 3, d1 = d0 + 0.5, d2 = d0 + 1.25, d3 = d0 + 2.125;
     double d4 = d0 * 1.5, d5 = d0 * 2.5, d6 = d0 * 3.5, d7 = d0 * 4.5;
     for (int i = 0; i < 20; i++) {
@@ -426,11 +434,11 @@ START_TEST(test_registers_and_fp_preserved)
             done_b = cf__coro_resume(cb);
         trash_callee_saved();
     }
-    ck_assert_int_eq(a.isum, expect.isum);
+    ck_assert_uint_eq(a.isum, expect.isum);
     ck_assert(a.dsum == expect.dsum);
     regs expect_b = {.seed = 999, .pause = no_pause};
     regs_work(&expect_b);
-    ck_assert_int_eq(b.isum, expect_b.isum);
+    ck_assert_uint_eq(b.isum, expect_b.isum);
     ck_assert(b.dsum == expect_b.dsum);
     cf__coro_free(ca);
     cf__coro_free(cb);
@@ -653,9 +661,13 @@ START_TEST(test_many_coroutines_alive)
     cf__coro_stats_get(&stats);
     ck_assert_uint_ge(stats.in_use, MANY);
     /* Arenas keep the mapping count far below one per stack (with MADV_GUARD_INSTALL; the
-     * mprotect fallback splits arenas, two VMAs per guarded stack). */
+     * mprotect fallback splits arenas, two VMAs per guarded stack). The sanitizers map memory
+     * of their own per coroutine (ASan fake stacks, TSan fiber state). */
+#if !defined(TEST_ASAN) && !defined(TEST_TSAN)
     if (stats.guard == CF__CORO_GUARD_MADVISE)
-        ck_assert_uint_lt(vma_count() - vmas_before, MANY / 8);
+        ck_assert_uint_lt(vma_count(), vmas_before + MANY / 8);
+#endif
+    (void)vmas_before;
     for (int i = MANY - 1; i >= 0; i--) {
         ck_assert_int_eq(counts[i], 1);
         ck_assert(cf__coro_resume(cos[i]));
