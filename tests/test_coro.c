@@ -24,6 +24,10 @@
 #endif
 #endif
 
+#ifdef TEST_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #if defined(__SANITIZE_THREAD__)
 #define TEST_TSAN 1
 #elif defined(__has_feature)
@@ -496,6 +500,31 @@ START_TEST(test_errno_and_tls_are_the_threads)
 }
 END_TEST
 
+static void hold_block(void *arg)
+{
+    char *block = malloc(100);
+    ck_assert_ptr_nonnull(block);
+    strcpy(block, "only a parked stack points here");
+    *(bool *)arg = true;
+    cf__coro_yield();
+    free(block);
+}
+
+/* Memory that only a parked coroutine's stack points to is reachable, not a leak. */
+START_TEST(test_parked_stack_is_a_leak_check_root)
+{
+    bool started = false;
+    cf__coro *co = coro(hold_block, &started, 0);
+    ck_assert(!cf__coro_resume(co));
+    ck_assert(started);
+#ifdef TEST_ASAN
+    ck_assert_int_eq(__lsan_do_recoverable_leak_check(), 0);
+#endif
+    ck_assert(cf__coro_resume(co));
+    cf__coro_free(co);
+}
+END_TEST
+
 /* ---- stacks ---- */
 
 /* Each level keeps a 256-byte frame live; small frames cannot jump over a guard page. */
@@ -939,6 +968,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_free_suspended_and_unstarted);
     tcase_add_test(tc, test_registers_and_fp_preserved);
     tcase_add_test(tc, test_errno_and_tls_are_the_threads);
+    tcase_add_test(tc, test_parked_stack_is_a_leak_check_root);
     tcase_add_test(tc, test_misuse_aborts);
     suite_add_tcase(s, tc);
 
