@@ -58,7 +58,7 @@
 
 #define STACK_DEFAULT ((size_t)64 << 10)
 #define STACK_MIN     ((size_t)16 << 10)
-#define STACK_MAX     ((size_t)1 << 30)
+#define STACK_MAX     (SIZE_MAX >> 4 < (size_t)1 << 30 ? SIZE_MAX >> 4 : (size_t)1 << 30)
 #define ARENA_BYTES   ((size_t)2 << 20) /* stacks per mmap: about one page-table page's span */
 #define HOT_BYTES     ((size_t)4 << 20) /* address space of the resident free stacks per size */
 #define HOT_MAX       64
@@ -318,7 +318,7 @@ static stack_class *class_get(size_t slot_size)
     size_t hot_max = HOT_BYTES / slot_size;
     c->slot_size = slot_size;
     c->per_arena = per_arena ? (uint32_t)per_arena : 1;
-    c->hot_max = hot_max > HOT_MAX ? HOT_MAX : hot_max ? (uint32_t)hot_max : 1;
+    c->hot_max = hot_max > HOT_MAX ? HOT_MAX : (uint32_t)hot_max; /* 0 above HOT_BYTES */
     c->next = pool.classes;
     pool.classes = c;
     return c;

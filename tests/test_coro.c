@@ -680,6 +680,21 @@ START_TEST(test_pool_gives_memory_back)
 }
 END_TEST
 
+/* Stacks larger than the hot set's budget are never kept resident once freed. */
+START_TEST(test_large_stack_memory_given_back_at_free)
+{
+    size_t touch = 1 << 20;
+    cf__coro *co = coro(touch_and_park, &touch, 8 << 20);
+    ck_assert(!cf__coro_resume(co));
+    void *lo;
+    size_t size;
+    cf__coro_stack_bounds(co, &lo, &size);
+    ck_assert_uint_ge(resident_pages(lo, size), touch / 4096);
+    cf__coro_free(co);
+    ck_assert_uint_eq(resident_pages(lo, size), 0);
+}
+END_TEST
+
 static void wait_then_finish(void *arg)
 {
     int *count = arg;
@@ -977,6 +992,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_stack_size_rounding);
     tcase_add_test(tc, test_freed_stack_is_reused);
     tcase_add_test(tc, test_pool_gives_memory_back);
+    tcase_add_test(tc, test_large_stack_memory_given_back_at_free);
     tcase_add_test(tc, test_many_coroutines_alive);
     tcase_add_test(tc, test_guard_page_kills_with_sigsegv);
     tcase_add_test(tc, test_mprotect_guard_kills_with_sigsegv);
