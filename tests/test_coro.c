@@ -951,13 +951,13 @@ END_TEST
 START_TEST(test_allocation_failures)
 {
 #ifdef CF_FAULT_INJECTION
-    /* Sizes of their own, so that a new size class and a new arena are needed. */
+    /* Sizes of their own: a new arena (mmap fails), then a new size class (allocation fails). */
     cf__coro *co = NULL;
     cf__fault_arm(CF__FAULT_MMAP, 1);
     ck_assert_int_eq(cf__coro_new(&co, noop, NULL, 520 << 10), CF_ENOMEM);
     ck_assert_ptr_null(co);
     cf__fault_arm(CF__FAULT_ALLOC, 1);
-    ck_assert_int_eq(cf__coro_new(&co, noop, NULL, 530 << 10), CF_ENOMEM);
+    ck_assert_int_eq(cf__coro_new(&co, noop, NULL, 900 << 10), CF_ENOMEM);
     ck_assert_ptr_null(co);
     cf__fault_arm(0, 0);
     co = coro(noop, NULL, 520 << 10);
