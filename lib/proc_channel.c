@@ -254,6 +254,8 @@ int cf__inbuf_fill(cf__inbuf *b, int sock)
         ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && errno == ECONNRESET)
+            return 0; /* the peer exited without reading everything: still end-of-stream */
         if (n < 0)
             return errno == EAGAIN ? CF_EAGAIN : cf__errno_code(errno);
         int rc = push_fds(b, &msg);

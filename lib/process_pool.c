@@ -712,8 +712,8 @@ static void on_eof(process_pool *pool, worker *w)
     epoll_ctl(pool->epfd, EPOLL_CTL_DEL, w->fd, NULL);
     close_fd(&w->fd);
     bool retired = pool->max_tasks && w->done == pool->max_tasks;
-    if (pool->broken || w->told_exit || (retired && !w->inflight))
-        return;
+    if (pool->broken || (!w->inflight && (w->told_exit || retired)))
+        return; /* an expected exit: nothing was lost */
     if (w->exited || pool->server_gone || pool->forcing) {
         worker_died(pool, w);
         return;
@@ -842,7 +842,11 @@ static void remove_gone_workers(process_pool *pool)
         worker *w = *pp;
         if (w->fd < 0 && w->exited && !w->awaiting) {
             *pp = w->next;
-            fail_list(pool, w->head, "the worker process ended before answering");
+            if (w->head) {
+                char why[512];
+                describe_end(why, sizeof(why), pool, w);
+                fail_list(pool, w->head, why);
+            }
             worker_free(w);
         } else {
             pp = &w->next;
@@ -872,8 +876,8 @@ static bool progress(process_pool *pool)
     bool stopping = pool->shutdown || pool->broken;
     if (stopping && !pool->head) {
         for (worker *w = pool->workers; w; w = w->next) {
-            if (w->told_exit || w->fd < 0)
-                continue;
+            if (w->told_exit || w->fd < 0 || (pool->max_tasks && w->sent >= pool->max_tasks))
+                continue; /* retiring workers exit by themselves */
             cf__frame f = {.type = CF__FR_EXIT};
             if (cf__outbuf_frame(&w->out, &f, NULL, -1) == 0)
                 w->told_exit = true;
