@@ -69,6 +69,11 @@ int cf__inbuf_pop_fd(cf__inbuf *b);
 
 /* Creates a sealed memfd holding a copy of `len` bytes at `data`. */
 int cf__memfd_from(int *out, const void *data, size_t len);
+/* Reads `len` bytes of a received payload memfd into `dst` after the same checks as
+ * cf__memfd_map(). Returns 0 or CF_EINVAL / another error. */
+int cf__memfd_read(int fd, void *dst, size_t len);
+/* Asks for huge pages on a large buffer about to be filled (a hint; errors are ignored). */
+void cf__advise_large(void *p, size_t len);
 /* Maps a received payload memfd of `len` bytes after checking that it is sealed against
  * shrinking and large enough, so the peer cannot make reading it fault. With `private_copy` the
  * mapping is copy-on-write (the reader may modify it). Returns 0 or CF_EINVAL / CF_ENOMEM. */

@@ -291,6 +291,19 @@ int cf__inbuf_pop_fd(cf__inbuf *b)
 
 enum { SEALS = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL };
 
+/* Large buffers get transparent huge pages where the system allows it on request: faulting in
+ * 64 MiB page by page costs more than copying it. */
+void cf__advise_large(void *p, size_t len)
+{
+    enum { HUGE = 2u << 20 };
+    if (len < 2 * HUGE)
+        return;
+    uintptr_t lo = ((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1);
+    uintptr_t hi = ((uintptr_t)p + len) & ~(uintptr_t)(HUGE - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+}
+
 int cf__memfd_from(int *out, const void *data, size_t len)
 {
     if (cf__fault(CF__FAULT_FD))
@@ -298,19 +311,14 @@ int cf__memfd_from(int *out, const void *data, size_t len)
     int fd = memfd_create("cfutures-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return cf__errno_code(errno);
+    /* write() fills the file's pages in one pass (no zero-fill, no mapping to tear down). */
     int rc = 0;
-    if (ftruncate(fd, (off_t)len) != 0) {
-        rc = cf__errno_code(errno);
-    } else if (len) {
-        void *p = cf__fault(CF__FAULT_MMAP)
-                      ? MAP_FAILED
-                      : mmap(NULL, len, PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-        if (p == MAP_FAILED) {
-            rc = CF_ENOMEM;
-        } else {
-            memcpy(p, data, len);
-            munmap(p, len);
-        }
+    for (size_t done = 0; done < len && rc == 0;) {
+        ssize_t n = write(fd, (const unsigned char *)data + done, len - done);
+        if (n > 0)
+            done += (size_t)n;
+        else if (n < 0 && errno != EINTR)
+            rc = cf__errno_code(errno);
     }
     if (rc == 0 && fcntl(fd, F_ADD_SEALS, SEALS) != 0)
         rc = cf__errno_code(errno);
@@ -322,7 +330,8 @@ int cf__memfd_from(int *out, const void *data, size_t len)
     return 0;
 }
 
-int cf__memfd_map(void **out, int fd, size_t len, bool private_copy)
+/* The peer must not be able to shrink the file under a reader (a mapping would fault). */
+static int check_sealed(int fd, size_t len)
 {
     struct stat st;
     int seals = fcntl(fd, F_GET_SEALS);
@@ -330,6 +339,29 @@ int cf__memfd_map(void **out, int fd, size_t len, bool private_copy)
         return CF_EINVAL;
     if (fstat(fd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < len)
         return CF_EINVAL;
+    return 0;
+}
+
+int cf__memfd_read(int fd, void *dst, size_t len)
+{
+    int rc = check_sealed(fd, len);
+    for (size_t done = 0; done < len && rc == 0;) {
+        ssize_t n = pread(fd, (unsigned char *)dst + done, len - done, (off_t)done);
+        if (n > 0)
+            done += (size_t)n;
+        else if (n == 0)
+            rc = CF_EINVAL;
+        else if (errno != EINTR)
+            rc = cf__errno_code(errno);
+    }
+    return rc;
+}
+
+int cf__memfd_map(void **out, int fd, size_t len, bool private_copy)
+{
+    int rc = check_sealed(fd, len);
+    if (rc)
+        return rc;
     if (len == 0) {
         *out = NULL;
         return 0;

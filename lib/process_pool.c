@@ -31,7 +31,7 @@
 #include "proc.h"
 
 enum {
-    WINDOW = 4,         /* jobs dispatched to one worker ahead of its results */
+    WINDOW = 8,         /* jobs dispatched to one worker ahead of its results */
     FN_CACHE = 16,      /* translated functions remembered per pool */
     MAX_MODULES = 1024, /* distinct modules per pool (the worker's table) */
     MAX_WORKERS = 4096,
@@ -629,16 +629,14 @@ static int read_payload(worker *w, const cf__frame *f, const unsigned char *inl,
         return CF_ENOMEM;
     if (f->flags & CF__FRAME_FD) {
         int fd = cf__inbuf_pop_fd(&w->in);
-        void *map = NULL;
-        int rc = fd < 0 ? CF_EINVAL : cf__memfd_map(&map, fd, len, false);
+        cf__advise_large(copy, len);
+        int rc = fd < 0 ? CF_EINVAL : cf__memfd_read(fd, copy, len);
         if (fd >= 0)
             close(fd);
         if (rc) {
             cf__free(copy);
             return rc == CF_ENOMEM ? rc : CF_EINVAL;
         }
-        memcpy(copy, map, len);
-        cf__memfd_unmap(map, len);
     } else if (len) {
         memcpy(copy, inl, len);
     }
