@@ -141,6 +141,8 @@ typedef struct server {
     pid_t self;
     child *children;
     size_t n, cap;
+    struct pollfd *pfds;
+    size_t pcap;
 } server;
 
 static _Noreturn void become_worker(server *s, int wsock)
@@ -152,6 +154,9 @@ static _Noreturn void become_worker(server *s, int wsock)
         wsock = SERVER_FD;
     }
     close_from(SERVER_FD + 1);
+    /* The server's bookkeeping means nothing here. */
+    free(s->children);
+    free(s->pfds);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != s->self)
         _exit(125); /* the server died before the death signal was armed */
@@ -256,16 +261,16 @@ static _Noreturn void server_main(int sock)
     cf__ctl hello = {.type = CF__CTL_HELLO, .pid = s.self};
     if (cf__ctl_send(sock, &hello, -1) != 0)
         _exit(0);
-    struct pollfd *pfds = NULL;
-    size_t pcap = 0;
     for (;;) {
-        if (pcap < s.n + 1) {
-            pcap = 2 * (s.n + 1);
-            struct pollfd *np = realloc(pfds, pcap * sizeof(*np));
+        if (s.pcap < s.n + 1) {
+            size_t cap = 2 * (s.n + 1);
+            struct pollfd *np = realloc(s.pfds, cap * sizeof(*np));
             if (!np)
                 server_exit(&s);
-            pfds = np;
+            s.pfds = np;
+            s.pcap = cap;
         }
+        struct pollfd *pfds = s.pfds;
         pfds[0] = (struct pollfd){.fd = sock, .events = POLLIN};
         for (size_t i = 0; i < s.n; i++)
             pfds[i + 1] = (struct pollfd){.fd = s.children[i].pidfd, .events = POLLIN};

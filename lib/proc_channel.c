@@ -67,7 +67,8 @@ unsigned char *cf__outbuf_reserve(cf__outbuf *b, size_t n)
     unsigned char *nb = cf__malloc(cap);
     if (!nb)
         return NULL;
-    memcpy(nb, b->buf + b->head, used);
+    if (used)
+        memcpy(nb, b->buf + b->head, used);
     for (size_t i = 0; i < b->nfds; i++)
         b->fds[i].pos -= b->head;
     cf__free(b->buf);
