@@ -387,7 +387,7 @@ static int await_hello(int sock, pid_t pid)
     return 0;
 }
 
-int cf__forkserver_start(pid_t *pid_out, int *pidfd_out, int *sock_out)
+int cf__forkserver_start(pid_t *pid_out, int *sock_out)
 {
     pthread_once(&exe_once, open_exe);
     if (exe_fd < 0)
@@ -410,20 +410,16 @@ int cf__forkserver_start(pid_t *pid_out, int *pidfd_out, int *sock_out)
         close(sv[0]);
         return rc;
     }
-    int pidfd = pidfd_open_(pid);
-    rc = pidfd < 0 ? cf__errno_code(errno) : await_hello(sv[0], pid);
+    rc = await_hello(sv[0], pid);
     if (rc == 0)
         rc = cf__set_nonblock(sv[0]);
     if (rc) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
-        if (pidfd >= 0)
-            close(pidfd);
         close(sv[0]);
         return rc;
     }
     *pid_out = pid;
-    *pidfd_out = pidfd;
     *sock_out = sv[0];
     return 0;
 }

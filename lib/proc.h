@@ -125,8 +125,9 @@ typedef struct cf__ctl {
 } cf__ctl;
 
 /* Starts a fork server: a fresh image of this program, talking over the returned SEQPACKET
- * socket. Waits for its hello. Returns 0, or CF_ESYSTEM / CF_EAGAIN / CF_EMFILE / CF_ENOMEM. */
-int cf__forkserver_start(pid_t *pid, int *pidfd, int *sock);
+ * socket (its end-of-stream means the server exited). Waits for its hello. Returns 0, or CF_ESYSTEM
+ * / CF_EAGAIN / CF_EMFILE / CF_ENOMEM. */
+int cf__forkserver_start(pid_t *pid, int *sock);
 /* Sends one control message (and a descriptor, or -1), without blocking. */
 int cf__ctl_send(int sock, const cf__ctl *m, int fd);
 /* Receives one control message. Returns 1, 0 (end of stream), CF_EAGAIN or an error. */

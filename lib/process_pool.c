@@ -4,7 +4,7 @@
  * one socket; up to WINDOW jobs are dispatched to a worker ahead of its progress (the future turns
  * RUNNING then) and their frames are written straight from the submitting thread, so a lone task
  * costs no thread hop on the way out. A manager thread owns an epoll set with every worker's
- * socket, the fork server's control socket and pidfd, and an eventfd for wake-ups: it decodes
+ * socket, the fork server's control socket, and an eventfd for wake-ups: it decodes
  * results, completes futures (outside the lock, in batches), refills windows, replaces retired
  * workers, notices deaths (end-of-stream on a socket, exit reports from the fork server) and
  * drives shutdown. Nothing relies on SIGCHLD.
@@ -23,7 +23,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,7 +37,7 @@ enum {
     STATUS_WAIT_MS = 5000, /* how long a death waits for its exit status before reporting */
 };
 
-enum { TAG_WAKE = 1, TAG_CTL = 2, TAG_SERVER = 3, TAG_WORKER = 4 };
+enum { TAG_WAKE = 1, TAG_CTL = 2, TAG_WORKER = 4 };
 
 typedef struct job {
     struct job *next;
@@ -84,7 +83,7 @@ struct process_pool {
     worker *workers;
     uint32_t next_token;
     uint64_t next_id;
-    int epfd, wakefd, ctl, server_pidfd;
+    int epfd, wakefd, ctl;
     pid_t server_pid;
     pthread_t manager;
     bool manager_done, shutdown, broken, server_gone, server_exit_sent;
@@ -152,7 +151,6 @@ static void after_fork_child(void)
         close_fd(&p->epfd);
         close_fd(&p->wakefd);
         close_fd(&p->ctl);
-        close_fd(&p->server_pidfd);
         for (worker *w = p->workers; w; w = w->next) {
             close_fd(&w->fd);
             outbuf_forget_fds(&w->out);
@@ -777,6 +775,8 @@ static void on_exited(process_pool *pool, worker *w, int status, int spawn_errno
     }
 }
 
+static void on_server_exit(process_pool *pool);
+
 static void read_control(process_pool *pool)
 {
     for (;;) {
@@ -785,9 +785,8 @@ static void read_control(process_pool *pool)
         if (rc == CF_EAGAIN)
             return;
         if (rc <= 0) {
-            /* The server is gone or unusable; its pidfd reports the rest. */
-            epoll_ctl(pool->epfd, EPOLL_CTL_DEL, pool->ctl, NULL);
-            close_fd(&pool->ctl);
+            /* Only the server holds the other end (workers close it), so this is its exit. */
+            on_server_exit(pool);
             return;
         }
         worker *w = find_worker(pool, m.token);
@@ -810,15 +809,12 @@ static void read_control(process_pool *pool)
 
 static void on_server_exit(process_pool *pool)
 {
-    int status;
-    while (waitpid(pool->server_pid, &status, 0) < 0 && errno == EINTR)
+    epoll_ctl(pool->epfd, EPOLL_CTL_DEL, pool->ctl, NULL);
+    close_fd(&pool->ctl);
+    /* Our child, not reaped yet, so the pid is still its own. */
+    kill(pool->server_pid, SIGKILL);
+    while (waitpid(pool->server_pid, NULL, 0) < 0 && errno == EINTR)
         ;
-    epoll_ctl(pool->epfd, EPOLL_CTL_DEL, pool->server_pidfd, NULL);
-    close_fd(&pool->server_pidfd);
-    if (pool->ctl >= 0) {
-        epoll_ctl(pool->epfd, EPOLL_CTL_DEL, pool->ctl, NULL);
-        close_fd(&pool->ctl);
-    }
     pool->server_gone = true;
     if (!pool->server_exit_sent) {
         char why[128];
@@ -888,9 +884,9 @@ static bool progress(process_pool *pool)
     if (stopping && !pool->head && !pool->workers && !pool->server_gone &&
         !pool->server_exit_sent) {
         cf__ctl m = {.type = CF__CTL_EXIT};
-        if (pool->ctl < 0 || cf__ctl_send(pool->ctl, &m, -1) != 0)
-            syscall(SYS_pidfd_send_signal, pool->server_pidfd, SIGKILL, NULL, 0);
         pool->server_exit_sent = true;
+        if (pool->ctl < 0 || cf__ctl_send(pool->ctl, &m, -1) != 0)
+            on_server_exit(pool);
     }
     return stopping && !pool->head && !pool->workers && pool->server_gone;
 }
@@ -920,10 +916,6 @@ static void handle_event(process_pool *pool, const struct epoll_event *ev)
     case TAG_CTL:
         if (pool->ctl >= 0)
             read_control(pool);
-        return;
-    case TAG_SERVER:
-        if (pool->server_pidfd >= 0)
-            on_server_exit(pool);
         return;
     default: {
         worker *w = find_worker(pool, (uint32_t)(tag >> 8));
@@ -1149,7 +1141,6 @@ static void pool_release(process_pool *pool)
     close_fd(&pool->epfd);
     close_fd(&pool->wakefd);
     close_fd(&pool->ctl);
-    close_fd(&pool->server_pidfd);
     for (uint32_t i = 0; i < pool->nmodules; i++)
         cf__free(pool->modules[i]);
     cf__free(pool->modules);
@@ -1177,7 +1168,7 @@ static int pp_destroy(cf_executor *ex)
             free(w->in.buf);
             cf__free(w);
         }
-        pool->epfd = pool->wakefd = pool->ctl = pool->server_pidfd = -1;
+        pool->epfd = pool->wakefd = pool->ctl = -1;
         pool_release(pool);
         return CF_EFORKED;
     }
@@ -1254,12 +1245,11 @@ static int start(process_pool *pool)
     pool->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (pool->wakefd < 0)
         return cf__errno_code(errno);
-    int rc = cf__forkserver_start(&pool->server_pid, &pool->server_pidfd, &pool->ctl);
+    int rc = cf__forkserver_start(&pool->server_pid, &pool->ctl);
     if (rc)
         return rc;
     epoll_watch(pool, EPOLL_CTL_ADD, pool->wakefd, TAG_WAKE, EPOLLIN);
     epoll_watch(pool, EPOLL_CTL_ADD, pool->ctl, TAG_CTL, EPOLLIN);
-    epoll_watch(pool, EPOLL_CTL_ADD, pool->server_pidfd, TAG_SERVER, EPOLLIN);
     if (cf__fault(CF__FAULT_THREAD))
         return CF_EAGAIN;
     /* The manager blocks no signal it did not inherit, like the caller's other threads. */
@@ -1270,7 +1260,7 @@ static int start(process_pool *pool)
 /* Undoes a failed start(): the server (if any) exits on its own when its socket closes. */
 static void abandon(process_pool *pool)
 {
-    if (pool->server_pidfd >= 0) {
+    if (pool->ctl >= 0) {
         close_fd(&pool->ctl);
         while (waitpid(pool->server_pid, NULL, 0) < 0 && errno == EINTR)
             ;
@@ -1292,7 +1282,7 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
     process_pool *pool = cf__calloc(1, sizeof(*pool));
     if (!pool)
         return CF_ENOMEM;
-    pool->epfd = pool->wakefd = pool->ctl = pool->server_pidfd = -1;
+    pool->epfd = pool->wakefd = pool->ctl = -1;
     if (pthread_mutex_init(&pool->mu, NULL) != 0) {
         cf__free(pool);
         return CF_ENOMEM;
