@@ -921,6 +921,127 @@ START_TEST(test_no_children_after_free)
 }
 END_TEST
 
+/* gh-94440: submit, cancel, then shutdown(wait=true) must not wait for the cancelled work. */
+START_TEST(test_cancel_then_shutdown_no_hang)
+{
+    char fifo[64];
+    proc_util_make_fifo(fifo, sizeof(fifo));
+    cf_executor *ex = new_pool(1);
+    cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
+    cf_future *fs[12];
+    for (int i = 0; i < 12; i++)
+        fs[i] = submit_str(ex, reverse_task, "x");
+    ck_assert(cf_future_cancel(fs[11])); /* beyond the window of 8: still pending */
+    proc_util_release_fifo(fifo);
+    ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
+    ck_assert(cf_future_cancelled(fs[11]));
+    for (int i = 0; i < 11; i++) {
+        ck_assert_int_eq(cf_future_result(NULL, fs[i], 0), 0);
+        cf_future_unref(fs[i]);
+    }
+    cf_future_unref(fs[11]);
+    cf_future_unref(blocker);
+    cf_executor_free(ex);
+    unlink(fifo);
+}
+END_TEST
+
+START_TEST(test_map_timeout_cancels_the_rest)
+{
+    char fifo[64];
+    proc_util_make_fifo(fifo, sizeof(fifo));
+    cf_executor *ex = new_pool(1);
+    /* One call: calls dispatched behind it would stay blocked on the FIFO. */
+    cf_bytes args[1] = {{fifo, strlen(fifo)}};
+    cf_map *it;
+    ck_assert_int_eq(cf_executor_map_bytes(&it, ex, proc_util_block_task, args, 1, 0.2, 1), 0);
+    ck_assert_int_eq(cf_map_next(NULL, it), CF_ETIMEDOUT);
+    ck_assert_int_eq(cf_map_next(NULL, it), CF_EOF);
+    cf_map_free(it);
+    proc_util_release_fifo(fifo);
+    cf_executor_free(ex);
+    unlink(fifo);
+}
+END_TEST
+
+typedef struct submitter {
+    cf_executor *ex;
+    int bad;
+} submitter;
+
+static void *submit_many(void *arg)
+{
+    submitter *s = arg;
+    for (int i = 0; i < 300; i++) {
+        cf_future *f;
+        if (cf_executor_submit_bytes(&f, s->ex, reverse_task, "abcd", 4) != 0) {
+            s->bad++;
+            continue;
+        }
+        const void *d;
+        size_t len;
+        if (i % 3 == 0 && (cf_future_result_bytes(&d, &len, f, CF_TEST_LONG) != 0 || len != 4 ||
+                           memcmp(d, "dcba", 4) != 0))
+            s->bad++;
+        cf_future_unref(f);
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent_submitters)
+{
+    cf_executor *ex = new_pool(2);
+    submitter s[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        s[i] = (submitter){.ex = ex};
+        pthread_create(&t[i], NULL, submit_many, &s[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(s[i].bad, 0);
+    }
+    cf_executor_free(ex);
+}
+END_TEST
+
+START_TEST(test_shutdown_no_wait_then_free)
+{
+    cf_executor *ex = new_pool(2);
+    cf_future *fs[30];
+    for (int i = 0; i < 30; i++)
+        fs[i] = submit_str(ex, reverse_task, "abc");
+    ck_assert_int_eq(cf_executor_shutdown(ex, false, false), 0);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+    for (int i = 0; i < 30; i++) {
+        ck_assert(cf_future_done(fs[i]));
+        ck_assert_int_eq(cf_future_result(NULL, fs[i], 0), 0);
+        cf_future_unref(fs[i]);
+    }
+    ck_assert_int_eq(proc_util_count_children(), 0);
+}
+END_TEST
+
+static int second_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    return reverse_task(arg, len, result, result_len);
+}
+
+START_TEST(test_many_modules_and_functions)
+{
+    cf_executor *ex = new_pool(1);
+    cf_bytes_fn fns[] = {reverse_task, second_task, thread_sum, checksum_task};
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < 4; i++) {
+            cf_future *f = submit_str(ex, fns[i], "abcd");
+            ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), 0);
+            cf_future_unref(f);
+        }
+    }
+    cf_executor_free(ex);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("process_pool");
@@ -963,6 +1084,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_shutdown_cancel_futures);
     tcase_add_test(tc, test_shutdown_from_callback);
     tcase_add_test(tc, test_free_from_callback);
+    tcase_add_test(tc, test_cancel_then_shutdown_no_hang);
+    tcase_add_test(tc, test_map_timeout_cancels_the_rest);
+    tcase_add_test(tc, test_shutdown_no_wait_then_free);
     suite_add_tcase(s, tc);
 
     tc = cf_test_tcase("futures");
@@ -975,6 +1099,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_pool_created_while_threads_run);
     tcase_add_test(tc, test_fork_child_gets_eforked);
     tcase_add_test(tc, test_no_children_after_free);
+    tcase_add_test(tc, test_concurrent_submitters);
+    tcase_add_test(tc, test_many_modules_and_functions);
     suite_add_tcase(s, tc);
     return s;
 }
