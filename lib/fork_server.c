@@ -154,6 +154,8 @@ static _Noreturn void become_worker(server *s, int wsock)
         wsock = SERVER_FD;
     }
     close_from(SERVER_FD + 1);
+    /* dup2() cleared close-on-exec: a program a task execs must not hold our socket open. */
+    fcntl(wsock, F_SETFD, FD_CLOEXEC);
     /* The server's bookkeeping means nothing here. */
     free(s->children);
     free(s->pfds);

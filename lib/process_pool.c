@@ -445,8 +445,10 @@ static int encode_job(process_pool *pool, worker *w, job *j)
         j->fd = -1; /* owned (or closed) by the buffer now */
     }
     /* The worker has its own copy now: release ours early. */
-    cf__free(j->f->arg);
-    j->f->arg = NULL;
+    if (j->f->arg) {
+        cf__free(j->f->arg);
+        j->f->arg = NULL;
+    }
     return rc;
 }
 
@@ -769,6 +771,8 @@ static void on_exited(process_pool *pool, worker *w, int status, int spawn_errno
     w->spawn_errno = spawn_errno;
     /* Harvest what it sent before dying, then decide. */
     read_worker(pool, w);
+    if (w->fd >= 0)
+        on_eof(pool, w); /* a process it started still holds the socket: it is dead anyway */
     if (w->awaiting) {
         w->awaiting = false;
         worker_died(pool, w);
@@ -996,6 +1000,9 @@ static int make_jobs(job **out, cf_future **fs, size_t n)
                 jobs_discard(list);
                 return rc;
             }
+            /* The memfd is the copy now. (If the submit fails, the future is discarded.) */
+            cf__free(arg);
+            fs[i]->arg = NULL;
         }
     }
     *out = list;
