@@ -19,11 +19,14 @@ _Noreturn void bench_fail(const char *file, int line, const char *what, const ch
     exit(1);
 }
 
-static _Noreturn void usage_error(const char *fmt, const char *arg)
+_Noreturn void bench_usage_error(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "%s: ", bench_lib);
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    va_end(ap);
     exit(BENCH_EXIT_USAGE);
 }
 
@@ -38,11 +41,8 @@ size_t bench_arg_count(const char *s, const char *what)
     } else {
         v = strtod(s, &end);
     }
-    if (errno || end == s || *end || !(v >= 1 && v <= 1e9) || v != floor(v)) {
-        fprintf(stderr, "%s: %s must be a whole number from 1 to 1e9, not '%s'\n", bench_lib, what,
-                s);
-        exit(BENCH_EXIT_USAGE);
-    }
+    if (errno || end == s || *end || !(v >= 1 && v <= 1e9) || v != floor(v))
+        bench_usage_error("%s must be a whole number from 1 to 1e9, not '%s'", what, s);
     return (size_t)v;
 }
 
@@ -51,11 +51,8 @@ double bench_arg_seconds(const char *s, const char *what)
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v > 0 && v <= 3600)) {
-        fprintf(stderr, "%s: %s must be a number of seconds in (0, 3600], not '%s'\n", bench_lib,
-                what, s);
-        exit(BENCH_EXIT_USAGE);
-    }
+    if (errno || end == s || *end || !(v > 0 && v <= 3600))
+        bench_usage_error("%s must be a number of seconds in (0, 3600], not '%s'", what, s);
     return v;
 }
 
@@ -214,11 +211,9 @@ int bench_main(const char *lib, const bench_workload *table, size_t n, int argc,
     for (size_t i = 0; i < n; i++) {
         if (strcmp(argv[1], table[i].name) != 0)
             continue;
-        if (argc - 2 != table[i].nargs) {
-            fprintf(stderr, "%s: usage: %s %s %s\n", lib, prog, table[i].name, table[i].usage);
-            return BENCH_EXIT_USAGE;
-        }
+        if (argc - 2 != table[i].nargs)
+            bench_usage_error("usage: %s %s %s", prog, table[i].name, table[i].usage);
         return table[i].run(argv + 2);
     }
-    usage_error("unknown workload '%s' (try: list)", argv[1]);
+    bench_usage_error("unknown workload '%s' (try: list)", argv[1]);
 }

@@ -48,6 +48,13 @@ void bench_report(const char *workload, double n, double total_s, double per_tas
 #endif
     ;
 
+/* Reports a bad command line (printf-style) and exits with BENCH_EXIT_USAGE. */
+_Noreturn void bench_usage_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
 /* Reports a failed call and exits: `what` names the call, `detail` describes the error. */
 _Noreturn void bench_fail(const char *file, int line, const char *what, const char *detail);
 

@@ -250,7 +250,7 @@ int wl_submitters(char **args)
     size_t n = bench_arg_count(args[0], "N");
     size_t t = bench_arg_count(args[1], "T");
     if (t > n || t > 1024)
-        BENCH_FAIL("submitters", "T must be at most N and at most 1024");
+        bench_usage_error("T must be at most N and at most 1024");
     cf_executor *pool = pool_new_warm();
     submitter *subs = bench_xcalloc(t, sizeof(*subs));
     pthread_barrier_t start;
