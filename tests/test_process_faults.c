@@ -4,7 +4,9 @@
  * of test_process_pool. Every death is caused by the task itself or by the test, never by
  * timing. */
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include "cf_test.h"
@@ -341,6 +343,67 @@ START_TEST(test_parent_exits_without_shutdown)
 }
 END_TEST
 
+/* ---- descriptor exhaustion in a fresh process ---- */
+
+extern char **environ;
+
+/* Runs in a fresh image of this program (see main): the first pool is created while only two
+ * more descriptors can be opened, so the pool's own epoll and eventfd succeed and whatever the
+ * fork server needs next fails. Creation must fail with CF_EMFILE, and once descriptors are
+ * available again a pool must work: the shortage must not be remembered. Returns 0 or the
+ * number of the failed step. */
+static int emfile_scenario(void)
+{
+    int lowest = fcntl(0, F_DUPFD, 0);
+    if (lowest < 0)
+        return 1;
+    close(lowest);
+    struct rlimit saved, low;
+    if (getrlimit(RLIMIT_NOFILE, &saved) != 0)
+        return 2;
+    low = saved;
+    low.rlim_cur = (rlim_t)lowest + 2;
+    if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+        return 3;
+    cf_executor *ex = NULL;
+    int rc = cf_process_pool_new(&ex, NULL);
+    if (setrlimit(RLIMIT_NOFILE, &saved) != 0)
+        return 4;
+    if (rc != CF_EMFILE) {
+        fprintf(stderr, "first pool: %s, expected CF_EMFILE\n", cf_err_name(rc));
+        return 5;
+    }
+    rc = cf_process_pool_new(&ex, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "second pool: %s\n", cf_err_name(rc));
+        return 6;
+    }
+    cf_future *f = NULL;
+    if (cf_executor_submit_bytes(&f, ex, ok_task, "", 0) != 0 ||
+        cf_future_result(NULL, f, CF_TEST_LONG) != 0)
+        return 7;
+    cf_future_unref(f);
+    return cf_executor_free(ex) == 0 ? 0 : 8;
+}
+
+START_TEST(test_descriptor_exhaustion_is_not_permanent)
+{
+    char *argv[] = {program_invocation_name, NULL};
+    char **env = calloc(256, sizeof(char *));
+    size_t n = 0;
+    for (char **e = environ; *e && n < 254; e++)
+        env[n++] = *e;
+    env[n++] = "CF_TEST_SCENARIO=emfile";
+    pid_t pid;
+    ck_assert_int_eq(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, env), 0);
+    free(env);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "scenario failed: status %#x",
+                  status);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("process_faults");
@@ -364,7 +427,21 @@ static Suite *suite(void)
     tcase_add_test(tc, test_parent_killed);
     tcase_add_test(tc, test_parent_exits_without_shutdown);
     suite_add_tcase(s, tc);
+
+    tc = cf_test_tcase("exhaustion");
+    tcase_add_test(tc, test_descriptor_exhaustion_is_not_permanent);
+    suite_add_tcase(s, tc);
     return s;
 }
 
-CF_TEST_MAIN(suite)
+int main(void)
+{
+    const char *scenario = getenv("CF_TEST_SCENARIO");
+    if (scenario && strcmp(scenario, "emfile") == 0)
+        return emfile_scenario();
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
