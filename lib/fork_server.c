@@ -308,17 +308,35 @@ __attribute__((constructor)) static void forkserver_constructor(void)
 
 /* ---- starting a server (in the parent) ---- */
 
-static pthread_once_t exe_once = PTHREAD_ONCE_INIT;
-static int exe_fd = -1;
+/* The program image, opened by the first pool and kept for the life of the process. A failed
+ * open (descriptors exhausted, say) is not remembered: the next pool tries again. */
+static _Atomic int exe_fd = -1;
 
-static void open_exe(void)
+static int program_image(int *out)
 {
-    int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
+    int fd = atomic_load(&exe_fd);
+    if (fd >= 0) {
+        *out = fd;
+        return 0;
+    }
+    if (cf__fault(CF__FAULT_FD))
+        return CF_EMFILE;
+    int opened = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (opened < 0)
+        return errno == EMFILE || errno == ENFILE ? CF_EMFILE : CF_ESYSTEM;
     /* Above the numbers the spawned image uses, so the file actions cannot clobber it. */
-    exe_fd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
-    close(fd);
+    fd = fcntl(opened, F_DUPFD_CLOEXEC, 10);
+    int err = errno;
+    close(opened);
+    if (fd < 0)
+        return cf__errno_code(err);
+    int expected = -1;
+    if (!atomic_compare_exchange_strong(&exe_fd, &expected, fd)) {
+        close(fd); /* another pool opened it first */
+        fd = expected;
+    }
+    *out = fd;
+    return 0;
 }
 
 /* The environment of the server: ours without any stale marker, plus the marker. */
@@ -339,7 +357,7 @@ static char **server_env(void)
     return env;
 }
 
-static int spawn_image(pid_t *pid, int child_end)
+static int spawn_image(pid_t *pid, int child_end, int image)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", EXE_FD);
@@ -353,7 +371,7 @@ static int spawn_image(pid_t *pid, int child_end)
     /* Both sources are >= 10, so neither dup2 overwrites the other's source. Everything else
      * is closed: a leaked descriptor (a pipe's write end, say) would outlive the caller's. */
     posix_spawn_file_actions_adddup2(&fa, child_end, SERVER_FD);
-    posix_spawn_file_actions_adddup2(&fa, exe_fd, EXE_FD);
+    posix_spawn_file_actions_adddup2(&fa, image, EXE_FD);
     posix_spawn_file_actions_addclosefrom_np(&fa, EXE_FD + 1);
     /* A clean signal state: nothing blocked, every signal at its default (an ignored SIGCHLD
      * would make the server's children vanish without a status). */
@@ -391,22 +409,27 @@ static int await_hello(int sock, pid_t pid)
 
 int cf__forkserver_start(pid_t *pid_out, int *sock_out)
 {
-    pthread_once(&exe_once, open_exe);
-    if (exe_fd < 0)
-        return CF_ESYSTEM;
+    int image = -1;
+    int rc = program_image(&image);
+    if (rc)
+        return rc;
     if (cf__fault(CF__FAULT_FD))
         return CF_EMFILE;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return cf__errno_code(errno);
-    int child_end = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+    int child_end = -1, err = EMFILE;
+    if (!cf__fault(CF__FAULT_FD)) {
+        child_end = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+        err = errno;
+    }
     close(sv[1]);
     if (child_end < 0) {
         close(sv[0]);
-        return cf__errno_code(errno);
+        return cf__errno_code(err);
     }
     pid_t pid;
-    int rc = cf__fault(CF__FAULT_FORK) ? CF_EAGAIN : spawn_image(&pid, child_end);
+    rc = cf__fault(CF__FAULT_FORK) ? CF_EAGAIN : spawn_image(&pid, child_end, image);
     close(child_end);
     if (rc) {
         close(sv[0]);
