@@ -1,0 +1,477 @@
+/* Fault-injection walk (white-box; needs -Dfault_injection=true, otherwise every walk is
+ * skipped). For each public operation sequence (thread pool, process pool, coroutines) and each
+ * set of fault kinds, run N = 1, 2, 3, ... makes the N-th allocation / thread / descriptor /
+ * mapping / process creation fail, until a run completes without reaching the N-th operation.
+ * At every N: each call returns 0 or an error its header documents, every accepted future
+ * completes within a bound, every done-callback that was accepted runs exactly once, the process
+ * is left with the descriptors, threads and children it had, and a fresh pool works at once.
+ * Memory leaks are left to the valgrind and ASan runs of this suite (CI kind fault_injection). */
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cf_test_sync.h"
+#include "coro.h"
+#include "internal.h"
+#include "proc_util.h"
+
+#ifdef CF_FAULT_INJECTION
+
+enum { WALK_LIMIT = 5000 };
+
+static unsigned long total_injected;
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static int count_threads(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    ck_assert_ptr_nonnull(fp);
+    char line[256];
+    int n = -1;
+    while (fgets(line, sizeof(line), fp))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    fclose(fp);
+    return n;
+}
+
+/* The kernel removes a joined thread from the count a moment after pthread_join() returns (the
+ * join waits for the thread's tid to be cleared, which comes first), so poll for a while. */
+static int settled_threads(int expected)
+{
+    double end = cf_test_monotonic() + CF_TEST_LONG;
+    int n;
+    while ((n = count_threads()) != expected && cf_test_monotonic() < end)
+        cf_test_pause_ms(1);
+    return n;
+}
+
+/* Whether `rc` is 0 or one of the codes in the zero-terminated list. */
+static bool allowed(int rc, const int *codes)
+{
+    if (rc == 0)
+        return true;
+    for (; *codes; codes++)
+        if (rc == *codes)
+            return true;
+    return false;
+}
+
+#define EXPECT(call, rc, ...)                                                                      \
+    ck_assert_msg(allowed((rc), (const int[]){__VA_ARGS__, 0}), "%s: %s at fault %lu", call,       \
+                  cf_err_name(rc), current_nth)
+
+static unsigned long current_nth;
+
+/* Walks N upwards over one scenario; `fresh` checks that the library works right after. */
+static void walk(const char *name, unsigned kinds, void (*scenario)(void), void (*fresh)(void))
+{
+    fresh(); /* whatever is opened once per process is opened before the baseline */
+    int fds = count_fds(), threads = count_threads(), children = proc_util_count_children();
+    unsigned long nth;
+    unsigned long injected = 0;
+    for (nth = 1; nth < WALK_LIMIT; nth++) {
+        current_nth = nth;
+        cf__fault_arm(kinds, nth);
+        scenario();
+        bool fired = cf__fault_fired();
+        cf__fault_arm(0, 0);
+        injected += fired;
+        ck_assert_msg(count_fds() == fds, "%s: descriptors %d -> %d at fault %lu", name, fds,
+                      count_fds(), nth);
+        int now = settled_threads(threads);
+        ck_assert_msg(now == threads, "%s: threads %d -> %d at fault %lu", name, threads, now, nth);
+        ck_assert_msg(proc_util_count_children() == children, "%s: children %d -> %d at fault %lu",
+                      name, children, proc_util_count_children(), nth);
+        fresh();
+        if (!fired)
+            break;
+    }
+    ck_assert_msg(nth < WALK_LIMIT, "%s: still injecting after %d faults", name, WALK_LIMIT);
+    total_injected += injected;
+    printf("fault walk %-34s %4lu faults injected\n", name, injected);
+    fflush(stdout);
+}
+
+/* ---- tasks and callbacks ---- */
+
+static int square(void *arg, void **result)
+{
+    intptr_t x = (intptr_t)arg;
+    *result = (void *)(x * x);
+    return 0;
+}
+
+static int echo(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    void *out = malloc(len ? len : 1);
+    if (!out)
+        return CF_ENOMEM;
+    memcpy(out, arg, len);
+    *result = out;
+    *result_len = len;
+    return 0;
+}
+
+typedef struct tracked {
+    cf_future *f;
+    atomic_int calls; /* done-callback runs */
+    bool has_callback;
+    intptr_t input;
+    bool bytes;
+} tracked;
+
+static void count_call(cf_future *f, void *data)
+{
+    (void)f;
+    atomic_fetch_add(&((tracked *)data)->calls, 1);
+}
+
+/* Checks a finished future of the sequence: the right value, or (process pool only) a failure
+ * the pool reports for a fault on its side. */
+static void check_outcome(tracked *t, bool process)
+{
+    int code = 0;
+    int rc = cf_future_exception(&code, NULL, t->f, CF_TEST_LONG);
+    ck_assert_msg(rc == 0, "future not done at fault %lu: %s", current_nth, cf_err_name(rc));
+    if (code) {
+        ck_assert_msg(process, "thread task failed with %s at fault %lu", cf_err_name(code),
+                      current_nth);
+        EXPECT("process task", code, CF_ENOMEM, CF_EMFILE, CF_EBROKEN);
+        return;
+    }
+    if (t->bytes) {
+        const void *data;
+        size_t len;
+        ck_assert_int_eq(cf_future_result_bytes(&data, &len, t->f, 0), 0);
+        ck_assert_uint_eq(len, sizeof(t->input));
+        ck_assert_int_eq(memcmp(data, &t->input, len), 0);
+    } else {
+        void *v;
+        ck_assert_int_eq(cf_future_result(&v, t->f, 0), 0);
+        ck_assert_ptr_eq(v, (void *)(t->input * t->input));
+    }
+}
+
+/* ---- the shared sequence: submit, callbacks, wait, map, as_completed, shutdown, free ---- */
+
+enum { NTASKS = 20, NMAP = 9 };
+
+static void run_sequence(cf_executor *ex, bool process)
+{
+    static unsigned char big[100 << 10]; /* above the inline limit: a memfd for the process pool */
+    tracked ts[NTASKS];
+    cf_future *fs[NTASKS];
+    size_t n = 0;
+    for (int i = 0; i < NTASKS; i++) {
+        tracked *t = &ts[n];
+        *t = (tracked){.input = i, .bytes = process || i % 2};
+        int rc;
+        if (!t->bytes)
+            rc = cf_executor_submit(&t->f, ex, square, (void *)t->input);
+        else if (process && i == 3)
+            rc = cf_executor_submit_bytes(&t->f, ex, echo, big, sizeof(big));
+        else
+            rc = cf_executor_submit_bytes(&t->f, ex, echo, &t->input, sizeof(t->input));
+        if (process)
+            EXPECT("submit", rc, CF_ENOMEM, CF_EMFILE, CF_EAGAIN, CF_EBROKEN);
+        else
+            EXPECT("submit", rc, CF_ENOMEM, CF_EAGAIN);
+        if (rc) {
+            ck_assert_ptr_null(t->f);
+            continue;
+        }
+        if (process && i == 3) {
+            /* Only its completion matters; drop it from the value checks. */
+            ck_assert_int_eq(cf_future_exception(NULL, NULL, t->f, CF_TEST_LONG), 0);
+            cf_future_unref(t->f);
+            continue;
+        }
+        rc = cf_future_add_done_callback(t->f, count_call, t);
+        EXPECT("add_done_callback", rc, CF_ENOMEM);
+        t->has_callback = rc == 0;
+        fs[n++] = t->f;
+    }
+    if (n) {
+        size_t n_done = 0;
+        int rc = cf_wait(&n_done, NULL, fs, n, CF_ALL_COMPLETED, CF_TEST_LONG);
+        EXPECT("wait", rc, CF_ENOMEM);
+        if (rc == 0)
+            ck_assert_uint_eq(n_done, n);
+        cf_as_completed *it = NULL;
+        rc = cf_as_completed_new(&it, fs, n, CF_TEST_LONG);
+        EXPECT("as_completed_new", rc, CF_ENOMEM);
+        if (rc == 0) {
+            cf_future *f;
+            size_t yielded = 0;
+            while ((rc = cf_as_completed_next(&f, it)) == 0)
+                yielded++;
+            ck_assert_int_eq(rc, CF_EOF);
+            ck_assert_uint_eq(yielded, n);
+            cf_as_completed_free(it);
+        }
+    }
+
+    /* map, pointer tasks on the thread pool and bytes tasks on both */
+    intptr_t inputs[NMAP];
+    void *ptr_args[NMAP];
+    cf_bytes byte_args[NMAP];
+    for (int i = 0; i < NMAP; i++) {
+        inputs[i] = 100 + i;
+        ptr_args[i] = (void *)inputs[i];
+        byte_args[i] = (cf_bytes){&inputs[i], sizeof(inputs[i])};
+    }
+    for (int pass = process ? 1 : 0; pass < 2; pass++) {
+        cf_map *m = NULL;
+        int rc = pass == 0 ? cf_executor_map(&m, ex, square, ptr_args, NMAP, CF_TEST_LONG, 2)
+                           : cf_executor_map_bytes(&m, ex, echo, byte_args, NMAP, CF_TEST_LONG, 2);
+        if (process)
+            EXPECT("map", rc, CF_ENOMEM, CF_EMFILE, CF_EAGAIN, CF_EBROKEN);
+        else
+            EXPECT("map", rc, CF_ENOMEM, CF_EAGAIN);
+        if (rc)
+            continue;
+        for (int i = 0; i < NMAP; i++) {
+            void *v;
+            rc = cf_map_next(&v, m);
+            if (rc == CF_ETASK) {
+                ck_assert(process);
+                int code = 0;
+                cf_future_exception(&code, NULL, cf_map_current(m), 0);
+                EXPECT("map task", code, CF_ENOMEM, CF_EMFILE, CF_EBROKEN);
+                continue;
+            }
+            ck_assert_msg(rc == 0, "map_next: %s at fault %lu", cf_err_name(rc), current_nth);
+            if (pass == 0) {
+                ck_assert_ptr_eq(v, (void *)(inputs[i] * inputs[i]));
+            } else {
+                const void *data;
+                ck_assert_int_eq(cf_future_result_bytes(&data, NULL, cf_map_current(m), 0), 0);
+                ck_assert_int_eq(memcmp(data, &inputs[i], sizeof(inputs[i])), 0);
+            }
+        }
+        ck_assert_int_eq(cf_map_next(NULL, m), CF_EOF);
+        cf_map_free(m);
+    }
+
+    ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+    for (size_t i = 0; i < n; i++) {
+        tracked *t = &ts[i];
+        ck_assert_ptr_eq(t->f, fs[i]);
+        check_outcome(t, process);
+        ck_assert_int_eq(atomic_load(&t->calls), t->has_callback ? 1 : 0);
+        cf_future_unref(t->f);
+    }
+}
+
+/* ---- thread pool ---- */
+
+/* The options of the pools the scenarios create: the defaults first, then the variants that take
+ * other paths (a bounded queue whose overflow runs in the caller, threads that exit when idle
+ * and start again; workers that retire after two tasks, with an initializer). */
+static bool variant;
+
+static void thread_pool_scenario(void)
+{
+    cf_thread_pool_options o = {.max_workers = 3};
+    if (variant)
+        o = (cf_thread_pool_options){.max_workers = 2,
+                                     .min_workers = 1,
+                                     .max_queue = 3,
+                                     .queue_policy = CF_QUEUE_CALLER_RUNS,
+                                     .idle_timeout = 0.001};
+    cf_executor *ex = NULL;
+    int rc = cf_thread_pool_new(&ex, &o);
+    EXPECT("thread_pool_new", rc, CF_ENOMEM);
+    if (rc == 0)
+        run_sequence(ex, false);
+}
+
+static void thread_pool_fresh(void)
+{
+    cf_executor *ex = cf_test_pool(2);
+    cf_future *f;
+    ck_assert_int_eq(cf_executor_submit(&f, ex, square, (void *)7), 0);
+    void *v;
+    ck_assert_int_eq(cf_future_result(&v, f, CF_TEST_LONG), 0);
+    ck_assert_ptr_eq(v, (void *)49);
+    cf_future_unref(f);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+}
+
+/* ---- process pool ---- */
+
+static int worker_init(const void *arg, size_t len)
+{
+    return len == 4 && memcmp(arg, "init", 4) == 0 ? 0 : CF_EINVAL;
+}
+
+static void process_pool_scenario(void)
+{
+    cf_process_pool_options o = {.max_workers = 2};
+    if (variant)
+        o = (cf_process_pool_options){.max_workers = 2,
+                                      .max_tasks_per_child = 2,
+                                      .initializer = worker_init,
+                                      .initializer_arg = "init",
+                                      .initializer_arg_len = 4};
+    cf_executor *ex = NULL;
+    int rc = cf_process_pool_new(&ex, &o);
+    EXPECT("process_pool_new", rc, CF_ENOMEM, CF_EMFILE, CF_EAGAIN, CF_ESYSTEM);
+    if (rc == 0)
+        run_sequence(ex, true);
+}
+
+static void process_pool_fresh(void)
+{
+    cf_executor *ex = NULL;
+    ck_assert_int_eq(cf_process_pool_new(&ex, &(cf_process_pool_options){.max_workers = 1}), 0);
+    intptr_t x = 5;
+    cf_future *f;
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, echo, &x, sizeof(x)), 0);
+    const void *data;
+    ck_assert_int_eq(cf_future_result_bytes(&data, NULL, f, CF_TEST_LONG), 0);
+    ck_assert_int_eq(memcmp(data, &x, sizeof(x)), 0);
+    cf_future_unref(f);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+}
+
+/* ---- coroutines ---- */
+
+static void coro_body(void *arg)
+{
+    int *steps = arg;
+    for (int i = 0; i < 3; i++) {
+        (*steps)++;
+        cf__coro_yield();
+    }
+}
+
+static void coro_run(size_t stack_size, int *steps)
+{
+    cf__coro *co = NULL;
+    int rc = cf__coro_new(&co, coro_body, steps, stack_size);
+    EXPECT("coro_new", rc, CF_ENOMEM);
+    if (rc) {
+        ck_assert_ptr_null(co);
+        return;
+    }
+    while (!cf__coro_resume(co))
+        ;
+    cf__coro_free(co);
+}
+
+static void coro_scenario(void)
+{
+    /* Stacks of 1 MiB: one per arena, and only a few are kept when free, so holding six at once
+     * maps new arenas in every run. */
+    enum { HELD = 6 };
+    int steps = 0, expected = 0;
+    cf__coro *held[HELD] = {NULL};
+    for (int i = 0; i < HELD; i++) {
+        int rc = cf__coro_new(&held[i], coro_body, &steps, 1 << 20);
+        EXPECT("coro_new", rc, CF_ENOMEM);
+        if (rc)
+            ck_assert_ptr_null(held[i]);
+        expected += rc == 0 ? 3 : 0;
+    }
+    for (int i = 0; i < HELD; i++) {
+        while (held[i] && !cf__coro_resume(held[i]))
+            ;
+        cf__coro_free(held[i]);
+    }
+    ck_assert_int_eq(steps, expected);
+    coro_run(0, &steps);
+    ck_assert(steps == expected || steps == expected + 3);
+}
+
+static void coro_fresh(void)
+{
+    int steps = 0;
+    cf__coro *co = NULL;
+    ck_assert_int_eq(cf__coro_new(&co, coro_body, &steps, 96 << 10), 0);
+    while (!cf__coro_resume(co))
+        ;
+    cf__coro_free(co);
+    ck_assert_int_eq(steps, 3);
+}
+
+#endif /* CF_FAULT_INJECTION */
+
+START_TEST(test_walk_thread_pool)
+{
+#ifdef CF_FAULT_INJECTION
+    walk("thread_pool alloc", CF__FAULT_ALLOC, thread_pool_scenario, thread_pool_fresh);
+    walk("thread_pool thread", CF__FAULT_THREAD, thread_pool_scenario, thread_pool_fresh);
+    walk("thread_pool all", ~0u, thread_pool_scenario, thread_pool_fresh);
+    variant = true;
+    walk("thread_pool bounded/idle all", ~0u, thread_pool_scenario, thread_pool_fresh);
+    variant = false;
+#endif
+}
+END_TEST
+
+START_TEST(test_walk_process_pool)
+{
+#ifdef CF_FAULT_INJECTION
+    walk("process_pool alloc", CF__FAULT_ALLOC, process_pool_scenario, process_pool_fresh);
+    walk("process_pool fd/thread/mmap/fork",
+         CF__FAULT_FD | CF__FAULT_THREAD | CF__FAULT_MMAP | CF__FAULT_FORK, process_pool_scenario,
+         process_pool_fresh);
+    variant = true;
+    walk("process_pool recycle alloc", CF__FAULT_ALLOC, process_pool_scenario, process_pool_fresh);
+    walk("process_pool recycle fd/...",
+         CF__FAULT_FD | CF__FAULT_THREAD | CF__FAULT_MMAP | CF__FAULT_FORK, process_pool_scenario,
+         process_pool_fresh);
+    variant = false;
+#endif
+}
+END_TEST
+
+START_TEST(test_walk_coroutines)
+{
+#ifdef CF_FAULT_INJECTION
+    walk("coroutines", ~0u, coro_scenario, coro_fresh);
+#endif
+}
+END_TEST
+
+START_TEST(test_report_total)
+{
+#ifdef CF_FAULT_INJECTION
+    /* Runs last, in the same process as the walks only without CK_FORK; the per-walk lines are
+     * the figures either way. */
+    printf("fault walk total: %lu faults injected\n", total_injected);
+#else
+    printf("fault walk skipped: build with -Dfault_injection=true\n");
+#endif
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("fault_walk");
+    TCase *tc = cf_test_tcase("walk");
+    /* Each walk restarts many pools; valgrind runs need the multiplier's headroom. */
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_walk_thread_pool);
+    tcase_add_test(tc, test_walk_process_pool);
+    tcase_add_test(tc, test_walk_coroutines);
+    tcase_add_test(tc, test_report_total);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+CF_TEST_MAIN(suite)
