@@ -325,8 +325,9 @@ int cf_future_set_result_bytes(cf_future *f, const void *data, size_t len)
         return CF_EINVAL;
     if (cf__state_done(cf__future_load(f)))
         return CF_EINVALSTATE;
-    /* One byte more than asked, so that an empty result still has a distinct buffer. */
-    void *copy = cf__malloc(len + 1);
+    /* One byte more than asked, so that an empty result still has a distinct buffer (and no
+     * length wraps around to a tiny allocation). */
+    void *copy = len < SIZE_MAX ? cf__malloc(len + 1) : NULL;
     if (!copy)
         return CF_ENOMEM;
     if (len)
