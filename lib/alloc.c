@@ -1,4 +1,6 @@
 /* Memory allocation, and the fault-injection points the reliability tests walk over. */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,16 +42,24 @@ bool cf__fault_fired(void)
 }
 #endif
 
+/* No object may exceed PTRDIFF_MAX bytes. Refusing such sizes here, rather than in malloc,
+ * gives CF_ENOMEM for a hostile length under every allocator: ASan's aborts on them by default
+ * and valgrind reports them as errors. */
+static bool too_big(size_t n, size_t size)
+{
+    return size && n > (size_t)PTRDIFF_MAX / size;
+}
+
 void *cf__malloc(size_t size)
 {
-    if (cf__fault(CF__FAULT_ALLOC))
+    if (cf__fault(CF__FAULT_ALLOC) || too_big(1, size))
         return NULL;
     return malloc(size);
 }
 
 void *cf__calloc(size_t n, size_t size)
 {
-    if (cf__fault(CF__FAULT_ALLOC))
+    if (cf__fault(CF__FAULT_ALLOC) || too_big(n, size))
         return NULL;
     return calloc(n, size);
 }

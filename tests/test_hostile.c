@@ -523,7 +523,7 @@ START_TEST(test_wait_and_as_completed)
 {
     cf_future *fs[3] = {fx.done_ptr, fx.pending, fx.failed};
     cf_future *with_null[3] = {fx.done_ptr, NULL, fx.failed};
-    bool done[3];
+    bool done[4];
     size_t n_done = 99;
     ROW(cf_wait(NULL, NULL, NULL, 1, CF_ALL_COMPLETED, 0), CF_EINVAL);
     ROW(cf_wait(&n_done, done, fs, 0, CF_ALL_COMPLETED, 0), CF_EINVAL);
