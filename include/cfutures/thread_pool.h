@@ -64,12 +64,14 @@ typedef struct cf_thread_pool_stats {
 
 /* Creates a thread pool. `options` may be NULL for all defaults. No thread starts until the
  * first submit. On success stores the executor in `*out` and returns 0.
- * Errors: CF_EINVAL (NULL out; max_queue with an unknown policy; min_workers > max_workers;
- * a NaN or negative idle_timeout; a NaN queue_timeout), CF_ENOMEM. Thread-safe. */
+ * Errors: CF_EINVAL (NULL out; an unknown queue_policy; min_workers > max_workers; a NaN or
+ * negative idle_timeout; a NaN queue_timeout; a stack_size below PTHREAD_STACK_MIN),
+ * CF_ENOMEM. Thread-safe. */
 int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options);
 
-/* Fills `*out` with the current counters of a thread pool. Returns 0, or CF_EINVAL if an argument
- * is NULL or `executor` is not a thread pool. Thread-safe. */
+/* Fills `*out` with the current counters of a thread pool. Returns 0, CF_EINVAL if an argument
+ * is NULL or `executor` is not a thread pool, or CF_EFORKED for a pool inherited across fork().
+ * Thread-safe. */
 int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *executor);
 
 #ifdef __cplusplus
