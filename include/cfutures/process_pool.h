@@ -32,6 +32,12 @@
  * finishes with CF_EBROKEN and a message naming the worker's pid and exit status, and later
  * submits return CF_EBROKEN.
  *
+ * Resources. Besides the codes of executor.h, submit and map return CF_EMFILE when no
+ * descriptor is left for a new worker's socket or a large argument's memfd, and CF_EINVAL for a
+ * function outside every loaded module. If the pool cannot start any worker while work waits
+ * (no process, thread, descriptor or memory), the pool breaks as above; a future whose result
+ * cannot be copied back fails with CF_ENOMEM. Nothing is retried behind the caller's back.
+ *
  * Lifetime. Workers and the fork server exit when the pool is shut down and freed; if the
  * program exits or is killed without doing so, they notice and exit too (running work is lost).
  * In a child of the caller's own fork(), an inherited pool returns CF_EFORKED; create a new one.
