@@ -34,9 +34,10 @@
  *
  * Resources. Besides the codes of executor.h, submit and map return CF_EMFILE when no
  * descriptor is left for a new worker's socket or a large argument's memfd, and CF_EINVAL for a
- * function outside every loaded module. If the pool cannot start any worker while work waits
- * (no process, thread, descriptor or memory), the pool breaks as above; a future whose result
- * cannot be copied back fails with CF_ENOMEM. Nothing is retried behind the caller's back.
+ * function outside every loaded module. A submit that finds no worker and cannot start one
+ * fails with that error (nothing is queued); if later no worker can be started for work already
+ * accepted, the pool breaks as above. A future whose task or result cannot be moved between the
+ * processes for lack of memory or descriptors fails with CF_ENOMEM or CF_EMFILE.
  *
  * Lifetime. Workers and the fork server exit when the pool is shut down and freed; if the
  * program exits or is killed without doing so, they notice and exit too (running work is lost).
