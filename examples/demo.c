@@ -43,6 +43,14 @@ static void sleep_ms(long ms)
         ;
 }
 
+/* CPU time used so far by all the threads of this process. */
+static double cpu_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* The CPUs this process may run on (what the thread pool's default size is based on). */
 static unsigned cpu_count(void)
 {
@@ -106,14 +114,15 @@ static void part1_speedup(uint64_t limit, unsigned cpus)
     }
 
     /* Sequentially, in this thread. */
-    double t0 = now();
+    double t0 = now(), c0 = cpu_time();
     uint64_t seq_total = 0;
     for (int i = 0; i < NRANGES; i++) {
         seq[i].primes = count_primes(seq[i].lo, seq[i].hi);
         seq_total += seq[i].primes;
     }
     double seq_time = now() - t0;
-    printf("   sequential:               %8" PRIu64 " primes in %.3f s\n", seq_total, seq_time);
+    printf("   sequential:             %8" PRIu64 " primes in %.3f s, %.2f CPUs busy\n", seq_total,
+           seq_time, (cpu_time() - c0) / seq_time);
 
     /* On a pool with one thread per CPU: more threads than CPUs do not help CPU-bound work. */
     cf_thread_pool_options opts = {.max_workers = cpus, .thread_name_prefix = "primes"};
@@ -121,6 +130,7 @@ static void part1_speedup(uint64_t limit, unsigned cpus)
     CHECK(cf_thread_pool_new(&pool, &opts));
 
     t0 = now();
+    c0 = cpu_time();
     /* cf_executor_map submits every call at once and returns an iterator that yields the
      * results in input order. CF_FOREVER: no deadline. 0: default chunk size. */
     cf_map *it;
@@ -132,17 +142,22 @@ static void part1_speedup(uint64_t limit, unsigned cpus)
         par_total += ((range *)value)->primes;
     cf_map_free(it);
     double par_time = now() - t0;
+    double par_cpus = (cpu_time() - c0) / par_time;
     if (rc != CF_EOF) {
         fprintf(stderr, "cf_map_next: %s\n", cf_err_name(rc));
         exit(EXIT_FAILURE);
     }
-    printf("   thread pool, %u workers:   %8" PRIu64 " primes in %.3f s  (includes starting "
-           "the threads)\n",
-           cpus, par_total, par_time);
-    printf(
-        "   speedup: %.2fx with %u worker%s on %u CPU%s (ideal: %ux; timings on a shared machine "
-        "vary by a few percent)\n",
-        seq_time / par_time, cpus, cpus == 1 ? "" : "s", cpus, cpus == 1 ? "" : "s", cpus);
+    printf("   thread pool, %u worker%s: %8" PRIu64 " primes in %.3f s, %.2f CPUs busy (thread "
+           "start-up included)\n",
+           cpus, cpus == 1 ? " " : "s", par_total, par_time, par_cpus);
+    printf("   speedup: %.2fx (at best %ux: the work is split between %u CPU%s)\n",
+           seq_time / par_time, cpus, cpus, cpus == 1 ? "" : "s");
+    /* Other programs running at the same time take CPU time away from the pool: say so. */
+    double load[1];
+    if (cpus > 1 && par_cpus < 0.9 * cpus && getloadavg(load, 1) == 1)
+        printf("   note: the pool got only %.2f of the %u CPUs: other programs were using them "
+               "(load average %.2f)\n",
+               par_cpus, cpus, load[0]);
 
     int same = seq_total == par_total;
     for (int i = 0; i < NRANGES; i++)
