@@ -1,8 +1,11 @@
-/* Thread-pool wake-ups: a submit that wakes several parked workers must wake every one of them,
- * even when a woken worker runs, finds the queue empty and parks again before the submitter has
- * finished waking the others. That interleaving used to make the submitter follow the worker's
- * new idle-stack link (a data race ThreadSanitizer reports) and skip the remaining workers,
- * which then slept while counted as awake. */
+/* Thread-pool wake-ups: no worker may end up asleep while it has something to do.
+ *
+ * A submit that wakes several parked workers must wake every one of them, even when a woken
+ * worker runs, finds the queue empty and parks again before the submitter has finished waking
+ * the others. That interleaving used to make the submitter follow the worker's new idle-stack
+ * link (a data race ThreadSanitizer reports) and skip the remaining workers, which then slept
+ * while counted as awake. And a shutdown must reach a worker that was looking at the queue,
+ * not parked, when it happened. Either bug shows as cf_executor_free() never returning. */
 #include "cf_test.h"
 
 enum { WORKERS = 4, ROUNDS = 3000 };
@@ -79,12 +82,33 @@ START_TEST(test_concurrent_submitters_wake_workers)
 }
 END_TEST
 
+/* A worker that runs out of work may watch the queue for a few microseconds before parking.
+ * A shutdown in that window wakes only the workers already parked, so the watcher must notice
+ * the shutdown itself instead of parking for ever (which made cf_executor_free() hang). Each
+ * round frees the pool right after its only task completes, which is when its worker watches
+ * the queue. */
+START_TEST(test_free_while_worker_looks_for_work)
+{
+    cf_thread_pool_options opts = {.max_workers = 1};
+    for (int round = 0; round < ROUNDS; round++) {
+        cf_executor *pool;
+        ck_assert_int_eq(cf_thread_pool_new(&pool, &opts), 0);
+        cf_future *f;
+        ck_assert_int_eq(cf_executor_submit(&f, pool, noop, NULL), 0);
+        ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), 0);
+        cf_future_unref(f);
+        ck_assert_int_eq(cf_executor_free(pool), 0);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pool_wakeup");
     TCase *tc = cf_test_tcase("wakeup");
     tcase_add_test(tc, test_batch_wakes_every_parked_worker);
     tcase_add_test(tc, test_concurrent_submitters_wake_workers);
+    tcase_add_test(tc, test_free_while_worker_looks_for_work);
     suite_add_tcase(s, tc);
     return s;
 }
