@@ -59,13 +59,13 @@ typedef struct cf_thread_pool_stats {
     unsigned idle;            /* of those, waiting for work */
     size_t queued;            /* tasks waiting to start (cancelled ones included until drained) */
     unsigned long long threads_started; /* threads started since creation */
-    unsigned long long tasks_completed; /* tasks run to completion since creation */
+    unsigned long long tasks_completed; /* tasks the pool's threads ran to completion */
 } cf_thread_pool_stats;
 
 /* Creates a thread pool. `options` may be NULL for all defaults. No thread starts until the
  * first submit. On success stores the executor in `*out` and returns 0.
- * Errors: CF_EINVAL (NULL out; an unknown queue_policy; min_workers > max_workers when
- * max_workers is not 0; a NaN or negative idle_timeout; a NaN queue_timeout; a non-zero
+ * Errors: CF_EINVAL (NULL out; an unknown queue_policy; min_workers > max_workers, the default
+ * max_workers included; a NaN or negative idle_timeout; a NaN queue_timeout; a non-zero
  * stack_size below PTHREAD_STACK_MIN), CF_ENOMEM. Thread-safe. */
 int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options);
 
