@@ -180,7 +180,7 @@ cf_future *cf_future_ref(cf_future *f)
 static void future_destroy(cf_future *f)
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if ((s & CF__S_MASK) == CF__S_FINISHED && !(s & CF__F_FAILED) && f->dtor)
+    if ((s & CF__S_MASK) == CF__S_FINISHED && !(s & CF__F_FAILED) && f->dtor && f->value)
         f->dtor(f->value);
     cf__free(f->message);
     if ((s & CF__F_TASK_BYTES) && f->arg)

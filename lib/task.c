@@ -62,6 +62,8 @@ void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, si
     else
         rc = ((cf_fn)fn)((void *)arg, &value);
     current = saved;
+    if (bytes && !value)
+        value_len = 0; /* a NULL buffer has no bytes, whatever length the task claimed */
     *out = (cf__outcome){.rc = rc, .value = value, .len = value_len, .dtor = ctx.dtor};
     if (rc) {
         /* A failed task's result is discarded (freed, or passed to its destructor). */
