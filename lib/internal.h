@@ -223,6 +223,10 @@ void cf__task_invoke_future(cf__outcome *out, cf_future *f);
 void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes);
 /* Frees what an outcome owns. */
 void cf__outcome_discard(cf__outcome *o, bool bytes);
+/* Installs `ctx` as the calling thread's current task context and returns the previous one.
+ * For schedulers that interleave several running task functions on one thread (the event
+ * loop's coroutines): each keeps its own context across its suspensions. */
+void *cf__task_context_swap(void *ctx);
 
 /* ---- executors (executor.c) ---- */
 

@@ -15,6 +15,13 @@ typedef struct task_context {
 
 static _Thread_local task_context *current;
 
+void *cf__task_context_swap(void *ctx)
+{
+    task_context *old = current;
+    current = ctx;
+    return old;
+}
+
 int cf_task_fail(int code, const char *fmt, ...)
 {
     if (code == 0)
