@@ -13,5 +13,7 @@
 #include "cfutures/executor.h"
 #include "cfutures/thread_pool.h"
 #include "cfutures/wait.h"
+#include "cfutures/loop.h"
+#include "cfutures/loop_task.h"
 
 #endif
