@@ -28,6 +28,7 @@ enum {
     TAG_TIMERFD = 2,
     BUSY_RUNNING = 1,
     BUSY_DISPATCHING = 2,
+    BUSY_CLOSING = 3,
 };
 
 #define MAX_TIMEOUT_NS  (24LL * 3600 * 1000000000) /* asyncio's MAXIMUM_SELECT_TIMEOUT */
@@ -446,6 +447,8 @@ static void unclaim(cf_loop *loop)
 
 /* ---- public: life cycle ---- */
 
+static void close_loop(cf_loop *loop);
+
 static int open_fds(cf_loop *loop)
 {
     if (cf__fault(CF__FAULT_FD))
@@ -523,12 +526,35 @@ int cf_loop_close(cf_loop *loop)
 {
     if (!loop)
         return CF_EINVAL;
-    if (!cf__loop_on_thread(loop))
-        return CF_EPERM;
-    if (loop->closed)
+    if (atomic_load_explicit(&loop->closed_flag, memory_order_acquire))
         return 0;
-    if (atomic_load_explicit(&loop->busy, memory_order_relaxed))
+    /* Like a run, close adopts an idle loop: the caller becomes its loop thread. */
+    uint32_t idle = 0;
+    if (running_loop || !atomic_compare_exchange_strong(&loop->busy, &idle, BUSY_CLOSING))
         return CF_EINVALSTATE;
+    atomic_store_explicit(&loop->owner, (uintptr_t)pthread_self(), memory_order_relaxed);
+    close_loop(loop);
+    atomic_store_explicit(&loop->busy, 0, memory_order_release);
+    return 0;
+}
+
+int cf_loop_free(cf_loop *loop)
+{
+    if (!loop)
+        return 0;
+    int rc = cf_loop_close(loop);
+    if (rc)
+        return rc;
+    if (loop->default_executor) {
+        cf_executor_free(loop->default_executor);
+        loop->default_executor = NULL;
+    }
+    cf__loop_unref(loop);
+    return 0;
+}
+
+static void close_loop(cf_loop *loop)
+{
     /* Tasks first, while their completions can still arrive through the inbox. */
     loop->closing = true;
     cf__loop_close_tasks(loop);
@@ -549,22 +575,6 @@ int cf_loop_close(cf_loop *loop)
     }
     loop->npool = 0;
     cf__timer_heap_free(&loop->timers);
-    return 0;
-}
-
-int cf_loop_free(cf_loop *loop)
-{
-    if (!loop)
-        return 0;
-    int rc = cf_loop_close(loop);
-    if (rc)
-        return rc;
-    if (loop->default_executor) {
-        cf_executor_free(loop->default_executor);
-        loop->default_executor = NULL;
-    }
-    cf__loop_unref(loop);
-    return 0;
 }
 
 int cf_loop_run_forever(cf_loop *loop)

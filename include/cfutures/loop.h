@@ -69,14 +69,16 @@ int cf_loop_new(cf_loop **out, const cf_loop_options *options);
  * default executor is shut down without waiting; executor completions that arrive later are
  * dropped. Loop futures that are still pending stay pending. Afterwards most calls return
  * CF_ECLOSED. Idempotent. Returns 0; CF_EINVALSTATE while the loop runs or dispatches (stop it
- * first); CF_EINVAL for NULL; CF_EPERM. Loop thread. */
+ * first; this includes calls from its own callbacks and tasks); CF_EINVAL for NULL. Any thread
+ * while the loop is idle: like a run, close adopts the loop (the caller becomes its loop
+ * thread). */
 int cf_loop_close(cf_loop *loop);
 
 /* Closes the loop if needed, waits for the tasks already running on the default executor,
  * and releases the caller's reference. The memory goes when the last loop future of the loop
  * is released too. NULL is ignored (returns 0). Returns CF_EINVALSTATE (nothing done) while
  * the loop runs. Must be the last call on the loop; no thread may still be calling
- * cf_loop_call_soon_threadsafe() on it. Loop thread. */
+ * cf_loop_call_soon_threadsafe() on it. Any thread while the loop is idle, as close. */
 int cf_loop_free(cf_loop *loop);
 
 /* Runs iterations until cf_loop_stop(). Returns 0 once stopped; CF_EINVALSTATE if the loop is
