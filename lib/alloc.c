@@ -54,6 +54,17 @@ void *cf__calloc(size_t n, size_t size)
     return calloc(n, size);
 }
 
+void *cf__calloc_aligned(size_t align, size_t size)
+{
+    if (cf__fault(CF__FAULT_ALLOC))
+        return NULL;
+    void *p;
+    if (posix_memalign(&p, align, size) != 0)
+        return NULL;
+    memset(p, 0, size);
+    return p;
+}
+
 void cf__free(void *p)
 {
     free(p);

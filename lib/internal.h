@@ -3,6 +3,7 @@
 #define CFUTURES_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,6 +21,9 @@
 void *cf__malloc(size_t size);
 void *cf__calloc(size_t n, size_t size);
 void cf__free(void *p);
+/* Zeroed memory aligned to `align` (a power of two, multiple of sizeof(void *)), for structs
+ * with cache-line-aligned members. Freed with cf__free. */
+void *cf__calloc_aligned(size_t align, size_t size);
 char *cf__strdup(const char *s);
 
 /* Fault injection (compiled in with -Dfault_injection=true). cf__fault(kind) returns true when
@@ -85,6 +89,19 @@ static inline void cf__lock_release(cf__lock *l)
         cf__unlock_slow(l);
 }
 
+/* A condition variable over cf__lock: a futex sequence word. `waiters` is guarded by the lock,
+ * so a broadcast with nobody waiting costs no system call. */
+typedef struct cf__cond {
+    _Atomic uint32_t seq;
+    uint32_t waiters;
+} cf__cond;
+
+/* With `l` held: releases it, sleeps until a broadcast or the deadline, re-acquires it.
+ * Returns 0 (woken or spurious: re-check the condition) or CF_ETIMEDOUT. */
+int cf__cond_wait_lock(cf__cond *c, cf__lock *l, int64_t deadline_ns);
+/* With the lock held: wakes every waiter. */
+void cf__cond_broadcast(cf__cond *c);
+
 static inline void cf__cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -92,6 +109,16 @@ static inline void cf__cpu_relax(void)
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
 #endif
+}
+
+/* One step of a spin-wait: `pause` for the first few microseconds, then yield the CPU, so that a
+ * spinner on an oversubscribed machine lets the thread it waits for run. */
+static inline void cf__spin_step(unsigned iteration)
+{
+    if (iteration < 256)
+        cf__cpu_relax();
+    else
+        sched_yield();
 }
 
 /* Number of CPUs this process may run on (affinity aware), at least 1. */

@@ -104,6 +104,25 @@ void cf__unlock_slow(cf__lock *l)
     cf__futex_wake(&l->word, 1);
 }
 
+int cf__cond_wait_lock(cf__cond *c, cf__lock *l, int64_t deadline_ns)
+{
+    uint32_t seen = atomic_load_explicit(&c->seq, memory_order_relaxed);
+    c->waiters++;
+    cf__lock_release(l);
+    int rc = cf__futex_wait(&c->seq, seen, deadline_ns);
+    cf__lock_acquire(l);
+    c->waiters--;
+    return rc;
+}
+
+void cf__cond_broadcast(cf__cond *c)
+{
+    if (c->waiters) {
+        atomic_fetch_add_explicit(&c->seq, 1, memory_order_release);
+        cf__futex_wake(&c->seq, INT_MAX);
+    }
+}
+
 unsigned cf__cpu_count(void)
 {
     cpu_set_t set;

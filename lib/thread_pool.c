@@ -1,18 +1,21 @@
 /* The thread-pool executor.
  *
- * One FIFO queue of futures (intrusive, linked through cf_future.next) under one mutex. Idle
- * workers park on their own futex word in a LIFO stack, so the most recently idle (cache-warm)
- * worker is woken first and a submit wakes exactly as many workers as it brings work for, or
- * none when enough workers are already awake. Threads are started under the mutex, which keeps
- * the invariant "queue not empty => at least one thread alive" simple to hold.
+ * One FIFO queue of futures (intrusive, linked through cf_future.next) under one small
+ * spin-then-futex lock: critical sections are a few instructions, so contending threads spin
+ * briefly instead of sleeping in the kernel. Idle workers park on their own futex word in a
+ * LIFO stack, so the most recently idle (cache-warm) worker is woken first, and a submit wakes
+ * exactly as many workers as it brings work for, or none when enough are awake. Before parking,
+ * at most one worker per pool spins for a short, adaptive window: a task submitted within it
+ * starts without any system call on either side.
  *
- * Accounting that decides whether a submit needs a new thread (all under `mu`):
+ * Accounting that decides whether a submit needs more threads (all under `lock`):
  *   nthreads  threads started and not exited
  *   nparked   of those, parked in the idle stack
  *   nbusy     of those, inside a task function (decremented, atomically, before the task's future
  *             is completed, so a caller woken by a result sees the worker as available)
- * Workers that are neither busy nor parked are about to look at the queue, so a submit only
- * wakes or starts threads for the work those cannot absorb. */
+ * Workers that are neither busy nor parked are about to look at the queue (or spinning on it),
+ * so a submit only wakes or starts threads for the work those cannot absorb. Threads are started
+ * under the lock, which keeps "queue not empty => at least one thread alive" simple to hold. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -23,14 +26,18 @@
 
 enum { NAME_MAX_LEN = 15 };
 
+/* The spinner's window adapts between 0 and this; an idle pool pays at most one window. */
+#define SPIN_MAX_NS 20000
+#define SPIN_MIN_NS 500
+
 typedef struct worker worker;
 typedef struct thread_pool thread_pool;
 
 struct worker {
     thread_pool *pool;
     pthread_t thread;
-    worker *next;        /* all workers not yet joined */
-    worker *next_parked; /* the idle stack */
+    worker *next;          /* all workers not yet joined */
+    worker *next_parked;   /* the idle stack */
     _Atomic uint32_t wake; /* futex word: 0 while parked, 1 once woken */
     unsigned index;
     bool exited;
@@ -38,16 +45,21 @@ struct worker {
 
 struct thread_pool {
     cf_executor base;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* worker exits (shutdown waiters) and queue room (blocked submitters) */
-    cf_future *head;
+    /* Hot: touched by every submit and every pop. */
+    _Alignas(CF__CACHELINE) cf__lock lock;
+    _Atomic(cf_future *) head; /* atomic only so the spinner may peek without the lock */
     cf_future *tail;
     size_t queued;
-    worker *workers;
-    worker *parked;
     unsigned nthreads;
     unsigned nparked;
-    _Atomic unsigned nbusy;
+    bool spinning;
+    /* Hot for workers only. */
+    _Alignas(CF__CACHELINE) _Atomic unsigned nbusy;
+    _Atomic int64_t spin_ns;
+    /* Cold. */
+    _Alignas(CF__CACHELINE) cf__cond cond; /* worker exits and queue room */
+    worker *workers;
+    worker *parked;
     unsigned waiting_workers;    /* workers of this pool blocked in shutdown(wait) */
     unsigned blocked_submitters; /* submits waiting for queue room */
     unsigned next_index;
@@ -56,7 +68,7 @@ struct thread_pool {
     worker *freeing_worker; /* the worker that called cf_executor_free(), if any */
     unsigned long long threads_started;
     unsigned long long tasks_completed;
-    /* options */
+    /* Options. */
     unsigned max_workers;
     unsigned min_workers;
     int (*initializer)(void *);
@@ -77,7 +89,22 @@ static bool in_own_worker(const thread_pool *pool)
     return current_worker && current_worker->pool == pool;
 }
 
-/* ---- queue (mu held) ---- */
+static void pool_lock(thread_pool *pool)
+{
+    cf__lock_acquire(&pool->lock);
+}
+
+static void pool_unlock(thread_pool *pool)
+{
+    cf__lock_release(&pool->lock);
+}
+
+/* ---- queue (lock held) ---- */
+
+static cf_future *queue_head(thread_pool *pool)
+{
+    return atomic_load_explicit(&pool->head, memory_order_relaxed);
+}
 
 static void queue_push(thread_pool *pool, cf_future *f)
 {
@@ -85,17 +112,17 @@ static void queue_push(thread_pool *pool, cf_future *f)
     if (pool->tail)
         pool->tail->next = f;
     else
-        pool->head = f;
+        atomic_store_explicit(&pool->head, f, memory_order_relaxed);
     pool->tail = f;
     pool->queued++;
 }
 
 static cf_future *queue_pop(thread_pool *pool)
 {
-    cf_future *f = pool->head;
+    cf_future *f = queue_head(pool);
     if (f) {
-        pool->head = f->next;
-        if (!pool->head)
+        atomic_store_explicit(&pool->head, f->next, memory_order_relaxed);
+        if (!f->next)
             pool->tail = NULL;
         pool->queued--;
     }
@@ -104,14 +131,17 @@ static cf_future *queue_pop(thread_pool *pool)
 
 static cf_future *queue_take_all(thread_pool *pool)
 {
-    cf_future *all = pool->head;
-    pool->head = pool->tail = NULL;
+    cf_future *all = queue_head(pool);
+    atomic_store_explicit(&pool->head, NULL, memory_order_relaxed);
+    pool->tail = NULL;
     pool->queued = 0;
     return all;
 }
 
-/* Pops the most recently parked worker and marks it woken (mu held). The mark is made under
- * mu so that a worker whose park timed out knows for sure whether it is still in the stack. */
+/* ---- parking ---- */
+
+/* Pops the most recently parked worker and marks it woken (lock held). The mark is made under
+ * the lock so that a worker whose park timed out knows for sure whether it is still stacked. */
 static worker *unpark_one(thread_pool *pool)
 {
     worker *w = pool->parked;
@@ -121,27 +151,91 @@ static worker *unpark_one(thread_pool *pool)
     return w;
 }
 
-/* Removes every parked worker from the idle stack and returns them (mu held). */
-static worker *unpark_all(thread_pool *pool)
+/* Wakes every parked worker (lock held: rare paths only, shutdown and breakage). */
+static void wake_all_locked(thread_pool *pool)
 {
-    worker *list = NULL;
-    while (pool->parked) {
-        worker *w = unpark_one(pool);
-        w->next_parked = list;
-        list = w;
-    }
-    return list;
+    while (pool->parked)
+        cf__futex_wake(&unpark_one(pool)->wake, 1);
 }
 
-/* Wakes workers taken with unpark_*, after mu is released. The futex wake is a system call on
- * the address only, so it is harmless even if the worker has meanwhile exited. */
-static void wake_list(worker *list)
+/* Workers to wake once the lock is released. Their addresses are copied out under the lock:
+ * after unpark_one a worker may run (and park again, rewriting its links) at any moment. The
+ * futex wake is a system call on the address only, harmless even if the worker has exited. */
+enum { WAKE_BATCH = 32 };
+
+typedef struct wake_list {
+    unsigned count;
+    _Atomic uint32_t *words[WAKE_BATCH];
+} wake_list;
+
+static void wake_now(wake_list *list)
 {
-    while (list) {
-        worker *w = list;
-        list = w->next_parked;
-        cf__futex_wake(&w->wake, 1);
+    for (unsigned i = 0; i < list->count; i++)
+        cf__futex_wake(list->words[i], 1);
+    list->count = 0;
+}
+
+static void adapt_spin(thread_pool *pool, bool paid)
+{
+    int64_t ns = atomic_load_explicit(&pool->spin_ns, memory_order_relaxed);
+    ns = paid ? (ns < SPIN_MIN_NS ? SPIN_MIN_NS : ns * 2) : ns / 2;
+    if (ns > SPIN_MAX_NS)
+        ns = SPIN_MAX_NS;
+    atomic_store_explicit(&pool->spin_ns, ns, memory_order_relaxed);
+}
+
+/* Lets at most one worker watch the queue for a short window before parking (lock held on entry
+ * and exit). Returns true if the queue is not empty. */
+static bool spin_for_work(thread_pool *pool)
+{
+    int64_t window = atomic_load_explicit(&pool->spin_ns, memory_order_relaxed);
+    if (pool->spinning || window == 0)
+        return false;
+    pool->spinning = true;
+    pool_unlock(pool);
+    int64_t start = cf__now_ns();
+    bool found = false;
+    for (unsigned i = 1; !found; i++) {
+        found = atomic_load_explicit(&pool->head, memory_order_relaxed) != NULL;
+        cf__spin_step(i);
+        if ((i & 63) == 0 && cf__now_ns() - start > window)
+            break;
     }
+    pool_lock(pool);
+    pool->spinning = false;
+    if (!found)
+        adapt_spin(pool, false);
+    /* Decide under the lock: a submit that counted us as awake may have queued work just after
+     * the window closed, and it woke nobody. */
+    return queue_head(pool) != NULL;
+}
+
+/* Parks until woken or the idle timeout passes; returns true if the thread should exit.
+ * Called and returns with the lock held. */
+static bool park(thread_pool *pool, worker *w)
+{
+    atomic_store_explicit(&w->wake, 0, memory_order_relaxed);
+    w->next_parked = pool->parked;
+    pool->parked = w;
+    pool->nparked++;
+    int64_t parked_at = cf__now_ns();
+    int64_t deadline = pool->idle_timeout_ns ? parked_at + pool->idle_timeout_ns : CF__FOREVER_NS;
+    pool_unlock(pool);
+    int rc = 0;
+    while (atomic_load_explicit(&w->wake, memory_order_acquire) == 0 && rc != CF_ETIMEDOUT)
+        rc = cf__futex_wait(&w->wake, 0, deadline);
+    /* Woken soon after parking: a spin would have caught this task without two system calls. */
+    if (rc != CF_ETIMEDOUT && cf__now_ns() - parked_at < SPIN_MAX_NS)
+        adapt_spin(pool, true);
+    pool_lock(pool);
+    if (atomic_load_explicit(&w->wake, memory_order_relaxed))
+        return false; /* a waker removed us from the stack */
+    worker **pp = &pool->parked;
+    while (*pp != w)
+        pp = &(*pp)->next_parked;
+    *pp = w->next_parked;
+    pool->nparked--;
+    return !queue_head(pool) && pool->nthreads > pool->min_workers;
 }
 
 /* ---- breaking the pool (initializer failure) ---- */
@@ -162,13 +256,12 @@ static void pool_break(thread_pool *pool, int rc)
     snprintf(message, sizeof(message),
              "a thread initializer failed (returned %d); the thread pool is not usable anymore",
              rc);
-    pthread_mutex_lock(&pool->mu);
+    pool_lock(pool);
     pool->broken = true;
     cf_future *drained = queue_take_all(pool);
-    worker *parked = unpark_all(pool);
-    pthread_cond_broadcast(&pool->cv);
-    pthread_mutex_unlock(&pool->mu);
-    wake_list(parked);
+    wake_all_locked(pool);
+    cf__cond_broadcast(&pool->cond);
+    pool_unlock(pool);
     fail_all(drained, CF_EBROKEN, message);
 }
 
@@ -198,48 +291,25 @@ static void run_one(thread_pool *pool, cf_future *f)
     cf_future_unref(f);
 }
 
-/* Parks until woken or the idle timeout passes; returns true if the thread should exit.
- * Called and returns with mu held. */
-static bool park(thread_pool *pool, worker *w)
-{
-    atomic_store_explicit(&w->wake, 0, memory_order_relaxed);
-    w->next_parked = pool->parked;
-    pool->parked = w;
-    pool->nparked++;
-    int64_t deadline = pool->idle_timeout_ns ? cf__now_ns() + pool->idle_timeout_ns
-                                             : CF__FOREVER_NS;
-    pthread_mutex_unlock(&pool->mu);
-    int rc = 0;
-    while (atomic_load_explicit(&w->wake, memory_order_acquire) == 0 && rc != CF_ETIMEDOUT)
-        rc = cf__futex_wait(&w->wake, 0, deadline);
-    pthread_mutex_lock(&pool->mu);
-    if (atomic_load_explicit(&w->wake, memory_order_relaxed))
-        return false; /* a waker removed us from the stack */
-    worker **pp = &pool->parked;
-    while (*pp != w)
-        pp = &(*pp)->next_parked;
-    *pp = w->next_parked;
-    pool->nparked--;
-    return !pool->head && pool->nthreads > pool->min_workers;
-}
-
+/* Runs tasks until shutdown, breakage or idle exit; entered and left with the lock held. */
 static void worker_loop(thread_pool *pool, worker *w)
 {
-    pthread_mutex_lock(&pool->mu);
     for (;;) {
         cf_future *f = queue_pop(pool);
         if (f) {
             atomic_fetch_add_explicit(&pool->nbusy, 1, memory_order_relaxed);
             if (pool->blocked_submitters)
-                pthread_cond_broadcast(&pool->cv);
-            pthread_mutex_unlock(&pool->mu);
+                cf__cond_broadcast(&pool->cond);
+            pool_unlock(pool);
             run_one(pool, f);
-            pthread_mutex_lock(&pool->mu);
+            pool_lock(pool);
             pool->tasks_completed++;
             continue;
         }
-        if (pool->shutdown || pool->broken || park(pool, w))
-            break;
+        if (pool->shutdown || pool->broken)
+            return;
+        if (!spin_for_work(pool) && park(pool, w))
+            return;
     }
 }
 
@@ -252,17 +322,16 @@ static void *worker_main(void *arg)
     current_worker = w;
     name_thread(pool, w->index);
     int rc = pool->initializer ? pool->initializer(pool->initializer_arg) : 0;
-    if (rc) {
+    if (rc)
         pool_break(pool, rc);
-        pthread_mutex_lock(&pool->mu);
-    } else {
-        worker_loop(pool, w); /* returns with mu held */
-    }
+    pool_lock(pool);
+    if (!rc)
+        worker_loop(pool, w);
     pool->nthreads--;
     w->exited = true;
     bool free_pool = pool->freeing_worker == w;
-    pthread_cond_broadcast(&pool->cv);
-    pthread_mutex_unlock(&pool->mu);
+    cf__cond_broadcast(&pool->cond);
+    pool_unlock(pool);
     current_worker = NULL;
     if (free_pool) {
         /* cf_executor_free() was called on this thread: nobody else can join it. */
@@ -272,13 +341,14 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Joins and frees the records of workers that have exited (mu held; they no longer need it). */
-static void reap_exited(thread_pool *pool, worker *except)
+/* Joins and frees the records of workers that have exited (lock held; they no longer need it:
+ * an exited worker only returns from its thread function). */
+static void reap_exited(thread_pool *pool)
 {
     worker **pp = &pool->workers;
     while (*pp) {
         worker *w = *pp;
-        if (w->exited && w != except) {
+        if (w->exited && w != pool->freeing_worker) {
             *pp = w->next;
             pthread_join(w->thread, NULL);
             cf__free(w);
@@ -288,12 +358,12 @@ static void reap_exited(thread_pool *pool, worker *except)
     }
 }
 
-/* Starts one worker (mu held). */
+/* Starts one worker (lock held). */
 static int spawn(thread_pool *pool)
 {
     if (cf__fault(CF__FAULT_THREAD))
         return CF_EAGAIN;
-    reap_exited(pool, NULL);
+    reap_exited(pool);
     worker *w = cf__calloc(1, sizeof(*w));
     if (!w)
         return CF_ENOMEM;
@@ -319,7 +389,7 @@ static int spawn(thread_pool *pool)
 
 /* ---- submit ---- */
 
-/* Waits for room for `n` tasks in a bounded queue (mu held). */
+/* Waits for room for `n` tasks in a bounded queue (lock held). */
 static int wait_for_room(thread_pool *pool, size_t n)
 {
     int64_t deadline;
@@ -327,7 +397,7 @@ static int wait_for_room(thread_pool *pool, size_t n)
     pool->blocked_submitters++;
     int rc = 0;
     while (pool->queued + n > pool->max_queue && !pool->shutdown && !pool->broken && rc == 0)
-        rc = cf__cond_wait(&pool->cv, &pool->mu, deadline);
+        rc = cf__cond_wait_lock(&pool->cond, &pool->lock, deadline);
     pool->blocked_submitters--;
     if (pool->shutdown)
         return CF_ESHUTDOWN;
@@ -336,7 +406,7 @@ static int wait_for_room(thread_pool *pool, size_t n)
     return pool->queued + n > pool->max_queue ? CF_ETIMEDOUT : 0;
 }
 
-/* Decides how many of `n` tasks go to the queue; the others are for the caller to run (mu
+/* Decides how many of `n` tasks go to the queue; the others are for the caller to run (lock
  * held). Returns the count, or a negative error. */
 static long admit(thread_pool *pool, size_t n)
 {
@@ -358,21 +428,22 @@ static long admit(thread_pool *pool, size_t n)
     }
 }
 
-/* Wakes parked workers and starts threads for the work the awake ones cannot absorb (mu held).
- * Returns the workers to wake once mu is released, and an error only if no thread exists. */
-static int provide_workers(thread_pool *pool, worker **to_wake)
+/* Wakes parked workers and starts threads for the work the awake ones cannot absorb (lock
+ * held). Collects the workers to wake once the lock is released; fails only if no thread
+ * exists. */
+static int provide_workers(thread_pool *pool, wake_list *to_wake)
 {
+    if (!pool->nparked && pool->nthreads >= pool->max_workers)
+        return 0; /* the common case under load: nobody to wake, nothing to start */
     long busy = (long)atomic_load_explicit(&pool->nbusy, memory_order_relaxed);
     long awake = (long)pool->nthreads - (long)pool->nparked - busy;
     if (awake < 0)
         awake = 0;
     size_t need = pool->queued > (size_t)awake ? pool->queued - (size_t)awake : 0;
-    *to_wake = NULL;
-    while (need && pool->parked) {
-        worker *w = unpark_one(pool);
-        w->next_parked = *to_wake;
-        *to_wake = w;
-        need--;
+    for (; need && pool->parked; need--) {
+        if (to_wake->count == WAKE_BATCH)
+            wake_now(to_wake); /* more than a batch: rare, so waking under the lock is fine */
+        to_wake->words[to_wake->count++] = &unpark_one(pool)->wake;
     }
     int rc = 0;
     while (need && pool->nthreads < pool->max_workers && (rc = spawn(pool)) == 0)
@@ -383,24 +454,24 @@ static int provide_workers(thread_pool *pool, worker **to_wake)
 static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
 {
     thread_pool *pool = (thread_pool *)ex;
-    pthread_mutex_lock(&pool->mu);
+    pool_lock(pool);
     long admitted = admit(pool, n);
     if (admitted < 0) {
-        pthread_mutex_unlock(&pool->mu);
+        pool_unlock(pool);
         return (int)admitted;
     }
     for (long i = 0; i < admitted; i++)
         queue_push(pool, fs[i]);
-    worker *to_wake = NULL;
+    wake_list to_wake = {0};
     int rc = admitted ? provide_workers(pool, &to_wake) : 0;
     if (rc) {
         /* No thread could be started and none exists, so the queue holds only this batch. */
         queue_take_all(pool);
-        pthread_mutex_unlock(&pool->mu);
+        pool_unlock(pool);
         return rc;
     }
-    pthread_mutex_unlock(&pool->mu);
-    wake_list(to_wake);
+    pool_unlock(pool);
+    wake_now(&to_wake);
     for (size_t i = (size_t)admitted; i < n; i++) {
         cf__task_run(fs[i]);
         cf_future_unref(fs[i]);
@@ -425,24 +496,23 @@ static void cancel_all(cf_future *list)
 static void wait_for_workers(thread_pool *pool)
 {
     bool inside = in_own_worker(pool);
-    pthread_mutex_lock(&pool->mu);
+    pool_lock(pool);
     pool->waiting_workers += inside;
     while (pool->nthreads > pool->waiting_workers)
-        pthread_cond_wait(&pool->cv, &pool->mu);
+        cf__cond_wait_lock(&pool->cond, &pool->lock, CF__FOREVER_NS);
     pool->waiting_workers -= inside;
-    pthread_mutex_unlock(&pool->mu);
+    pool_unlock(pool);
 }
 
 static int tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
 {
     thread_pool *pool = (thread_pool *)ex;
-    pthread_mutex_lock(&pool->mu);
+    pool_lock(pool);
     pool->shutdown = true;
     cf_future *cancelled = cancel_futures ? queue_take_all(pool) : NULL;
-    worker *parked = unpark_all(pool);
-    pthread_cond_broadcast(&pool->cv);
-    pthread_mutex_unlock(&pool->mu);
-    wake_list(parked);
+    wake_all_locked(pool);
+    cf__cond_broadcast(&pool->cond);
+    pool_unlock(pool);
     cancel_all(cancelled);
     if (wait)
         wait_for_workers(pool);
@@ -451,21 +521,18 @@ static int tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
 
 static void pool_destroy(thread_pool *pool)
 {
-    worker *self = current_worker;
     while (pool->workers) {
         worker *w = pool->workers;
         pool->workers = w->next;
-        if (w != self && w != pool->freeing_worker)
+        if (w != current_worker && w != pool->freeing_worker)
             pthread_join(w->thread, NULL);
         cf__free(w);
     }
     cancel_all(queue_take_all(pool));
-    pthread_cond_destroy(&pool->cv);
-    pthread_mutex_destroy(&pool->mu);
     cf__free(pool);
 }
 
-/* In a forked child the threads do not exist and the mutex may be held by a thread that
+/* In a forked child the threads do not exist and the lock may be held by a thread that
  * vanished: release only memory. */
 static void pool_forget(thread_pool *pool)
 {
@@ -493,9 +560,9 @@ static int tp_destroy(cf_executor *ex)
     tp_shutdown(ex, true, false);
     if (in_own_worker(pool)) {
         /* We run on one of the pool's threads: it frees the pool when it exits. */
-        pthread_mutex_lock(&pool->mu);
+        pool_lock(pool);
         pool->freeing_worker = current_worker;
-        pthread_mutex_unlock(&pool->mu);
+        pool_unlock(pool);
         return 0;
     }
     pool_destroy(pool);
@@ -529,8 +596,7 @@ static const cf__executor_vtable thread_pool_vtable = {
 
 static int check_options(const cf_thread_pool_options *o)
 {
-    unsigned max = o->max_workers;
-    if (o->min_workers && max && o->min_workers > max)
+    if (o->min_workers && o->max_workers && o->min_workers > o->max_workers)
         return CF_EINVAL;
     if (o->queue_policy != CF_QUEUE_BLOCK && o->queue_policy != CF_QUEUE_REJECT &&
         o->queue_policy != CF_QUEUE_CALLER_RUNS)
@@ -555,6 +621,7 @@ static void apply_options(thread_pool *pool, const cf_thread_pool_options *o)
     pool->queue_timeout = o->queue_timeout;
     double idle = o->idle_timeout > 1e9 ? 1e9 : o->idle_timeout;
     pool->idle_timeout_ns = (int64_t)(idle * 1e9);
+    atomic_init(&pool->spin_ns, SPIN_MAX_NS / 4);
     if (o->thread_name_prefix)
         snprintf(pool->prefix, sizeof(pool->prefix), "%s", o->thread_name_prefix);
     else
@@ -572,18 +639,9 @@ int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options)
     int rc = check_options(o);
     if (rc)
         return rc;
-    thread_pool *pool = cf__calloc(1, sizeof(*pool));
+    thread_pool *pool = cf__calloc_aligned(CF__CACHELINE, sizeof(*pool));
     if (!pool)
         return CF_ENOMEM;
-    if (pthread_mutex_init(&pool->mu, NULL) != 0) {
-        cf__free(pool);
-        return CF_ENOMEM;
-    }
-    if (cf__cond_init_monotonic(&pool->cv) != 0) {
-        pthread_mutex_destroy(&pool->mu);
-        cf__free(pool);
-        return CF_ENOMEM;
-    }
     cf__executor_init(&pool->base, &thread_pool_vtable);
     apply_options(pool, o);
     *out = &pool->base;
@@ -597,7 +655,7 @@ int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *ex)
     if (cf__executor_forked(ex))
         return CF_EFORKED;
     thread_pool *pool = (thread_pool *)ex;
-    pthread_mutex_lock(&pool->mu);
+    pool_lock(pool);
     *out = (cf_thread_pool_stats){
         .threads = pool->nthreads,
         .idle = pool->nparked,
@@ -605,6 +663,6 @@ int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *ex)
         .threads_started = pool->threads_started,
         .tasks_completed = pool->tasks_completed,
     };
-    pthread_mutex_unlock(&pool->mu);
+    pool_unlock(pool);
     return 0;
 }

@@ -45,19 +45,23 @@ static bool failed_state(uint32_t s)
     return (s & CF__S_MASK) == CF__S_FINISHED && (s & CF__F_FAILED);
 }
 
-/* Evaluates the condition over the futures as they are now. */
+/* Evaluates the condition over the futures as they are now, stopping as soon as it is
+ * decided. */
 static bool condition_holds(cf_future *const *fs, size_t n, cf_return_when when)
 {
-    size_t done = 0;
+    bool all_done = true;
     for (size_t i = 0; i < n; i++) {
         uint32_t s = cf__future_load(fs[i]);
-        if (!cf__state_done(s))
-            continue;
-        done++;
-        if (when == CF_FIRST_COMPLETED || (when == CF_FIRST_EXCEPTION && failed_state(s)))
+        if (!cf__state_done(s)) {
+            if (when == CF_ALL_COMPLETED)
+                return false;
+            all_done = false;
+        } else if (when == CF_FIRST_COMPLETED ||
+                   (when == CF_FIRST_EXCEPTION && failed_state(s))) {
             return true;
+        }
     }
-    return done == n;
+    return all_done;
 }
 
 static uint32_t install_hooks(wait_hook *hooks, cf_future *const *fs, size_t n, wait_state *ws)
