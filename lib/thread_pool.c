@@ -277,9 +277,11 @@ static void name_thread(thread_pool *pool, unsigned index)
     pthread_setname_np(pthread_self(), name);
 }
 
-static void run_one(thread_pool *pool, cf_future *f)
+/* Runs a popped future unless it was cancelled; returns whether the task ran. */
+static bool run_one(thread_pool *pool, cf_future *f)
 {
-    if (cf_future_set_running_or_notify_cancel(f) == 1) {
+    bool ran = cf_future_set_running_or_notify_cancel(f) == 1;
+    if (ran) {
         bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
         cf__outcome o;
         cf__task_invoke_future(&o, f);
@@ -289,6 +291,7 @@ static void run_one(thread_pool *pool, cf_future *f)
         atomic_fetch_sub_explicit(&pool->nbusy, 1, memory_order_release);
     }
     cf_future_unref(f);
+    return ran;
 }
 
 /* Runs tasks until shutdown, breakage or idle exit; entered and left with the lock held. */
@@ -301,9 +304,9 @@ static void worker_loop(thread_pool *pool, worker *w)
             if (pool->blocked_submitters)
                 cf__cond_broadcast(&pool->cond);
             pool_unlock(pool);
-            run_one(pool, f);
+            bool ran = run_one(pool, f);
             pool_lock(pool);
-            pool->tasks_completed++;
+            pool->tasks_completed += ran;
             continue;
         }
         if (pool->shutdown || pool->broken)
@@ -594,9 +597,16 @@ static const cf__executor_vtable thread_pool_vtable = {
     .max_chunksize = tp_max_chunksize,
 };
 
+/* max_workers with the default applied: min(32, CPUs + 4), as Python. */
+static unsigned effective_max_workers(const cf_thread_pool_options *o)
+{
+    unsigned cpus = cf__cpu_count();
+    return o->max_workers ? o->max_workers : (cpus + 4 < 32 ? cpus + 4 : 32);
+}
+
 static int check_options(const cf_thread_pool_options *o)
 {
-    if (o->min_workers && o->max_workers && o->min_workers > o->max_workers)
+    if (o->min_workers > effective_max_workers(o))
         return CF_EINVAL;
     if (o->queue_policy != CF_QUEUE_BLOCK && o->queue_policy != CF_QUEUE_REJECT &&
         o->queue_policy != CF_QUEUE_CALLER_RUNS)
@@ -610,8 +620,7 @@ static int check_options(const cf_thread_pool_options *o)
 
 static void apply_options(thread_pool *pool, const cf_thread_pool_options *o)
 {
-    unsigned cpus = cf__cpu_count();
-    pool->max_workers = o->max_workers ? o->max_workers : (cpus + 4 < 32 ? cpus + 4 : 32);
+    pool->max_workers = effective_max_workers(o);
     pool->min_workers = o->min_workers;
     pool->initializer = o->initializer;
     pool->initializer_arg = o->initializer_arg;

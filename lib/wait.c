@@ -97,17 +97,24 @@ static void sleep_until(cf_future *const *fs, size_t n, wait_state *ws, int64_t 
     }
 }
 
-static void report(size_t *n_done, bool *done, cf_future *const *fs, size_t n)
+/* Fills the outputs and returns whether the condition holds, from the same load of each state:
+ * futures keep completing meanwhile, and the return code must agree with the split. */
+static bool report(size_t *n_done, bool *done, cf_future *const *fs, size_t n, cf_return_when when)
 {
     size_t count = 0;
+    bool failed = false;
     for (size_t i = 0; i < n; i++) {
-        bool d = cf_future_done(fs[i]);
+        uint32_t s = cf__future_load(fs[i]);
+        bool d = cf__state_done(s);
         if (done)
             done[i] = d;
         count += d;
+        failed |= failed_state(s);
     }
     if (n_done)
         *n_done = count;
+    return count == n || (when == CF_FIRST_COMPLETED && count) ||
+           (when == CF_FIRST_EXCEPTION && failed);
 }
 
 enum { STACK_HOOKS = 16 };
@@ -136,6 +143,5 @@ int cf_wait(size_t *n_done, bool *done, cf_future *const *fs, size_t n, cf_retur
         if (hooks != stack_hooks)
             cf__free(hooks);
     }
-    report(n_done, done, fs, n);
-    return condition_holds(fs, n, when) ? 0 : CF_ETIMEDOUT;
+    return report(n_done, done, fs, n, when) ? 0 : CF_ETIMEDOUT;
 }
