@@ -530,7 +530,7 @@ int cf_loop_close(cf_loop *loop)
         return 0;
     /* Like a run, close adopts an idle loop: the caller becomes its loop thread. */
     uint32_t idle = 0;
-    if (running_loop || !atomic_compare_exchange_strong(&loop->busy, &idle, BUSY_CLOSING))
+    if (!atomic_compare_exchange_strong(&loop->busy, &idle, BUSY_CLOSING))
         return CF_EINVALSTATE;
     atomic_store_explicit(&loop->owner, (uintptr_t)pthread_self(), memory_order_relaxed);
     close_loop(loop);

@@ -4,7 +4,8 @@
  * Each is a loop future with the machinery it needs embedded: a pooled timer handle and/or
  * loop waiters on its inputs. Every pending timer and every watching waiter holds one
  * reference on the combinator, released when it runs or is dropped by close, so a combinator
- * the user has released stays alive exactly as long as the loop may still touch it. */
+ * the user has released stays alive exactly as long as the loop may still touch it. A handle
+ * that would have finished the combinator but is dropped by a closed loop cancels it instead. */
 #include <math.h>
 
 #include "loop_internal.h"
@@ -84,6 +85,7 @@ static void sleep_timer_drop(cf_loop_handle *h)
 {
     sleep_future *s = h->data;
     timer_finished(&s->timer, h);
+    cf__future_cancel_plain(&s->lf.base); /* the closed loop can never finish it */
     cf_future_unref(&s->lf.base);
 }
 
@@ -206,6 +208,7 @@ static void gather_slot_run(cf_loop *loop, cf_loop_handle *h)
 static void gather_slot_drop(cf_loop_handle *h)
 {
     gather_slot *slot = h->data;
+    cf__future_cancel_plain(&slot->g->lf.base); /* the closed loop can never finish it */
     cf_future_unref(&slot->g->lf.base);
 }
 
@@ -317,6 +320,7 @@ static void wait_for_inner_done(cf_loop *loop, cf_loop_handle *h)
 static void wait_for_waiter_drop(cf_loop_handle *h)
 {
     wait_for_future *w = h->data;
+    cf__future_cancel_plain(&w->lf.base); /* the closed loop can never finish it */
     cf_future_unref(&w->lf.base);
 }
 

@@ -179,9 +179,13 @@ static void apply_run(cf_loop *loop, cf_loop_handle *h)
     chain_done(loop, w);
 }
 
+/* The loop closed before the outcome could be applied: the wrapper can never complete, so
+ * it ends cancelled (which also releases whatever waits on it). Any thread. */
 static void apply_drop(cf_loop_handle *h)
 {
-    chain_done(h->loop, h->data);
+    wrap_future *w = h->data;
+    cf__future_cancel_plain(&w->lf.base);
+    chain_done(h->loop, w);
 }
 
 static const cf__handle_kind apply_kind = {.run = apply_run, .drop = apply_drop};
