@@ -311,7 +311,10 @@ static void worker_loop(thread_pool *pool, worker *w)
         }
         if (pool->shutdown || pool->broken)
             return;
-        if (!spin_for_work(pool) && park(pool, w))
+        if (spin_for_work(pool))
+            continue;
+        /* The spin may have dropped the lock: a shutdown meanwhile woke only parked workers. */
+        if (pool->shutdown || pool->broken || park(pool, w))
             return;
     }
 }
