@@ -338,17 +338,25 @@ static int64_t next_timeout(cf_loop *loop)
     return t <= 0 ? 0 : t > MAX_TIMEOUT_NS ? MAX_TIMEOUT_NS : t;
 }
 
+#ifdef CF_HAVE_EPOLL_PWAIT2
+/* Kernels before 5.11 (and valgrind 3.19) lack epoll_pwait2: remember it. */
+static _Atomic bool no_pwait2;
+#endif
+
 static int epoll_wait_ns(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns)
 {
 #ifdef CF_HAVE_EPOLL_PWAIT2
-    struct timespec ts, *tsp = NULL;
-    if (timeout_ns >= 0) {
-        ts = cf__timespec(timeout_ns);
-        tsp = &ts;
+    if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+        struct timespec ts, *tsp = NULL;
+        if (timeout_ns >= 0) {
+            ts = cf__timespec(timeout_ns);
+            tsp = &ts;
+        }
+        int n = epoll_pwait2(epfd, ev, max, tsp, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
     }
-    int n = epoll_pwait2(epfd, ev, max, tsp, NULL);
-    if (n >= 0 || errno != ENOSYS)
-        return n;
 #endif
     /* Round up: waking early would only spin through another iteration. */
     int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "error.h"
 #include "executor.h"
 #include "future.h"
 #include "task.h"
