@@ -12,6 +12,7 @@
 #include "cfutures/future.h"
 #include "cfutures/executor.h"
 #include "cfutures/thread_pool.h"
+#include "cfutures/process_pool.h"
 #include "cfutures/wait.h"
 #include "cfutures/loop.h"
 #include "cfutures/loop_task.h"

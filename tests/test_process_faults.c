@@ -1,0 +1,370 @@
+/* The process pool when things go wrong: workers that die (SIGKILL, abort, _exit, exit, killed
+ * from outside), malformed and truncated frames, terminate/kill, a parent that exits or is killed
+ * without shutting down. Ported in spirit from CPython's test_deadlock and the broken-pool cases
+ * of test_process_pool. Every death is caused by the task itself or by the test, never by
+ * timing. */
+#include <signal.h>
+#include <stdint.h>
+#include <sys/wait.h>
+
+#include "cf_test.h"
+#include "proc_util.h"
+
+/* ---- tasks ---- */
+
+static int sigkill_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    (void)arg, (void)len, (void)result, (void)result_len;
+    raise(SIGKILL);
+    return 0;
+}
+
+static int exit3_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    (void)arg, (void)len, (void)result, (void)result_len;
+    _exit(3);
+}
+
+static int exit_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    (void)arg, (void)len, (void)result, (void)result_len;
+    exit(7);
+}
+
+static int abort_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    (void)arg, (void)len, (void)result, (void)result_len;
+    signal(SIGABRT, SIG_DFL);
+    abort();
+}
+
+static int ok_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    (void)arg, (void)len;
+    *result = malloc(1);
+    *result_len = 0;
+    return 0;
+}
+
+/* The worker's socket is descriptor 3 (see fork_server.c): write bytes that cannot be a frame. */
+static int garbage_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    (void)arg, (void)len, (void)result, (void)result_len;
+    unsigned char junk[96];
+    memset(junk, 0xab, sizeof(junk));
+    ssize_t n = write(3, junk, sizeof(junk));
+    (void)n;
+    return 0;
+}
+
+/* Writes the first half of a plausible header, then dies: a truncated frame. */
+static int truncated_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    (void)arg, (void)len, (void)result, (void)result_len;
+    uint32_t magic = 0x43465046u;
+    ssize_t n = write(3, &magic, sizeof(magic));
+    (void)n;
+    _exit(0);
+}
+
+/* ---- helpers ---- */
+
+static cf_executor *new_pool(unsigned max_workers)
+{
+    cf_process_pool_options o = {.max_workers = max_workers};
+    cf_executor *ex = NULL;
+    ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
+    return ex;
+}
+
+static cf_future *submit_str(cf_executor *ex, cf_bytes_fn fn, const char *s)
+{
+    cf_future *f = NULL;
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, fn, s, strlen(s)), 0);
+    return f;
+}
+
+/* Asserts the future failed with CF_EBROKEN and a message containing `needle`. */
+static void assert_broken(cf_future *f, const char *needle)
+{
+    int code = 0;
+    const char *msg = NULL;
+    ck_assert_int_eq(cf_future_exception(&code, &msg, f, CF_TEST_LONG), 0);
+    ck_assert_int_eq(code, CF_EBROKEN);
+    ck_assert_ptr_nonnull(msg);
+    if (needle && !strstr(msg, needle))
+        ck_abort_msg("message \"%s\" lacks \"%s\"", msg, needle);
+}
+
+/* Submits a blocker and a killer to a 2-worker pool, plus queued work; all of it must end
+ * CF_EBROKEN with `needle` in the message, and the pool must refuse work afterwards. */
+static void check_death(cf_bytes_fn killer, const char *needle)
+{
+    char fifo[64];
+    proc_util_make_fifo(fifo, sizeof(fifo));
+    int before = proc_util_count_children();
+    cf_executor *ex = new_pool(2);
+    /* The blocker goes to the first worker; the killer to the second, which is started for it
+     * and is the less loaded one. */
+    cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
+    cf_future *k = submit_str(ex, killer, "");
+    cf_future *fs[10];
+    int accepted = 0;
+    for (int i = 0; i < 10; i++) {
+        int rc = cf_executor_submit_bytes(&fs[accepted], ex, ok_task, "", 0);
+        if (rc == 0)
+            accepted++;
+        else
+            ck_assert_int_eq(rc, CF_EBROKEN); /* the death was already noticed */
+    }
+    assert_broken(k, needle);
+    assert_broken(blocker, NULL);
+    for (int i = 0; i < accepted; i++) {
+        int rc = cf_future_result(NULL, fs[i], CF_TEST_LONG);
+        /* Work that completed before the death keeps its result. */
+        if (rc != 0)
+            assert_broken(fs[i], NULL);
+        cf_future_unref(fs[i]);
+    }
+    cf_future *f = (cf_future *)1;
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, ok_task, "", 0), CF_EBROKEN);
+    ck_assert_ptr_null(f);
+    ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+    ck_assert_int_eq(proc_util_count_children(), before);
+    cf_future_unref(blocker);
+    cf_future_unref(k);
+    unlink(fifo);
+}
+
+START_TEST(test_sigkill_in_task_breaks_pool)
+{
+    check_death(sigkill_task, "killed by signal 9");
+}
+END_TEST
+
+START_TEST(test_exit_in_task_breaks_pool)
+{
+    check_death(exit3_task, "exit code 3");
+    check_death(exit_task, "exit code 7");
+}
+END_TEST
+
+START_TEST(test_abort_in_task_breaks_pool)
+{
+    check_death(abort_task, "signal 6");
+}
+END_TEST
+
+START_TEST(test_malformed_frame_breaks_pool)
+{
+    check_death(garbage_task, "malformed");
+}
+END_TEST
+
+START_TEST(test_truncated_frame_breaks_pool)
+{
+    check_death(truncated_task, "malformed");
+}
+END_TEST
+
+START_TEST(test_worker_killed_from_outside)
+{
+    char fifo[64];
+    proc_util_make_fifo(fifo, sizeof(fifo));
+    cf_executor *ex = new_pool(1);
+    cf_future *p = submit_str(ex, proc_util_getpid_task, "");
+    int pid = proc_util_int_result(p);
+    cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "pid %d", pid);
+    assert_broken(blocker, needle);
+    cf_future_unref(p);
+    cf_future_unref(blocker);
+    cf_executor_free(ex);
+    unlink(fifo);
+}
+END_TEST
+
+/* CPython test_shutdown_deadlock: a crash racing shutdown(wait=true) must not hang. */
+START_TEST(test_shutdown_wait_with_crash)
+{
+    cf_executor *ex = new_pool(2);
+    cf_future *f = submit_str(ex, sigkill_task, "");
+    ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
+    assert_broken(f, "signal 9");
+    cf_future_unref(f);
+    cf_executor_free(ex);
+}
+END_TEST
+
+static void check_force(int (*stop)(cf_executor *), const char *needle)
+{
+    char fifo[64];
+    proc_util_make_fifo(fifo, sizeof(fifo));
+    int before = proc_util_count_children();
+    cf_executor *ex = new_pool(1);
+    cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
+    cf_future *fs[20];
+    for (int i = 0; i < 20; i++)
+        fs[i] = submit_str(ex, ok_task, "");
+    ck_assert_int_eq(stop(ex), 0);
+    ck_assert_int_eq(stop(ex), 0); /* harmless twice */
+    assert_broken(blocker, needle);
+    int cancelled = 0;
+    for (int i = 0; i < 20; i++) {
+        int rc = cf_future_result(NULL, fs[i], CF_TEST_LONG);
+        if (rc == CF_ETASK)
+            assert_broken(fs[i], needle);
+        else if (rc != 0)
+            ck_assert_int_eq(rc, CF_ECANCELLED);
+        cancelled += cf_future_cancelled(fs[i]);
+        cf_future_unref(fs[i]);
+    }
+    ck_assert_int_ge(cancelled, 20 - 8);
+    cf_future *f = (cf_future *)1;
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, ok_task, "", 0), CF_ESHUTDOWN);
+    ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
+    ck_assert_int_eq(proc_util_count_children(), before);
+    cf_executor_free(ex);
+    cf_future_unref(blocker);
+    unlink(fifo);
+}
+
+START_TEST(test_terminate)
+{
+    check_force(cf_process_pool_terminate, "cf_process_pool_terminate");
+}
+END_TEST
+
+START_TEST(test_kill)
+{
+    check_force(cf_process_pool_kill, "cf_process_pool_kill");
+}
+END_TEST
+
+START_TEST(test_terminate_without_workers)
+{
+    cf_executor *ex = new_pool(2);
+    ck_assert_int_eq(cf_process_pool_terminate(ex), 0);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+}
+END_TEST
+
+/* ---- the parent goes away without shutting down ---- */
+
+static int first_child(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int found = -1;
+    while ((e = readdir(d)) && found < 0) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        size_t k = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[k] = '\0';
+        char *cp = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (cp && sscanf(cp + 2, "%c %d", &state, &ppid) == 2 && ppid == (int)getpid())
+            found = atoi(e->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+/* In a child process: start a pool with two busy workers, report the server's and the workers'
+ * pids through `fd`, then leave by `how` (0: SIGKILL, 1: exit without shutdown). */
+static _Noreturn void doomed_parent(int fd, const char *fifo, int how)
+{
+    cf_executor *ex;
+    if (cf_process_pool_new(&ex, &(cf_process_pool_options){.max_workers = 2}) != 0)
+        _exit(90);
+    int pids[3];
+    cf_future *a, *b;
+    cf_executor_submit_bytes(&a, ex, proc_util_getpid_task, "", 0);
+    pids[1] = proc_util_int_result(a);
+    /* Keep the first worker busy so the second task needs a second worker. */
+    cf_executor_submit_bytes(&b, ex, proc_util_block_task, fifo, strlen(fifo));
+    cf_future *c;
+    cf_executor_submit_bytes(&c, ex, proc_util_getpid_task, "", 0);
+    pids[2] = proc_util_int_result(c);
+    pids[0] = first_child();
+    if (write(fd, pids, sizeof(pids)) != (ssize_t)sizeof(pids))
+        _exit(91);
+    if (how == 0)
+        raise(SIGKILL);
+    exit(0);
+}
+
+static void check_orphans(int how)
+{
+    char fifo[64];
+    proc_util_make_fifo(fifo, sizeof(fifo));
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(p[0]);
+        doomed_parent(p[1], fifo, how);
+    }
+    close(p[1]);
+    int pids[3];
+    ck_assert_int_eq(read(p[0], pids, sizeof(pids)), (ssize_t)sizeof(pids));
+    close(p[0]);
+    int status;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_gt(pids[i], 0);
+        ck_assert_msg(proc_util_wait_gone(pids[i], CF_TEST_LONG), "pid %d survived", pids[i]);
+    }
+    unlink(fifo);
+}
+
+START_TEST(test_parent_killed)
+{
+    check_orphans(0);
+}
+END_TEST
+
+START_TEST(test_parent_exits_without_shutdown)
+{
+    check_orphans(1);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("process_faults");
+    TCase *tc = cf_test_tcase("deaths");
+    tcase_add_test(tc, test_sigkill_in_task_breaks_pool);
+    tcase_add_test(tc, test_exit_in_task_breaks_pool);
+    tcase_add_test(tc, test_abort_in_task_breaks_pool);
+    tcase_add_test(tc, test_malformed_frame_breaks_pool);
+    tcase_add_test(tc, test_truncated_frame_breaks_pool);
+    tcase_add_test(tc, test_worker_killed_from_outside);
+    tcase_add_test(tc, test_shutdown_wait_with_crash);
+    suite_add_tcase(s, tc);
+
+    tc = cf_test_tcase("force");
+    tcase_add_test(tc, test_terminate);
+    tcase_add_test(tc, test_kill);
+    tcase_add_test(tc, test_terminate_without_workers);
+    suite_add_tcase(s, tc);
+
+    tc = cf_test_tcase("orphans");
+    tcase_add_test(tc, test_parent_killed);
+    tcase_add_test(tc, test_parent_exits_without_shutdown);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+CF_TEST_MAIN(suite)
