@@ -287,6 +287,36 @@ START_TEST(test_bytes_result_readable_from_loop_future)
 }
 END_TEST
 
+/* The same through a process pool: the bytes cross the process boundary and the loop future
+ * reads them. */
+START_TEST(test_process_pool_bytes_on_loop_future)
+{
+    cf_loop *loop = new_loop();
+    cf_executor *ex;
+    cf_process_pool_options o = {.max_workers = 1};
+    ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
+    cf_future *f;
+    ck_assert_int_eq(cf_loop_run_in_executor_bytes(&f, loop, ex, bytes_task, "xyz", 3), 0);
+    seen s = {0};
+    ck_assert_int_eq(cf_future_add_done_callback(f, record_cb, &s), 0);
+    ck_assert_int_eq(drive(loop, f), 0);
+    const void *data;
+    size_t len;
+    ck_assert_int_eq(cf_future_result_bytes(&data, &len, f, 0), 0);
+    ck_assert_uint_eq(len, 9);
+    ck_assert(memcmp(data, "echo: xyz", 9) == 0);
+    spin_once(loop);
+    ck_assert_int_eq(s.calls, 1);
+    ck_assert(pthread_equal(s.thread, pthread_self()));
+    /* Pointer tasks cannot cross processes. */
+    cf_future *g;
+    ck_assert_int_eq(cf_loop_run_in_executor(&g, loop, ex, return_arg, NULL), CF_ENOTSUP);
+    cf_future_unref(f);
+    cf_loop_free(loop);
+    cf_executor_free(ex);
+}
+END_TEST
+
 /* asyncio: wrap_future of a finished future gives a pending future completed next iteration. */
 START_TEST(test_wrap_done_future_completes_later)
 {
@@ -697,6 +727,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_run_in_default_executor);
     tcase_add_test(tc, test_run_in_executor_failure);
     tcase_add_test(tc, test_bytes_result_readable_from_loop_future);
+    tcase_add_test(tc, test_process_pool_bytes_on_loop_future);
     tcase_add_test(tc, test_wrap_done_future_completes_later);
     tcase_add_test(tc, test_cancel_loop_side_pending);
     tcase_add_test(tc, test_cancel_loop_side_running);

@@ -247,6 +247,60 @@ START_TEST(test_await_thread_pool_futures)
 }
 END_TEST
 
+static int square_bytes(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    if (len != sizeof(int))
+        return cf_task_fail(CF_EINVAL, "got %zu bytes", len);
+    int x;
+    memcpy(&x, arg, sizeof(x));
+    int *out = malloc(sizeof(int));
+    *out = x * x;
+    *result = out;
+    *result_len = sizeof(int);
+    return 0;
+}
+
+static int await_process_pool(void *arg, void **result)
+{
+    cf_executor *ex = arg;
+    intptr_t total = 0;
+    for (int i = 1; i <= 10; i++) {
+        cf_future *f;
+        ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, square_bytes, &i, sizeof(i)), 0);
+        int rc = cf_await(NULL, f);
+        const char *msg = NULL;
+        int code = 0;
+        cf_future_exception(&code, &msg, f, 0);
+        ck_assert_msg(rc == 0, "rc %d code %d: %s", rc, code, msg ? msg : "-");
+        const void *data;
+        size_t len;
+        ck_assert_int_eq(cf_future_result_bytes(&data, &len, f, 0), 0);
+        ck_assert_uint_eq(len, sizeof(int));
+        int sq;
+        memcpy(&sq, data, sizeof(sq));
+        total += sq;
+        cf_future_unref(f);
+    }
+    *result = (void *)total;
+    return 0;
+}
+
+START_TEST(test_await_process_pool_futures)
+{
+    cf_loop *loop = new_loop();
+    cf_executor *ex;
+    cf_process_pool_options o = {.max_workers = 2};
+    ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
+    cf_future *t = spawn(loop, await_process_pool, ex);
+    void *v;
+    ck_assert_int_eq(run(loop, t, &v), 0);
+    ck_assert_int_eq((int)(intptr_t)v, 385);
+    cf_future_unref(t);
+    cf_loop_free(loop);
+    cf_executor_free(ex);
+}
+END_TEST
+
 static int fail_with_message(void *arg, void **result)
 {
     (void)result;
@@ -874,6 +928,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_await_loop_future);
     tcase_add_test(tc, test_await_done_future_does_not_suspend);
     tcase_add_test(tc, test_await_thread_pool_futures);
+    tcase_add_test(tc, test_await_process_pool_futures);
     tcase_add_test(tc, test_await_failed_future);
     tcase_add_test(tc, test_task_fail_context_per_task);
     suite_add_tcase(s, tc);
