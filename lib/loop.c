@@ -35,7 +35,7 @@ enum {
 #define DEFAULT_SPIN_NS 50000
 #define MIN_SPIN_NS     500
 
-static _Thread_local cf_loop *running_loop;
+static _Thread_local cf_loop *running_loop CF__TLS_FAST;
 
 static int errno_code(int e)
 {

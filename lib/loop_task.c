@@ -39,7 +39,7 @@ struct loop_task {
     bool must_cancel; /* deliver CF_ECANCELLED at the next suspension point */
 };
 
-static _Thread_local loop_task *current;
+static _Thread_local loop_task *current CF__TLS_FAST;
 
 /* ---- the loop's list of unfinished tasks ---- */
 
