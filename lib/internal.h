@@ -24,6 +24,8 @@ void cf__free(void *p);
 /* Zeroed memory aligned to `align` (a power of two, multiple of sizeof(void *)), for structs
  * with cache-line-aligned members. Freed with cf__free. */
 void *cf__calloc_aligned(size_t align, size_t size);
+/* The same without zeroing, so large blocks stay lazily committed. Freed with cf__free. */
+void *cf__malloc_aligned(size_t align, size_t size);
 char *cf__strdup(const char *s);
 
 /* Fault injection (compiled in with -Dfault_injection=true). cf__fault(kind) returns true when
