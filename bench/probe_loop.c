@@ -8,7 +8,10 @@
  * Prints one line per workload:
  *     cfutures loop-switch n=N total_s=S per_task_ns=X          n/10 tasks x 10 cf_sleep(0),
  *                                                               created before the clock
- *     cfutures loop-call-soon n=N total_s=S per_task_ns=X       schedule n callbacks, run them
+ *     cfutures loop-call-soon n=N total_s=S per_task_ns=X cold_per_task_ns=Y
+ *                                                               schedule n callbacks, run them
+ *                                                               (warm: a second burst; cold:
+ *                                                               the first, on fresh memory)
  *     cfutures loop-roundtrip n=N total_s=S per_task_ns=X       await run_in_executor of an
  *                                                               empty task, sequentially
  *     cfutures loop-task-rss n=N total_s=S per_task_ns=X bytes_per_task=B
@@ -128,19 +131,27 @@ static void count_down(cf_loop *loop, void *data)
         cf_loop_stop(loop);
 }
 
-static void bench_call_soon(long n)
+/* Schedules n callbacks, then runs them; returns the seconds taken. */
+static double call_soon_burst(cf_loop *loop, long n)
 {
-    cf_loop *loop = new_loop();
     counter c = {.left = n};
-    /* Warm the handle pool (asyncio's handles come from a warm allocator too). */
-    for (long i = 0; i < 1024; i++)
-        cf_loop_call_soon(NULL, loop, count_down, &(counter){.left = -1});
-    one_iteration(loop);
     double t0 = now();
     for (long i = 0; i < n; i++)
         check(cf_loop_call_soon(NULL, loop, count_down, &c), "call_soon");
     cf_loop_run_forever(loop);
-    report("loop-call-soon", n, now() - t0, NULL);
+    return now() - t0;
+}
+
+/* Cold: the first burst in the process (every handle on fresh memory, as asyncio's probe).
+ * Warm: a second burst of the same size, on memory the first one left. */
+static void bench_call_soon(long n)
+{
+    cf_loop *loop = new_loop();
+    double cold = call_soon_burst(loop, n);
+    double warm = call_soon_burst(loop, n);
+    char extra[64];
+    snprintf(extra, sizeof(extra), " cold_per_task_ns=%.1f", cold * 1e9 / n);
+    report("loop-call-soon", n, warm, extra);
     cf_loop_free(loop);
 }
 

@@ -20,10 +20,10 @@
 #define INBOX_CLOSED ((cf_loop_handle *)(uintptr_t)1)
 
 enum {
-    POOL_MAX = 1024,
     /* asyncio's compaction rule: rebuild the heap when more than this many timers are
      * scheduled and more than half of them are cancelled. */
     MIN_SCHEDULED_TIMERS = 100,
+    SPARE_SLABS = 2, /* empty handle slabs kept while idle */
     TAG_EVENTFD = 1,
     TAG_TIMERFD = 2,
     BUSY_RUNNING = 1,
@@ -46,6 +46,7 @@ static int errno_code(int e)
 
 static void loop_destroy(cf_loop *loop)
 {
+    cf__slab_cache_destroy(&loop->handles);
     if (loop->tfd >= 0)
         close(loop->tfd);
     close(loop->efd);
@@ -71,28 +72,29 @@ static const cf__handle_kind user_kind = {.run = user_run};
 cf_loop_handle *cf__loop_handle_alloc(cf_loop *loop, const cf__handle_kind *kind, void *fn,
                                       void *data)
 {
-    cf_loop_handle *h = loop->pool;
-    if (h && !cf__fault(CF__FAULT_ALLOC)) {
-        loop->pool = h->next;
-        loop->npool--;
-    } else {
-        h = cf__malloc(sizeof(*h));
-        if (!h)
-            return NULL;
-    }
-    *h = (cf_loop_handle){.kind = kind, .fn = fn, .data = data, .loop = loop, .refs = 1};
+    cf_loop_handle *h = cf__fault(CF__FAULT_ALLOC) ? NULL : cf__slab_alloc(&loop->handles);
+    if (h)
+        *h = (cf_loop_handle){.kind = kind, .fn = fn, .data = data, .loop = loop, .refs = 1};
+    return h;
+}
+
+/* A handle in cf__malloc storage: for the user (released from any thread after close) or made
+ * on another thread. */
+static cf_loop_handle *heap_handle(cf_loop *loop, const cf__handle_kind *kind, void *fn, void *data)
+{
+    cf_loop_handle *h = cf__malloc(sizeof(*h));
+    if (h)
+        *h = (cf_loop_handle){
+            .kind = kind, .fn = fn, .data = data, .loop = loop, .refs = 1, .flags = CF__H_HEAP};
     return h;
 }
 
 static void handle_free(cf_loop *loop, cf_loop_handle *h)
 {
-    if (loop->closed || loop->npool >= POOL_MAX) {
+    if (h->flags & CF__H_HEAP)
         cf__free(h);
-        return;
-    }
-    h->next = loop->pool;
-    loop->pool = h;
-    loop->npool++;
+    else
+        cf__slab_free(&loop->handles, h);
 }
 
 void cf__loop_handle_release(cf_loop *loop, cf_loop_handle *h)
@@ -128,7 +130,7 @@ static void handle_discard(cf_loop *loop, cf_loop_handle *h)
 }
 
 /* The same on a thread that posted to a closed loop: only handles allocated for the post
- * (never pooled ones, which stay on the loop thread) or embedded ones get here. */
+ * (CF__H_HEAP) or embedded ones get here. */
 static void handle_discard_remote(cf_loop_handle *h)
 {
     bool embedded = h->flags & CF__H_EMBEDDED;
@@ -388,6 +390,8 @@ static void wait_for_work(cf_loop *loop, int64_t timeout)
         if (spun == loop->spin_ns)
             loop->spin_ns = spun / 2 > MIN_SPIN_NS ? spun / 2 : MIN_SPIN_NS;
     }
+    /* About to idle: give back the handle slabs a burst left empty. */
+    cf__slab_trim(&loop->handles, SPARE_SLABS);
     atomic_store_explicit(&loop->wake_pending, 0, memory_order_seq_cst);
     loop->sleeps++;
     if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) == NULL) {
@@ -499,6 +503,7 @@ int cf_loop_new(cf_loop **out, const cf_loop_options *options)
         return rc;
     }
     atomic_init(&loop->refs, 1);
+    cf__slab_cache_init(&loop->handles, sizeof(cf_loop_handle));
     atomic_init(&loop->owner, (uintptr_t)pthread_self());
     loop->tfd = -1;
     loop->tfd_armed = CF__FOREVER_NS;
@@ -576,12 +581,6 @@ static void close_loop(cf_loop *loop)
     discard_all(loop);
     if (loop->default_executor)
         cf_executor_shutdown(loop->default_executor, false, false);
-    while (loop->pool) {
-        cf_loop_handle *h = loop->pool;
-        loop->pool = h->next;
-        cf__free(h);
-    }
-    loop->npool = 0;
     cf__timer_heap_free(&loop->timers);
 }
 
@@ -729,7 +728,8 @@ static int schedule(cf_loop_handle **handle, cf_loop *loop, int64_t when, cf_loo
     int rc = cf__loop_check(loop);
     if (rc)
         return rc;
-    cf_loop_handle *h = cf__loop_handle_alloc(loop, &user_kind, (void *)cb, data);
+    cf_loop_handle *h = handle ? heap_handle(loop, &user_kind, (void *)cb, data)
+                               : cf__loop_handle_alloc(loop, &user_kind, (void *)cb, data);
     if (!h)
         return CF_ENOMEM;
     if (when == INT64_MIN) {
@@ -797,11 +797,9 @@ int cf_loop_call_soon_threadsafe(cf_loop *loop, cf_loop_cb cb, void *data)
         return schedule(NULL, loop, INT64_MIN, cb, data);
     if (atomic_load_explicit(&loop->closed_flag, memory_order_acquire))
         return CF_ECLOSED;
-    cf_loop_handle *h = cf__malloc(sizeof(*h));
+    cf_loop_handle *h = heap_handle(loop, &user_kind, (void *)cb, data);
     if (!h)
         return CF_ENOMEM;
-    *h = (cf_loop_handle){
-        .kind = &user_kind, .fn = (void *)cb, .data = data, .loop = loop, .refs = 1};
     int rc = 0;
     cf__loop_ref(loop);
     if (inbox_push(loop, h)) {
@@ -911,6 +909,7 @@ int cf_loop_dispatch(cf_loop *loop)
     collect_due_timers(loop, cf__now_ns());
     run_ready(loop);
     loop->stopping = false;
+    cf__slab_trim(&loop->handles, SPARE_SLABS);
     if (loop->embedded) {
         rearm_timerfd(loop);
         atomic_store_explicit(&loop->wake_pending, 0, memory_order_seq_cst);

@@ -85,8 +85,12 @@ void cf__loop_schedule_callback(cf_future *f, cf_done_cb cb, void *data)
         /* Pooled handles belong to the loop thread: allocate one for the trip. */
         h = cf__malloc(sizeof(*h));
         if (h)
-            *h = (cf_loop_handle){
-                .kind = &done_cb_kind, .fn = (void *)cb, .data = data, .loop = loop, .refs = 1};
+            *h = (cf_loop_handle){.kind = &done_cb_kind,
+                                  .fn = (void *)cb,
+                                  .data = data,
+                                  .loop = loop,
+                                  .refs = 1,
+                                  .flags = CF__H_HEAP};
     }
     if (!h) {
         /* Out of memory: running it late in the wrong thread beats never running it. */

@@ -17,6 +17,7 @@
 #include "cfutures/loop.h"
 #include "cfutures/loop_task.h"
 #include "internal.h"
+#include "loop_slab.h"
 #include "timer_heap.h"
 
 /* Thread-locals read on every task step: the initial-exec model avoids a __tls_get_addr call
@@ -39,6 +40,7 @@ enum {
     CF__H_DONE = 1u << 3,     /* ran or was dropped */
     CF__H_LOOP_REF = 1u << 4, /* handed to the user: holds a reference on the loop */
     CF__H_QUEUED = 1u << 5,   /* in the ready queue */
+    CF__H_HEAP = 1u << 6,     /* from cf__malloc (made off the loop thread, or for the user) */
 };
 
 struct cf_loop_handle {
@@ -80,8 +82,7 @@ struct cf_loop {
     cf__timer_heap timers;
     size_t timers_cancelled; /* cancelled handles still in the heap */
     uint64_t timer_seq;
-    cf_loop_handle *pool; /* free handles */
-    size_t npool;
+    cf__slab_cache handles; /* storage of pooled handles */
     cf_future *current_task;
     void *tasks; /* unfinished tasks (loop_task.c) */
     cf_executor *default_executor;
@@ -116,10 +117,11 @@ void cf__loop_unref(cf_loop *loop);
 
 /* ---- handles (loop.c) ---- */
 
-/* A pooled handle with one reference (the queue's), or NULL. Loop thread. */
+/* A pooled handle (slab storage) with one reference (the queue's), or NULL. Loop thread. */
 cf_loop_handle *cf__loop_handle_alloc(cf_loop *loop, const cf__handle_kind *kind, void *fn,
                                       void *data);
-/* Drops one reference of a pooled handle; the last one recycles it. Loop thread. */
+/* Drops one reference of a pooled handle; the last one frees it. Loop thread (any thread for
+ * CF__H_HEAP handles once the loop is closed). */
 void cf__loop_handle_release(cf_loop *loop, cf_loop_handle *h);
 /* Initialises a handle embedded in an owner object. */
 void cf__loop_handle_embed(cf_loop_handle *h, cf_loop *loop, const cf__handle_kind *kind,

@@ -204,8 +204,11 @@ static bool task_cancel(cf_future *f)
     cf_loop_handle *h = cf__malloc(sizeof(*h));
     if (!h)
         return false;
-    *h = (cf_loop_handle){
-        .kind = &cancel_request_kind, .data = cf_future_ref(f), .loop = loop, .refs = 1};
+    *h = (cf_loop_handle){.kind = &cancel_request_kind,
+                          .data = cf_future_ref(f),
+                          .loop = loop,
+                          .refs = 1,
+                          .flags = CF__H_HEAP};
     cf__loop_post(loop, h);
     return true;
 }

@@ -324,6 +324,30 @@ START_TEST(test_cancelled_timers_compaction)
 }
 END_TEST
 
+static void count_cb0(cf_loop *loop, void *data)
+{
+    (void)loop;
+    ++*(int *)data;
+}
+
+/* A burst of callbacks takes many handle slabs; once the loop idles, the empty ones are given
+ * back (all but a couple of spares). */
+START_TEST(test_handle_slabs_trimmed_when_idle)
+{
+    cf_loop *loop = new_loop();
+    int count = 0;
+    for (int i = 0; i < 100000; i++)
+        ck_assert_int_eq(cf_loop_call_soon(NULL, loop, count_cb0, &count), 0);
+    ck_assert_int_eq(cf_loop_stop(loop), 0);
+    ck_assert_int_eq(cf_loop_run_forever(loop), 0); /* one iteration: the whole burst */
+    ck_assert_int_eq(count, 100000);
+    ck_assert_uint_gt(loop->handles.nspare, 2); /* not in the middle of work */
+    ck_assert_int_eq(cf_loop_dispatch(loop), 0); /* an idle iteration */
+    ck_assert_uint_le(loop->handles.nspare, 2);
+    cf_loop_free(loop);
+}
+END_TEST
+
 /* ---- close ---- */
 
 START_TEST(test_close_drops_pending_and_is_idempotent)
@@ -664,6 +688,7 @@ static Suite *suite(void)
     tc = cf_test_tcase("handles");
     tcase_add_test(tc, test_cancel_timer_and_soon);
     tcase_add_test(tc, test_cancelled_timers_compaction);
+    tcase_add_test(tc, test_handle_slabs_trimmed_when_idle);
     suite_add_tcase(s, tc);
     tc = cf_test_tcase("close");
     tcase_add_test(tc, test_close_drops_pending_and_is_idempotent);
