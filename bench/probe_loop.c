@@ -191,9 +191,13 @@ static int roundtrips(void *arg, void **result)
     return 0;
 }
 
+/* PROBE_LOOP_SPIN=<seconds> overrides the loop's spin_time (negative: no spinning). */
 static void bench_roundtrip(long n)
 {
-    cf_loop *loop = new_loop();
+    cf_loop *loop;
+    const char *spin = getenv("PROBE_LOOP_SPIN");
+    cf_loop_options lo = {.spin_time = spin ? atof(spin) : 0};
+    check(cf_loop_new(&loop, &lo), "cf_loop_new");
     rt r = {.n = n};
     cf_thread_pool_options o = {.max_workers = 2}; /* as asyncio's probe */
     check(cf_thread_pool_new(&r.ex, &o), "thread_pool_new");
