@@ -7,12 +7,12 @@ int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
                         const cf_loop_task_options *options)
 {
     (void)loop;
-    (void)fn;
     (void)arg;
     (void)options;
-    if (out)
-        *out = NULL;
-    return CF_ENOTSUP;
+    if (!out)
+        return CF_EINVAL;
+    *out = NULL;
+    return fn ? CF_ENOTSUP : CF_EINVAL;
 }
 
 int cf_await(void **value, cf_future *future)
