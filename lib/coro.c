@@ -33,6 +33,7 @@
 #ifdef CORO_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+#include <sanitizer/lsan_interface.h>
 #define STACK_SCALE 4 /* fake frames and redzones */
 #elif defined(CORO_TSAN)
 #include <sanitizer/tsan_interface.h>
@@ -57,7 +58,7 @@
 
 #define STACK_DEFAULT ((size_t)64 << 10)
 #define STACK_MIN     ((size_t)16 << 10)
-#define STACK_MAX     ((size_t)1 << 30)
+#define STACK_MAX     (SIZE_MAX >> 4 < (size_t)1 << 30 ? SIZE_MAX >> 4 : (size_t)1 << 30)
 #define ARENA_BYTES   ((size_t)2 << 20) /* stacks per mmap: about one page-table page's span */
 #define HOT_BYTES     ((size_t)4 << 20) /* address space of the resident free stacks per size */
 #define HOT_MAX       64
@@ -146,7 +147,8 @@ static struct {
     cf__lock lock;
     stack_class *classes;
     cf__coro_guard guard;
-    size_t vma_budget; /* VMAs that mprotect guards may still add */
+    bool guard_checked; /* guard_holds() confirmed MADV_GUARD_INSTALL */
+    size_t vma_budget;  /* VMAs that mprotect guards may still add */
     cf__coro_stats stats;
 } pool;
 
@@ -212,14 +214,32 @@ static void list_remove(stack_class *c, arena *a)
     a->listed = false;
 }
 
+/* Some environments (qemu-user) accept MADV_GUARD_INSTALL and ignore it. Checks once that
+ * the kernel really refuses to write into the guarded page at p. */
+static bool guard_holds(char *p)
+{
+    int fds[2];
+    if (cf__fault(CF__FAULT_FD) || pipe2(fds, O_CLOEXEC) != 0)
+        return true; /* cannot tell: trust the kernel's answer */
+    bool holds = true;
+    if (write(fds[1], "", 1) == 1)
+        holds = read(fds[0], p, 1) < 0 && errno == EFAULT;
+    close(fds[0]);
+    close(fds[1]);
+    return holds;
+}
+
 /* Makes the page at p inaccessible in the best way still available; returns the way used. */
 static cf__coro_guard guard_page(char *p)
 {
     if (pool.guard == CF__CORO_GUARD_MADVISE) {
-        if (madvise(p, page_size, MADV_GUARD_INSTALL) == 0)
-            return CF__CORO_GUARD_MADVISE;
-        if (errno == EINVAL) /* a kernel before 6.13: stop trying */
+        if (madvise(p, page_size, MADV_GUARD_INSTALL) == 0) {
+            if (pool.guard_checked || (pool.guard_checked = guard_holds(p)))
+                return CF__CORO_GUARD_MADVISE;
             pool.guard = CF__CORO_GUARD_MPROTECT;
+        } else if (errno == EINVAL) { /* a kernel before 6.13: stop trying */
+            pool.guard = CF__CORO_GUARD_MPROTECT;
+        }
     }
     if (pool.guard == CF__CORO_GUARD_MPROTECT && pool.vma_budget >= 2 &&
         mprotect(p, page_size, PROT_NONE) == 0) {
@@ -298,7 +318,7 @@ static stack_class *class_get(size_t slot_size)
     size_t hot_max = HOT_BYTES / slot_size;
     c->slot_size = slot_size;
     c->per_arena = per_arena ? (uint32_t)per_arena : 1;
-    c->hot_max = hot_max > HOT_MAX ? HOT_MAX : hot_max ? (uint32_t)hot_max : 1;
+    c->hot_max = hot_max > HOT_MAX ? HOT_MAX : (uint32_t)hot_max; /* 0 above HOT_BYTES */
     c->next = pool.classes;
     pool.classes = c;
     return c;
@@ -473,6 +493,10 @@ int cf__coro_new(cf__coro **out, cf__coro_fn fn, void *arg, size_t stack_size)
         uint64_t word = CANARY ^ (uintptr_t)co->lo;
         memcpy(co->lo, &word, sizeof word);
     }
+#ifdef CORO_ASAN
+    /* What only a parked coroutine points to is reachable, not leaked. */
+    __lsan_register_root_region(co->lo, stack_bytes(co));
+#endif
 #ifdef CORO_TSAN
     co->fiber = __tsan_create_fiber(0);
 #endif
@@ -533,6 +557,7 @@ void cf__coro_free(cf__coro *co)
     __tsan_destroy_fiber(co->fiber);
 #endif
 #ifdef CORO_ASAN
+    __lsan_unregister_root_region(co->lo, stack_bytes(co));
     /* A coroutine freed while suspended leaves its frames' redzones poisoned. */
     __asan_unpoison_memory_region(co->lo, stack_bytes(co));
 #endif

@@ -27,8 +27,8 @@ typedef void (*cf__coro_fn)(void *arg);
  * by 2, since instrumented frames are larger). The stack comes from the pool, is committed
  * lazily (a shallow coroutine costs about one page of memory) and has an inaccessible guard page
  * below it. The coroutine's control block lives at the top of that stack. Returns 0 and sets
- * *out, or CF_EINVAL (out or fn NULL, stack_size above 1 GiB), CF_ENOMEM (no memory for a new
- * stack arena). Any thread. */
+ * *out, or CF_EINVAL (out or fn NULL, stack_size above 1 GiB, or 256 MiB on 32-bit systems),
+ * CF_ENOMEM (no memory for a new stack arena). Any thread. */
 int cf__coro_new(cf__coro **out, cf__coro_fn fn, void *arg, size_t stack_size);
 
 /* Runs `co` from where it stopped until it yields or its function returns. Returns true if the

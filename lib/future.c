@@ -95,17 +95,24 @@ static void depot_put(cf_future *batch)
         free_list(batch);
 }
 
+/* Arms the thread-exit destructor before the cache first owns anything, whichever way the
+ * memory arrives (a free, or a batch taken from the depot). */
+static void cache_register(void)
+{
+    if (!cache.registered) {
+        pthread_once(&cache_once, cache_setup);
+        pthread_setspecific(cache_key, &cache);
+        cache.registered = true;
+    }
+}
+
 static void cache_put(cf_future *f)
 {
     if (cache.closed) {
         cf__free(f);
         return;
     }
-    if (!cache.registered) {
-        pthread_once(&cache_once, cache_setup);
-        pthread_setspecific(cache_key, &cache);
-        cache.registered = true;
-    }
+    cache_register();
     if (cache.count == CACHE_MAX) {
         /* Hand the oldest half to the depot. */
         cf_future *last_kept = cache.head;
@@ -123,7 +130,7 @@ static void cache_put(cf_future *f)
 static cf_future *cache_get(void)
 {
     if (!cache.head && !cache.closed) {
-        pthread_once(&cache_once, cache_setup);
+        cache_register();
         cache.head = depot_get();
         cache.count = cache.head ? BATCH : 0;
     }

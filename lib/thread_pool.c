@@ -185,7 +185,8 @@ static void adapt_spin(thread_pool *pool, bool paid)
 }
 
 /* Lets at most one worker watch the queue for a short window before parking (lock held on entry
- * and exit). Returns true if the queue is not empty. */
+ * and exit). Returns whether it spun: the lock was then released, so the caller must re-check the
+ * queue and the shutdown flag before deciding to park. */
 static bool spin_for_work(thread_pool *pool)
 {
     int64_t window = atomic_load_explicit(&pool->spin_ns, memory_order_relaxed);
@@ -205,9 +206,7 @@ static bool spin_for_work(thread_pool *pool)
     pool->spinning = false;
     if (!found)
         adapt_spin(pool, false);
-    /* Decide under the lock: a submit that counted us as awake may have queued work just after
-     * the window closed, and it woke nobody. */
-    return queue_head(pool) != NULL;
+    return true;
 }
 
 /* Parks until woken or the idle timeout passes; returns true if the thread should exit.
@@ -294,9 +293,12 @@ static bool run_one(thread_pool *pool, cf_future *f)
     return ran;
 }
 
-/* Runs tasks until shutdown, breakage or idle exit; entered and left with the lock held. */
+/* Runs tasks until shutdown, breakage or idle exit; entered and left with the lock held. Every
+ * step that releases the lock (running a task, spinning, parking) is followed by a fresh look at
+ * the queue and the flags, so no decision is made on stale state. */
 static void worker_loop(thread_pool *pool, worker *w)
 {
+    bool spun = false; /* spin at most once per idle period */
     for (;;) {
         cf_future *f = queue_pop(pool);
         if (f) {
@@ -307,14 +309,14 @@ static void worker_loop(thread_pool *pool, worker *w)
             bool ran = run_one(pool, f);
             pool_lock(pool);
             pool->tasks_completed += ran;
+            spun = false;
             continue;
         }
         if (pool->shutdown || pool->broken)
             return;
-        if (spin_for_work(pool))
+        if (!spun && (spun = spin_for_work(pool)))
             continue;
-        /* The spin may have dropped the lock: a shutdown meanwhile woke only parked workers. */
-        if (pool->shutdown || pool->broken || park(pool, w))
+        if (park(pool, w))
             return;
     }
 }

@@ -24,6 +24,10 @@
 #endif
 #endif
 
+#ifdef TEST_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #if defined(__SANITIZE_THREAD__)
 #define TEST_TSAN 1
 #elif defined(__has_feature)
@@ -496,6 +500,31 @@ START_TEST(test_errno_and_tls_are_the_threads)
 }
 END_TEST
 
+static void hold_block(void *arg)
+{
+    char *block = malloc(100);
+    ck_assert_ptr_nonnull(block);
+    strcpy(block, "only a parked stack points here");
+    *(bool *)arg = true;
+    cf__coro_yield();
+    free(block);
+}
+
+/* Memory that only a parked coroutine's stack points to is reachable, not a leak. */
+START_TEST(test_parked_stack_is_a_leak_check_root)
+{
+    bool started = false;
+    cf__coro *co = coro(hold_block, &started, 0);
+    ck_assert(!cf__coro_resume(co));
+    ck_assert(started);
+#ifdef TEST_ASAN
+    ck_assert_int_eq(__lsan_do_recoverable_leak_check(), 0);
+#endif
+    ck_assert(cf__coro_resume(co));
+    cf__coro_free(co);
+}
+END_TEST
+
 /* ---- stacks ---- */
 
 /* Each level keeps a 256-byte frame live; small frames cannot jump over a guard page. */
@@ -648,6 +677,21 @@ START_TEST(test_pool_gives_memory_back)
      * are gone (or their whole arena is). */
     for (int i = N - COLD; i < N; i++)
         ck_assert_uint_eq(resident_pages(lo[i], size[i]), 0);
+}
+END_TEST
+
+/* Stacks larger than the hot set's budget are never kept resident once freed. */
+START_TEST(test_large_stack_memory_given_back_at_free)
+{
+    size_t touch = 1 << 20;
+    cf__coro *co = coro(touch_and_park, &touch, 8 << 20);
+    ck_assert(!cf__coro_resume(co));
+    void *lo;
+    size_t size;
+    cf__coro_stack_bounds(co, &lo, &size);
+    ck_assert_uint_ge(resident_pages(lo, size), touch / 4096);
+    cf__coro_free(co);
+    ck_assert_uint_eq(resident_pages(lo, size), 0);
 }
 END_TEST
 
@@ -907,13 +951,13 @@ END_TEST
 START_TEST(test_allocation_failures)
 {
 #ifdef CF_FAULT_INJECTION
-    /* Sizes of their own, so that a new size class and a new arena are needed. */
+    /* Sizes of their own: a new arena (mmap fails), then a new size class (allocation fails). */
     cf__coro *co = NULL;
     cf__fault_arm(CF__FAULT_MMAP, 1);
     ck_assert_int_eq(cf__coro_new(&co, noop, NULL, 520 << 10), CF_ENOMEM);
     ck_assert_ptr_null(co);
     cf__fault_arm(CF__FAULT_ALLOC, 1);
-    ck_assert_int_eq(cf__coro_new(&co, noop, NULL, 530 << 10), CF_ENOMEM);
+    ck_assert_int_eq(cf__coro_new(&co, noop, NULL, 900 << 10), CF_ENOMEM);
     ck_assert_ptr_null(co);
     cf__fault_arm(0, 0);
     co = coro(noop, NULL, 520 << 10);
@@ -939,6 +983,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_free_suspended_and_unstarted);
     tcase_add_test(tc, test_registers_and_fp_preserved);
     tcase_add_test(tc, test_errno_and_tls_are_the_threads);
+    tcase_add_test(tc, test_parked_stack_is_a_leak_check_root);
     tcase_add_test(tc, test_misuse_aborts);
     suite_add_tcase(s, tc);
 
@@ -947,6 +992,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_stack_size_rounding);
     tcase_add_test(tc, test_freed_stack_is_reused);
     tcase_add_test(tc, test_pool_gives_memory_back);
+    tcase_add_test(tc, test_large_stack_memory_given_back_at_free);
     tcase_add_test(tc, test_many_coroutines_alive);
     tcase_add_test(tc, test_guard_page_kills_with_sigsegv);
     tcase_add_test(tc, test_mprotect_guard_kills_with_sigsegv);

@@ -1,0 +1,285 @@
+/* Peer: GLib's GThreadPool with 2 exclusive threads.
+ *
+ * GThreadPool has no futures, so each task carries what a GLib user writes to wait for one: a
+ * GMutex, a GCond and a done flag, set by the worker after the function ran. A task record is
+ * allocated per submission and freed after its wait, as a future is. */
+#include <glib.h>
+#include <stdlib.h>
+
+#include "bench_util.h"
+
+typedef struct btask btask;
+struct btask {
+    GMutex mu;
+    GCond cv;
+    gboolean done;
+    void (*fn)(btask *t);
+    void *arg;
+};
+
+static btask *btask_new(void (*fn)(btask *), void *arg)
+{
+    btask *t = g_new0(btask, 1);
+    g_mutex_init(&t->mu);
+    g_cond_init(&t->cv);
+    t->fn = fn;
+    t->arg = arg;
+    return t;
+}
+
+static void btask_free(btask *t)
+{
+    g_cond_clear(&t->cv);
+    g_mutex_clear(&t->mu);
+    g_free(t);
+}
+
+static void btask_wait(btask *t)
+{
+    g_mutex_lock(&t->mu);
+    while (!t->done)
+        g_cond_wait(&t->cv, &t->mu);
+    g_mutex_unlock(&t->mu);
+}
+
+static void pool_func(gpointer data, gpointer user_data)
+{
+    (void)user_data;
+    btask *t = data;
+    if (t->fn)
+        t->fn(t);
+    g_mutex_lock(&t->mu);
+    t->done = TRUE;
+    g_cond_signal(&t->cv);
+    g_mutex_unlock(&t->mu);
+}
+
+static void push(GThreadPool *pool, btask *t)
+{
+    GError *err = NULL;
+    if (!g_thread_pool_push(pool, t, &err))
+        BENCH_FAIL("g_thread_pool_push", err ? err->message : NULL);
+}
+
+static void run_and_wait(GThreadPool *pool, void (*fn)(btask *), void *arg)
+{
+    btask *t = btask_new(fn, arg);
+    push(pool, t);
+    btask_wait(t);
+    btask_free(t);
+}
+
+static GThreadPool *pool_new_warm(void)
+{
+    GError *err = NULL;
+    GThreadPool *pool = g_thread_pool_new(pool_func, NULL, 2, TRUE, &err);
+    if (!pool)
+        BENCH_FAIL("g_thread_pool_new", err ? err->message : NULL);
+    run_and_wait(pool, NULL, NULL);
+    return pool;
+}
+
+static void pool_free(GThreadPool *pool)
+{
+    g_thread_pool_free(pool, FALSE, TRUE);
+}
+
+static void fn_gate(btask *t)
+{
+    bench_gate_pass(t->arg);
+}
+
+typedef struct cpu_slot {
+    uint64_t seed;
+    uint64_t iters;
+    uint64_t out;
+    char pad[40];
+} cpu_slot;
+
+static void fn_cpu(btask *t)
+{
+    cpu_slot *s = t->arg;
+    s->out = bench_spin(s->iters, s->seed);
+}
+
+static void burst(GThreadPool *pool, size_t n, void (*fn)(btask *), void *args, size_t arg_size)
+{
+    btask **ts = bench_xmalloc(n * sizeof(*ts));
+    for (size_t i = 0; i < n; i++) {
+        ts[i] = btask_new(fn, args ? (char *)args + i * arg_size : NULL);
+        push(pool, ts[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        btask_wait(ts[i]);
+        btask_free(ts[i]);
+    }
+    free(ts);
+}
+
+static int wl_burst(char **args)
+{
+    size_t n = bench_arg_count(args[0], "N");
+    GThreadPool *pool = pool_new_warm();
+    int64_t t0 = bench_now_ns();
+    burst(pool, n, NULL, NULL, 0);
+    double s = bench_since_s(t0);
+    pool_free(pool);
+    bench_report("burst", (double)n, s, s * 1e9 / (double)n, NULL);
+    return 0;
+}
+
+static int wl_pingpong(char **args)
+{
+    size_t n = bench_arg_count(args[0], "N");
+    GThreadPool *pool = pool_new_warm();
+    int64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < n; i++)
+        run_and_wait(pool, NULL, NULL);
+    double s = bench_since_s(t0);
+    pool_free(pool);
+    bench_report("pingpong", (double)n, s, s * 1e9 / (double)n, NULL);
+    return 0;
+}
+
+static int wl_cpu(char **args)
+{
+    size_t n = bench_arg_count(args[0], "N");
+    size_t iters = bench_arg_count(args[1], "ITERS");
+    cpu_slot *slots = bench_xcalloc(n, sizeof(*slots));
+    uint64_t *expect = bench_xmalloc(n * sizeof(*expect));
+    for (size_t i = 0; i < n; i++)
+        slots[i] = (cpu_slot){.seed = i * 0x9E3779B97F4A7C15ull + 1, .iters = iters};
+    int64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < n; i++)
+        expect[i] = bench_spin(iters, slots[i].seed);
+    double seq_s = bench_since_s(t0);
+
+    GThreadPool *pool = pool_new_warm();
+    t0 = bench_now_ns();
+    burst(pool, n, fn_cpu, slots, sizeof(*slots));
+    double s = bench_since_s(t0);
+    pool_free(pool);
+    for (size_t i = 0; i < n; i++) {
+        if (slots[i].out != expect[i])
+            BENCH_FAIL("cpu task", "result differs from the sequential run");
+    }
+    free(expect);
+    free(slots);
+    double speedup = seq_s / s;
+    bench_report("cpu", (double)n, s, s * 1e9 / (double)n,
+                 " seq_s=%.6f speedup=%.3f efficiency=%.3f iters=%zu", seq_s, speedup, speedup / 2,
+                 iters);
+    return 0;
+}
+
+typedef struct submitter {
+    pthread_t thread;
+    GThreadPool *pool;
+    pthread_barrier_t *start;
+    size_t n;
+} submitter;
+
+static void *submitter_main(void *arg)
+{
+    submitter *sub = arg;
+    pthread_barrier_wait(sub->start);
+    burst(sub->pool, sub->n, NULL, NULL, 0);
+    return NULL;
+}
+
+static int wl_submitters(char **args)
+{
+    size_t n = bench_arg_count(args[0], "N");
+    size_t t = bench_arg_count(args[1], "T");
+    if (t > n || t > 1024)
+        bench_usage_error("T must be at most N and at most 1024");
+    GThreadPool *pool = pool_new_warm();
+    submitter *subs = bench_xcalloc(t, sizeof(*subs));
+    pthread_barrier_t start;
+    if (pthread_barrier_init(&start, NULL, (unsigned)t + 1) != 0)
+        BENCH_FAIL("pthread_barrier_init", NULL);
+    for (size_t i = 0; i < t; i++) {
+        subs[i] = (submitter){.pool = pool, .start = &start, .n = bench_share(n, t, i)};
+        if (pthread_create(&subs[i].thread, NULL, submitter_main, &subs[i]) != 0)
+            BENCH_FAIL("pthread_create", NULL);
+    }
+    pthread_barrier_wait(&start);
+    int64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < t; i++)
+        pthread_join(subs[i].thread, NULL);
+    double s = bench_since_s(t0);
+    pthread_barrier_destroy(&start);
+    free(subs);
+    pool_free(pool);
+    bench_report("submitters", (double)n, s, s * 1e9 / (double)n, " threads=%zu", t);
+    return 0;
+}
+
+static int wl_idle(char **args)
+{
+    double secs = bench_arg_seconds(args[0], "S");
+    GThreadPool *pool = pool_new_warm();
+    double cpu0 = bench_cpu_s();
+    int64_t t0 = bench_now_ns();
+    bench_sleep(secs);
+    double s = bench_since_s(t0);
+    double cpu_ms = (bench_cpu_s() - cpu0) * 1e3;
+    pool_free(pool);
+    bench_report("idle", secs, s, 0.0, " cpu_ms=%.3f", cpu_ms);
+    return 0;
+}
+
+/* The per-task memory is the task record (with its mutex and cond) plus GLib's queue node. */
+static int wl_memory(char **args)
+{
+    size_t n = bench_arg_count(args[0], "N");
+    GThreadPool *pool = pool_new_warm();
+    bench_gate gate;
+    bench_gate_init(&gate);
+    btask *blockers[2];
+    for (int i = 0; i < 2; i++) {
+        blockers[i] = btask_new(fn_gate, &gate);
+        push(pool, blockers[i]);
+    }
+    bench_gate_wait_arrived(&gate, 2);
+    btask **ts = bench_xcalloc(n, sizeof(*ts));
+
+    long rss0 = bench_rss_bytes();
+    int64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < n; i++) {
+        ts[i] = btask_new(NULL, NULL);
+        push(pool, ts[i]);
+    }
+    double s = bench_since_s(t0);
+    long rss1 = bench_rss_bytes();
+
+    bench_gate_open(&gate);
+    for (int i = 0; i < 2; i++) {
+        btask_wait(blockers[i]);
+        btask_free(blockers[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        btask_wait(ts[i]);
+        btask_free(ts[i]);
+    }
+    free(ts);
+    pool_free(pool);
+    bench_gate_destroy(&gate);
+    bench_report("memory", (double)n, s, s * 1e9 / (double)n, " bytes_per_future=%.1f",
+                 (double)(rss1 - rss0) / (double)n);
+    return 0;
+}
+
+static const bench_workload workloads[] = {
+    {"burst", "N", 1, wl_burst, "push N empty tasks, wait for each one's completion"},
+    {"pingpong", "N", 1, wl_pingpong, "push one empty task and wait for it, N times"},
+    {"cpu", "N ITERS", 2, wl_cpu, "N tasks of ITERS xorshift rounds: sequential vs pool"},
+    {"submitters", "N T", 2, wl_submitters, "T threads push N/T tasks each, then wait"},
+    {"idle", "S", 1, wl_idle, "process CPU time of the idle pool over S seconds"},
+    {"memory", "N", 1, wl_memory, "resident bytes per pending task, N queued"},
+};
+
+int main(int argc, char **argv)
+{
+    return bench_main("glib", workloads, sizeof(workloads) / sizeof(workloads[0]), argc, argv);
+}

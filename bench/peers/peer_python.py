@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""Peer: Python's concurrent.futures and asyncio, running the cf-bench workloads.
+
+Usage: python3 peer_python.py WORKLOAD ARGS...   (or: list)
+
+Every pool has 2 workers and is created and warmed with one task before any timing starts.
+Each run prints one line in cf-bench's format, with "python" first:
+    python WORKLOAD n=N total_s=S per_task_ns=X [key=value ...]
+Standard library only.
+"""
+
+import asyncio
+import concurrent.futures as cf
+import itertools
+import math
+import os
+import resource
+import sys
+import threading
+import time
+
+WORKERS = 2
+MASK64 = (1 << 64) - 1
+
+
+def usage_exit(msg):
+    print(f"python: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def arg_count(s, what):
+    try:
+        v = 10.0 ** float(s[3:]) if s.startswith("10^") else float(s)
+    except ValueError:
+        v = math.nan
+    if not (1 <= v <= 1e9) or v != math.floor(v):
+        usage_exit(f"{what} must be a whole number from 1 to 1e9, not '{s}'")
+    return int(v)
+
+
+def arg_seconds(s, what):
+    try:
+        v = float(s)
+    except ValueError:
+        v = math.nan
+    if not (0 < v <= 3600):
+        usage_exit(f"{what} must be a number of seconds in (0, 3600], not '{s}'")
+    return v
+
+
+def report(workload, n, total_s, per_task_ns, **extra):
+    fields = "".join(f" {k}={v}" for k, v in extra.items())
+    nstr = f"{n:.15g}"
+    print(f"python {workload} n={nstr} total_s={total_s:.6f} per_task_ns={per_task_ns:.1f}{fields}",
+          flush=True)
+
+
+def now():
+    return time.perf_counter()
+
+
+def cpu_s():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def empty():
+    return None
+
+
+def empty1(_):
+    return None
+
+
+def echo(data):
+    return data
+
+
+def spin(iters, seed):
+    """The same xorshift64 kernel as bench_spin() in bench_util.c."""
+    x = seed | 1
+    for _ in range(iters):
+        x ^= (x << 13) & MASK64
+        x ^= x >> 7
+        x ^= (x << 17) & MASK64
+    return x
+
+
+def thread_pool():
+    pool = cf.ThreadPoolExecutor(max_workers=WORKERS)
+    pool.submit(empty).result()
+    return pool
+
+
+def process_pool():
+    pool = cf.ProcessPoolExecutor(max_workers=WORKERS)
+    # Start both processes before timing: two tasks in flight at once.
+    for f in [pool.submit(empty) for _ in range(WORKERS)]:
+        f.result()
+    return pool
+
+
+def burst_on(pool, n, fn=empty, args=None):
+    if args is None:
+        fs = [pool.submit(fn) for _ in range(n)]
+    else:
+        fs = [pool.submit(fn, a) for a in args]
+    done, not_done = cf.wait(fs, return_when=cf.ALL_COMPLETED)
+    if not_done or len(done) != len(set(fs)):
+        raise RuntimeError("wait returned early")
+    for f in fs:
+        f.result()
+    return fs
+
+
+def wl_burst(a):
+    n = arg_count(a[0], "N")
+    with thread_pool() as pool:
+        t0 = now()
+        fs = burst_on(pool, n)
+        del fs
+        s = now() - t0
+    report("burst", n, s, s * 1e9 / n)
+
+
+def wl_pingpong(a):
+    n = arg_count(a[0], "N")
+    with thread_pool() as pool:
+        t0 = now()
+        for _ in range(n):
+            pool.submit(empty).result()
+        s = now() - t0
+    report("pingpong", n, s, s * 1e9 / n)
+
+
+def wl_map(a):
+    n = arg_count(a[0], "N")
+    with thread_pool() as pool:
+        t0 = now()
+        got = sum(1 for _ in pool.map(empty1, itertools.repeat(None, n)))
+        s = now() - t0
+    if got != n:
+        raise RuntimeError("map yielded a wrong number of results")
+    report("map", n, s, s * 1e9 / n)
+
+
+def iterate(fs):
+    t0 = now()
+    got = sum(1 for _ in cf.as_completed(fs))
+    s = now() - t0
+    if got != len(fs):
+        raise RuntimeError("as_completed yielded a wrong number of futures")
+    return s
+
+
+def wl_as_completed(a):
+    """The three views cf-bench reports: total (iterate right after submitting), done_ns (all
+    futures done first), pending_ns (plain futures, completed while the iterator waits on them:
+    the first is completed before the iterator starts, so that it installs its waiters, and the
+    rest right after it yielded that one)."""
+    n = arg_count(a[0], "N")
+    with thread_pool() as pool:
+        t0 = now()
+        fs = [pool.submit(empty) for _ in range(n)]
+        submit_s = now() - t0
+        total_s = iterate(fs)
+        fs = burst_on(pool, n)
+        done_s = iterate(fs)
+    fs = [cf.Future() for _ in range(n)]
+    t0 = now()
+    fs[0].set_result(None)
+    got = 0
+    for _ in cf.as_completed(fs):
+        if got == 0:
+            for f in reversed(fs[1:]):
+                f.set_result(None)
+        got += 1
+    pending_s = now() - t0
+    if got != n:
+        raise RuntimeError("as_completed yielded a wrong number of futures")
+    report("as_completed", n, total_s, total_s * 1e9 / n, submit_s=f"{submit_s:.6f}",
+           done_ns=f"{done_s * 1e9 / n:.1f}", pending_ns=f"{pending_s * 1e9 / n:.1f}")
+
+
+def wl_cpu(a):
+    n = arg_count(a[0], "N")
+    iters = arg_count(a[1], "ITERS")
+    seeds = [(i * 0x9E3779B97F4A7C15 + 1) & MASK64 for i in range(n)]
+    t0 = now()
+    expect = [spin(iters, s) for s in seeds]
+    seq_s = now() - t0
+    with thread_pool() as pool:
+        t0 = now()
+        fs = [pool.submit(spin, iters, s) for s in seeds]
+        cf.wait(fs)
+        got = [f.result() for f in fs]
+        s = now() - t0
+    if got != expect:
+        raise RuntimeError("cpu results differ from the sequential run")
+    speedup = seq_s / s
+    report("cpu", n, s, s * 1e9 / n, seq_s=f"{seq_s:.6f}", speedup=f"{speedup:.3f}",
+           efficiency=f"{speedup / WORKERS:.3f}", iters=iters)
+
+
+def wl_submitters(a):
+    n = arg_count(a[0], "N")
+    t = arg_count(a[1], "T")
+    if t > n or t > 1024:
+        usage_exit("T must be at most N and at most 1024")
+    with thread_pool() as pool:
+        start = threading.Barrier(t + 1)
+
+        def submitter(share):
+            start.wait()
+            burst_on(pool, share)
+
+        threads = [threading.Thread(target=submitter, args=(n // t + (1 if i < n % t else 0),))
+                   for i in range(t)]
+        for th in threads:
+            th.start()
+        start.wait()
+        t0 = now()
+        for th in threads:
+            th.join()
+        s = now() - t0
+    report("submitters", n, s, s * 1e9 / n, threads=t)
+
+
+def wl_idle(a):
+    secs = arg_seconds(a[0], "S")
+    with thread_pool():
+        c0 = cpu_s()
+        t0 = now()
+        time.sleep(secs)
+        s = now() - t0
+        cpu_ms = (cpu_s() - c0) * 1e3
+    report("idle", secs, s, 0.0, cpu_ms=f"{cpu_ms:.3f}")
+
+
+def wl_memory(a):
+    n = arg_count(a[0], "N")
+    gate = threading.Event()
+    arrived = threading.Semaphore(0)
+
+    def blocker():
+        arrived.release()
+        gate.wait()
+
+    with thread_pool() as pool:
+        blockers = [pool.submit(blocker) for _ in range(WORKERS)]
+        for _ in range(WORKERS):
+            arrived.acquire()
+        fs = [None] * n
+        rss0 = rss_bytes()
+        t0 = now()
+        for i in range(n):
+            fs[i] = pool.submit(empty)
+        s = now() - t0
+        rss1 = rss_bytes()
+        gate.set()
+        cf.wait(blockers + fs)
+    report("memory", n, s, s * 1e9 / n, bytes_per_future=f"{(rss1 - rss0) / n:.1f}")
+
+
+def wl_process_burst(a):
+    n = arg_count(a[0], "N")
+    with process_pool() as pool:
+        t0 = now()
+        burst_on(pool, n)
+        s = now() - t0
+    report("process-burst", n, s, s * 1e9 / n)
+
+
+def wl_process_pingpong(a):
+    n = arg_count(a[0], "N")
+    with process_pool() as pool:
+        t0 = now()
+        for _ in range(n):
+            pool.submit(empty).result()
+        s = now() - t0
+    report("process-pingpong", n, s, s * 1e9 / n)
+
+
+def process_bytes_rounds(size):
+    """Round trips of process-bytes SIZE: 64 MiB of payload each way, between 16 and 2000."""
+    return max(16, min(2000, (64 << 20) // size))
+
+
+def wl_process_bytes(a):
+    size = arg_count(a[0], "SIZE")
+    rounds = process_bytes_rounds(size)
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    with process_pool() as pool:
+        t0 = now()
+        for _ in range(rounds):
+            if pool.submit(echo, payload).result() != payload:
+                raise RuntimeError("echo returned different bytes")
+        s = now() - t0
+    mib_s = 2 * size * rounds / s / (1 << 20)
+    report("process-bytes", rounds, s, s * 1e9 / rounds, bytes=size, mib_s=f"{mib_s:.1f}")
+
+
+def wl_loop_switch(a):
+    n = arg_count(a[0], "N")
+
+    async def main():
+        t0 = now()
+        for _ in range(n):
+            await asyncio.sleep(0)
+        return now() - t0
+
+    s = asyncio.run(main())
+    report("loop-switch", n, s, s * 1e9 / n)
+
+
+def wl_loop_roundtrip(a):
+    n = arg_count(a[0], "N")
+
+    async def main(pool):
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(pool, empty)
+        t0 = now()
+        for _ in range(n):
+            await loop.run_in_executor(pool, empty)
+        return now() - t0
+
+    with thread_pool() as pool:
+        s = asyncio.run(main(pool))
+    report("loop-roundtrip", n, s, s * 1e9 / n)
+
+
+WORKLOADS = {
+    "burst": (["N"], wl_burst),
+    "pingpong": (["N"], wl_pingpong),
+    "map": (["N"], wl_map),
+    "as_completed": (["N"], wl_as_completed),
+    "cpu": (["N", "ITERS"], wl_cpu),
+    "submitters": (["N", "T"], wl_submitters),
+    "idle": (["S"], wl_idle),
+    "memory": (["N"], wl_memory),
+    "process-burst": (["N"], wl_process_burst),
+    "process-pingpong": (["N"], wl_process_pingpong),
+    "process-bytes": (["SIZE"], wl_process_bytes),
+    "loop-switch": (["N"], wl_loop_switch),
+    "loop-roundtrip": (["N"], wl_loop_roundtrip),
+}
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] in ("help", "--help"):
+        out = sys.stdout if len(argv) >= 2 else sys.stderr
+        print(f"usage: {argv[0]} WORKLOAD ARGS...   (or: {argv[0]} list)", file=out)
+        for name, (params, _) in WORKLOADS.items():
+            print(f"  {name:<16} {' '.join(params)}", file=out)
+        return 0 if len(argv) >= 2 else 2
+    if argv[1] == "list":
+        print("\n".join(WORKLOADS))
+        return 0
+    if argv[1] not in WORKLOADS:
+        usage_exit(f"unknown workload '{argv[1]}' (try: list)")
+    params, fn = WORKLOADS[argv[1]]
+    if len(argv) - 2 != len(params):
+        usage_exit(f"usage: {argv[0]} {argv[1]} {' '.join(params)}")
+    fn(argv[2:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
