@@ -446,7 +446,13 @@ static int claim(cf_loop *loop, uint32_t how)
     uint32_t idle = 0;
     if (!atomic_compare_exchange_strong(&loop->busy, &idle, how))
         return CF_EINVALSTATE;
-    atomic_store_explicit(&loop->owner, (uintptr_t)pthread_self(), memory_order_relaxed);
+    uintptr_t self = (uintptr_t)pthread_self();
+    if (loop->tasks_live && loop->tasks_thread != self) {
+        /* Suspended tasks would resume on another thread: coroutines never migrate. */
+        atomic_store_explicit(&loop->busy, 0, memory_order_release);
+        return CF_EINVALSTATE;
+    }
+    atomic_store_explicit(&loop->owner, self, memory_order_relaxed);
     running_loop = loop;
     return 0;
 }

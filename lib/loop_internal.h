@@ -85,6 +85,10 @@ struct cf_loop {
     cf__slab_cache handles; /* storage of pooled handles */
     cf_future *current_task;
     void *tasks; /* unfinished tasks (loop_task.c) */
+    /* Tasks that have run and not finished, and the thread they run on: coroutines never
+     * migrate, so while there are any, no other thread may run the loop. */
+    size_t tasks_live;
+    uintptr_t tasks_thread;
     cf_executor *default_executor;
     int epfd, efd, tfd; /* tfd: only once embedded */
     int64_t tfd_armed;  /* deadline the timerfd is armed for, CF__FOREVER_NS if none */
@@ -206,7 +210,9 @@ bool cf__loop_wait_for_timed_out(cf_future *f);
 /* Called by close: winds down every unfinished task (each pending await returns
  * CF_ECANCELLED) and frees their coroutines. */
 void cf__loop_close_tasks(cf_loop *loop);
-/* Called by close after every handle was discarded: frees what is left of the task list. */
+/* Called by close after every handle was discarded: runs every unfinished task to its end, or,
+ * on a thread other than the one its coroutine runs on, frees the coroutine without resuming
+ * it (coroutines must not migrate). */
 void cf__loop_tasks_closed(cf_loop *loop);
 
 #endif

@@ -36,6 +36,7 @@ struct loop_task {
     uint32_t cancels; /* cancellation requests received */
     uint8_t park;
     bool started;
+    bool live;        /* its coroutine has run: counted in loop->tasks_live */
     bool must_cancel; /* deliver CF_ECANCELLED at the next suspension point */
 };
 
@@ -78,6 +79,8 @@ static void task_finish(loop_task *t)
     cf__coro_free(t->coro);
     t->coro = NULL;
     list_remove(loop, t);
+    if (t->live)
+        loop->tasks_live--;
     cf_future *f = &t->lf.base;
     /* asyncio: a task ends cancelled when its coroutine exits with CancelledError, or when a
      * cancellation was still pending as it returned. */
@@ -93,6 +96,7 @@ static void task_finish(loop_task *t)
 static void task_step(loop_task *t)
 {
     t->park = PARK_NONE;
+    cf_loop *loop = t->lf.loop;
     if (!t->started) {
         t->started = true;
         if (t->must_cancel) { /* cancelled before it ever ran */
@@ -100,8 +104,10 @@ static void task_step(loop_task *t)
             task_finish(t);
             return;
         }
+        t->live = true;
+        if (loop->tasks_live++ == 0)
+            loop->tasks_thread = (uintptr_t)pthread_self();
     }
-    cf_loop *loop = t->lf.loop;
     loop_task *saved = current;
     current = t;
     loop->current_task = &t->lf.base;
@@ -397,12 +403,19 @@ void cf__loop_close_tasks(cf_loop *loop)
 
 void cf__loop_tasks_closed(cf_loop *loop)
 {
+    bool foreign = loop->tasks_live && loop->tasks_thread != (uintptr_t)pthread_self();
     /* Every await and sleep now returns CF_ECANCELLED at once, so each task runs to its end in
      * one resume. */
     while (loop->tasks) {
         loop_task *t = loop->tasks;
         cf_future_ref(&t->lf.base);
         t->must_cancel = true;
+        if (foreign && t->live) {
+            /* Resuming it here would migrate it: drop it where it stands (what it owns on its
+             * stack is lost). */
+            t->outcome.rc = CF_ECANCELLED;
+            task_finish(t);
+        }
         while (t->coro)
             task_step(t);
         cf_future_unref(&t->lf.base);

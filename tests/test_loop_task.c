@@ -916,6 +916,66 @@ START_TEST(test_close_with_live_tasks)
 }
 END_TEST
 
+/* ---- coroutines never migrate between threads ---- */
+
+typedef struct other_thread {
+    cf_loop *loop;
+    cf_future *gate; /* owned by the test: nothing lives only on the dropped stack */
+    bool resumed;
+    int run_rc, dispatch_rc, close_rc;
+} other_thread;
+
+static int park_forever(void *arg, void **result)
+{
+    (void)result;
+    other_thread *o = arg;
+    cf_await(NULL, o->gate);
+    o->resumed = true; /* must not run on another thread */
+    return CF_ECANCELLED;
+}
+
+static void *run_elsewhere(void *arg)
+{
+    other_thread *o = arg;
+    o->run_rc = cf_loop_run_forever(o->loop);
+    o->dispatch_rc = cf_loop_dispatch(o->loop);
+    return NULL;
+}
+
+static void *close_elsewhere(void *arg)
+{
+    other_thread *o = arg;
+    o->close_rc = cf_loop_close(o->loop);
+    return NULL;
+}
+
+/* While a task is suspended, the loop stays on the thread its coroutine runs on: another thread
+ * may not run it; closing it from another thread drops the task without resuming it. */
+START_TEST(test_loop_with_suspended_task_stays_on_its_thread)
+{
+    cf_loop *loop = new_loop();
+    other_thread o = {.loop = loop};
+    ck_assert_int_eq(cf_loop_create_future(&o.gate, loop), 0);
+    cf_future *t = spawn(loop, park_forever, &o);
+    ck_assert_int_eq(cf_loop_stop(loop), 0);
+    ck_assert_int_eq(cf_loop_run_forever(loop), 0); /* the task starts and parks */
+    pthread_t th;
+    pthread_create(&th, NULL, run_elsewhere, &o);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(o.run_rc, CF_EINVALSTATE);
+    ck_assert_int_eq(o.dispatch_rc, CF_EINVALSTATE);
+    pthread_create(&th, NULL, close_elsewhere, &o);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(o.close_rc, 0);
+    ck_assert(!o.resumed);
+    ck_assert(cf_future_cancelled(t));
+    ck_assert(cf_future_cancel(o.gate));
+    cf_future_unref(o.gate);
+    cf_future_unref(t);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("loop_task");
@@ -951,6 +1011,7 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
     tc = cf_test_tcase("close");
     tcase_add_test(tc, test_close_with_live_tasks);
+    tcase_add_test(tc, test_loop_with_suspended_task_stays_on_its_thread);
     suite_add_tcase(s, tc);
     return s;
 }

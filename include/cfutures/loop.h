@@ -72,7 +72,8 @@ int cf_loop_new(cf_loop **out, const cf_loop_options *options);
  * CF_ECLOSED. Idempotent. Returns 0; CF_EINVALSTATE while the loop runs or dispatches (stop it
  * first; this includes calls from its own callbacks and tasks); CF_EINVAL for NULL. Any thread
  * while the loop is idle: like a run, close adopts the loop (the caller becomes its loop
- * thread). */
+ * thread). Tasks suspended on another thread cannot be resumed here: they end cancelled without
+ * running again, and what they own on their stacks is lost, so close on the tasks' thread. */
 int cf_loop_close(cf_loop *loop);
 
 /* Closes the loop if needed, waits for the tasks already running on the default executor,
@@ -83,9 +84,10 @@ int cf_loop_close(cf_loop *loop);
 int cf_loop_free(cf_loop *loop);
 
 /* Runs iterations until cf_loop_stop(). Returns 0 once stopped; CF_EINVALSTATE if the loop is
- * already running, is embedded (cf_loop_fd was called) or another loop runs in this thread;
- * CF_ECLOSED; CF_EFORKED in a child of fork(); CF_EINVAL for NULL. The calling thread becomes
- * the loop thread. */
+ * already running, is embedded (cf_loop_fd was called), another loop runs in this thread, or
+ * tasks suspended on another thread are still unfinished (a task's coroutine never changes
+ * thread); CF_ECLOSED; CF_EFORKED in a child of fork(); CF_EINVAL for NULL. The calling thread
+ * becomes the loop thread. */
 int cf_loop_run_forever(cf_loop *loop);
 
 /* Runs the loop until `future` is done, then returns its outcome as cf_future_result() does:
