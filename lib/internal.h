@@ -24,6 +24,8 @@ void cf__free(void *p);
 /* Zeroed memory aligned to `align` (a power of two, multiple of sizeof(void *)), for structs
  * with cache-line-aligned members. Freed with cf__free. */
 void *cf__calloc_aligned(size_t align, size_t size);
+/* The same without zeroing, so large blocks stay lazily committed. Freed with cf__free. */
+void *cf__malloc_aligned(size_t align, size_t size);
 char *cf__strdup(const char *s);
 
 /* Fault injection (compiled in with -Dfault_injection=true). cf__fault(kind) returns true when
@@ -250,6 +252,10 @@ void cf__task_invoke_future(cf__outcome *out, cf_future *f);
 void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes);
 /* Frees what an outcome owns. */
 void cf__outcome_discard(cf__outcome *o, bool bytes);
+/* Installs `ctx` as the calling thread's current task context and returns the previous one.
+ * For schedulers that interleave several running task functions on one thread (the event
+ * loop's coroutines): each keeps its own context across its suspensions. */
+void *cf__task_context_swap(void *ctx);
 
 /* ---- executors (executor.c) ---- */
 

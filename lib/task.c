@@ -13,7 +13,15 @@ typedef struct task_context {
     char *message;
 } task_context;
 
-static _Thread_local task_context *current;
+/* initial-exec: the event loop swaps it at every task step (see cf__task_context_swap). */
+static _Thread_local task_context *current __attribute__((tls_model("initial-exec")));
+
+void *cf__task_context_swap(void *ctx)
+{
+    task_context *old = current;
+    current = ctx;
+    return old;
+}
 
 int cf_task_fail(int code, const char *fmt, ...)
 {
