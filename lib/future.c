@@ -409,8 +409,7 @@ static int sleep_until_done(cf_future *f, int64_t deadline_ns)
     while (!cf__state_done(s)) {
         if (!(s & CF__F_WAITERS)) {
             if (!atomic_compare_exchange_weak_explicit(&f->state, &s, s | CF__F_WAITERS,
-                                                       memory_order_acq_rel,
-                                                       memory_order_acquire))
+                                                       memory_order_acq_rel, memory_order_acquire))
                 continue;
             s |= CF__F_WAITERS;
         }

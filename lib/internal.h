@@ -141,13 +141,12 @@ static inline uint32_t cf__fork_gen(void)
 
 /* The outcome of running a task function, before it is stored anywhere. */
 typedef struct cf__outcome {
-    int rc;            /* 0 success, else the failure code */
-    void *value;       /* pointer result, or malloc'd bytes for a bytes task */
-    size_t len;        /* bytes result length */
-    cf_dtor dtor;      /* pointer result destructor */
-    char *message;     /* malloc'd failure message or NULL */
+    int rc;        /* 0 success, else the failure code */
+    void *value;   /* pointer result, or malloc'd bytes for a bytes task */
+    size_t len;    /* bytes result length */
+    cf_dtor dtor;  /* pointer result destructor */
+    char *message; /* malloc'd failure message or NULL */
 } cf__outcome;
-
 
 /* A hook is the single mechanism behind done-callbacks, cf_wait() and as_completed: a node
  * linked into a pending future and fired exactly once, by the thread that makes it done, after
@@ -186,8 +185,8 @@ enum {
 struct cf_future {
     _Atomic uint32_t state; /* CF__S_* | CF__F_* */
     _Atomic uint32_t refs;
-    cf__lock lock; /* guards `hooks` and the move to a done state */
-    int32_t err;   /* error code when CF__F_FAILED */
+    cf__lock lock;   /* guards `hooks` and the move to a done state */
+    int32_t err;     /* error code when CF__F_FAILED */
     cf__hook *hooks; /* newest first; fired oldest first */
     void *value;
     size_t len; /* length of a bytes result */

@@ -341,7 +341,7 @@ START_TEST(test_handle_slabs_trimmed_when_idle)
     ck_assert_int_eq(cf_loop_stop(loop), 0);
     ck_assert_int_eq(cf_loop_run_forever(loop), 0); /* one iteration: the whole burst */
     ck_assert_int_eq(count, 100000);
-    ck_assert_uint_gt(loop->handles.nspare, 2); /* not in the middle of work */
+    ck_assert_uint_gt(loop->handles.nspare, 2);  /* not in the middle of work */
     ck_assert_int_eq(cf_loop_dispatch(loop), 0); /* an idle iteration */
     ck_assert_uint_le(loop->handles.nspare, 2);
     cf_loop_free(loop);

@@ -55,9 +55,9 @@ typedef struct cf_thread_pool_options {
 
 /* A snapshot of a thread pool's counters, for monitoring and tests. */
 typedef struct cf_thread_pool_stats {
-    unsigned threads;         /* threads alive now */
-    unsigned idle;            /* of those, waiting for work */
-    size_t queued;            /* tasks waiting to start (cancelled ones included until drained) */
+    unsigned threads; /* threads alive now */
+    unsigned idle;    /* of those, waiting for work */
+    size_t queued;    /* tasks waiting to start (cancelled ones included until drained) */
     unsigned long long threads_started; /* threads started since creation */
     unsigned long long tasks_completed; /* tasks the pool's threads ran to completion */
 } cf_thread_pool_stats;
