@@ -14,5 +14,7 @@
 #include "cfutures/thread_pool.h"
 #include "cfutures/process_pool.h"
 #include "cfutures/wait.h"
+#include "cfutures/loop.h"
+#include "cfutures/loop_task.h"
 
 #endif

@@ -64,6 +64,14 @@ void *cf__calloc(size_t n, size_t size)
     return calloc(n, size);
 }
 
+void *cf__malloc_aligned(size_t align, size_t size)
+{
+    if (cf__fault(CF__FAULT_ALLOC))
+        return NULL;
+    void *p;
+    return posix_memalign(&p, align, size) == 0 ? p : NULL;
+}
+
 void *cf__calloc_aligned(size_t align, size_t size)
 {
     if (cf__fault(CF__FAULT_ALLOC))

@@ -187,7 +187,8 @@ void cf_as_completed_free(cf_as_completed *it)
         return;
     uint32_t removed = 0;
     for (size_t i = 0; i < it->count; i++)
-        if (it->nodes[i].installed && cf__future_remove_hook(it->nodes[i].future, &it->nodes[i].hook))
+        if (it->nodes[i].installed &&
+            cf__future_remove_hook(it->nodes[i].future, &it->nodes[i].hook))
             removed++;
     cf__waiter_drain(&it->waiter, removed);
     for (size_t i = 0; i < it->count; i++)

@@ -15,8 +15,8 @@ const char *cf_strerror(int code)
     switch (code) {
     case 0:
         return "success";
-#define CF__ERR_MSG(name, value, msg)                                                             \
-    case CF_##name:                                                                               \
+#define CF__ERR_MSG(name, value, msg)                                                              \
+    case CF_##name:                                                                                \
         return msg;
         CF_ERRNO_MAP(CF__ERR_MSG)
 #undef CF__ERR_MSG
@@ -30,8 +30,8 @@ const char *cf_err_name(int code)
     switch (code) {
     case 0:
         return "CF_OK";
-#define CF__ERR_NAME(name, value, msg)                                                            \
-    case CF_##name:                                                                               \
+#define CF__ERR_NAME(name, value, msg)                                                             \
+    case CF_##name:                                                                                \
         return "CF_" #name;
         CF_ERRNO_MAP(CF__ERR_NAME)
 #undef CF__ERR_NAME

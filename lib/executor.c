@@ -94,4 +94,3 @@ int cf_executor_free(cf_executor *ex)
 {
     return ex ? ex->vt->destroy(ex) : 0;
 }
-

@@ -95,7 +95,8 @@ static void depot_put(cf_future *batch)
         free_list(batch);
 }
 
-/* Arms the thread-exit destructor that frees what the cache holds. */
+/* Arms the thread-exit destructor before the cache first owns anything, whichever way the
+ * memory arrives (a free, or a batch taken from the depot). */
 static void cache_register(void)
 {
     if (!cache.registered) {
@@ -129,7 +130,6 @@ static void cache_put(cf_future *f)
 static cf_future *cache_get(void)
 {
     if (!cache.head && !cache.closed) {
-        /* A batch taken here must be freed at thread exit even if this thread never frees. */
         cache_register();
         cache.head = depot_get();
         cache.count = cache.head ? BATCH : 0;
@@ -180,7 +180,7 @@ cf_future *cf_future_ref(cf_future *f)
 static void future_destroy(cf_future *f)
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if ((s & CF__S_MASK) == CF__S_FINISHED && !(s & CF__F_FAILED) && f->dtor)
+    if ((s & CF__S_MASK) == CF__S_FINISHED && !(s & CF__F_FAILED) && f->dtor && f->value)
         f->dtor(f->value);
     cf__free(f->message);
     if ((s & CF__F_TASK_BYTES) && f->arg)
@@ -410,8 +410,7 @@ static int sleep_until_done(cf_future *f, int64_t deadline_ns)
     while (!cf__state_done(s)) {
         if (!(s & CF__F_WAITERS)) {
             if (!atomic_compare_exchange_weak_explicit(&f->state, &s, s | CF__F_WAITERS,
-                                                       memory_order_acq_rel,
-                                                       memory_order_acquire))
+                                                       memory_order_acq_rel, memory_order_acquire))
                 continue;
             s |= CF__F_WAITERS;
         }

@@ -24,6 +24,8 @@ void cf__free(void *p);
 /* Zeroed memory aligned to `align` (a power of two, multiple of sizeof(void *)), for structs
  * with cache-line-aligned members. Freed with cf__free. */
 void *cf__calloc_aligned(size_t align, size_t size);
+/* The same without zeroing, so large blocks stay lazily committed. Freed with cf__free. */
+void *cf__malloc_aligned(size_t align, size_t size);
 char *cf__strdup(const char *s);
 
 /* Fault injection (compiled in with -Dfault_injection=true). cf__fault(kind) returns true when
@@ -139,13 +141,12 @@ static inline uint32_t cf__fork_gen(void)
 
 /* The outcome of running a task function, before it is stored anywhere. */
 typedef struct cf__outcome {
-    int rc;            /* 0 success, else the failure code */
-    void *value;       /* pointer result, or malloc'd bytes for a bytes task */
-    size_t len;        /* bytes result length */
-    cf_dtor dtor;      /* pointer result destructor */
-    char *message;     /* malloc'd failure message or NULL */
+    int rc;        /* 0 success, else the failure code */
+    void *value;   /* pointer result, or malloc'd bytes for a bytes task */
+    size_t len;    /* bytes result length */
+    cf_dtor dtor;  /* pointer result destructor */
+    char *message; /* malloc'd failure message or NULL */
 } cf__outcome;
-
 
 /* A hook is the single mechanism behind done-callbacks, cf_wait() and as_completed: a node
  * linked into a pending future and fired exactly once, by the thread that makes it done, after
@@ -184,8 +185,8 @@ enum {
 struct cf_future {
     _Atomic uint32_t state; /* CF__S_* | CF__F_* */
     _Atomic uint32_t refs;
-    cf__lock lock; /* guards `hooks` and the move to a done state */
-    int32_t err;   /* error code when CF__F_FAILED */
+    cf__lock lock;   /* guards `hooks` and the move to a done state */
+    int32_t err;     /* error code when CF__F_FAILED */
     cf__hook *hooks; /* newest first; fired oldest first */
     void *value;
     size_t len; /* length of a bytes result */
@@ -250,6 +251,10 @@ void cf__task_invoke_future(cf__outcome *out, cf_future *f);
 void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes);
 /* Frees what an outcome owns. */
 void cf__outcome_discard(cf__outcome *o, bool bytes);
+/* Installs `ctx` as the calling thread's current task context and returns the previous one.
+ * For schedulers that interleave several running task functions on one thread (the event
+ * loop's coroutines): each keeps its own context across its suspensions. */
+void *cf__task_context_swap(void *ctx);
 
 /* ---- executors (executor.c) ---- */
 

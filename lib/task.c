@@ -13,7 +13,15 @@ typedef struct task_context {
     char *message;
 } task_context;
 
-static _Thread_local task_context *current;
+/* initial-exec: the event loop swaps it at every task step (see cf__task_context_swap). */
+static _Thread_local task_context *current __attribute__((tls_model("initial-exec")));
+
+void *cf__task_context_swap(void *ctx)
+{
+    task_context *old = current;
+    current = ctx;
+    return old;
+}
 
 int cf_task_fail(int code, const char *fmt, ...)
 {
@@ -62,6 +70,8 @@ void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, si
     else
         rc = ((cf_fn)fn)((void *)arg, &value);
     current = saved;
+    if (bytes && !value)
+        value_len = 0; /* a NULL buffer has no bytes, whatever length the task claimed */
     *out = (cf__outcome){.rc = rc, .value = value, .len = value_len, .dtor = ctx.dtor};
     if (rc) {
         /* A failed task's result is discarded (freed, or passed to its destructor). */

@@ -56,8 +56,7 @@ static bool condition_holds(cf_future *const *fs, size_t n, cf_return_when when)
             if (when == CF_ALL_COMPLETED)
                 return false;
             all_done = false;
-        } else if (when == CF_FIRST_COMPLETED ||
-                   (when == CF_FIRST_EXCEPTION && failed_state(s))) {
+        } else if (when == CF_FIRST_COMPLETED || (when == CF_FIRST_EXCEPTION && failed_state(s))) {
             return true;
         }
     }

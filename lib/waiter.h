@@ -13,7 +13,7 @@
 
 #include "internal.h"
 
-#define CF__WAITER_BIAS (1u << 30)
+#define CF__WAITER_BIAS     (1u << 30)
 #define CF__WAITER_SLEEPING 1u
 
 typedef struct cf__waiter {

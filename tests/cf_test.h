@@ -82,14 +82,14 @@ static inline double cf_test_monotonic(void)
  * are generous and scale with CK_TIMEOUT_MULTIPLIER (sanitizer and valgrind runs set it). */
 #define CF_TEST_TIMEOUT 60
 
-#define CF_TEST_MAIN(suite_fn)                                                                    \
-    int main(void)                                                                                \
-    {                                                                                             \
-        SRunner *sr = srunner_create(suite_fn());                                                 \
-        srunner_run_all(sr, CK_NORMAL);                                                           \
-        int failed = srunner_ntests_failed(sr);                                                   \
-        srunner_free(sr);                                                                         \
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;                                              \
+#define CF_TEST_MAIN(suite_fn)                                                                     \
+    int main(void)                                                                                 \
+    {                                                                                              \
+        SRunner *sr = srunner_create(suite_fn());                                                  \
+        srunner_run_all(sr, CK_NORMAL);                                                            \
+        int failed = srunner_ntests_failed(sr);                                                    \
+        srunner_free(sr);                                                                          \
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;                                               \
     }
 
 static inline TCase *cf_test_tcase(const char *name)

@@ -4,19 +4,15 @@
 
 #include "cf_test.h"
 
-#define CHECK_CODE(name, value, msg)                                                              \
-    ck_assert_int_eq(CF_##name, value);                                                           \
-    ck_assert_int_lt(CF_##name, 0);                                                               \
-    ck_assert_str_eq(cf_strerror(CF_##name), msg);                                                \
+#define CHECK_CODE(name, value, msg)                                                               \
+    ck_assert_int_eq(CF_##name, value);                                                            \
+    ck_assert_int_lt(CF_##name, 0);                                                                \
+    ck_assert_str_eq(cf_strerror(CF_##name), msg);                                                 \
     ck_assert_str_eq(cf_err_name(CF_##name), "CF_" #name);
 
-START_TEST(test_every_code_has_name_and_message)
-{
-    CF_ERRNO_MAP(CHECK_CODE)
-}
-END_TEST
+START_TEST(test_every_code_has_name_and_message){CF_ERRNO_MAP(CHECK_CODE)} END_TEST
 
-START_TEST(test_errno_compatible_codes)
+    START_TEST(test_errno_compatible_codes)
 {
     ck_assert_int_eq(CF_EINVAL, -EINVAL);
     ck_assert_int_eq(CF_ENOMEM, -ENOMEM);

@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "cf_test_sync.h"
+#ifndef CF_TEST_NO_COROUTINES
 #include "coro.h"
+#endif
 #include "internal.h"
 #include "proc_util.h"
 
@@ -350,6 +352,8 @@ static void process_pool_fresh(void)
 
 /* ---- coroutines ---- */
 
+#ifndef CF_TEST_NO_COROUTINES
+
 static void coro_body(void *arg)
 {
     int *steps = arg;
@@ -408,6 +412,8 @@ static void coro_fresh(void)
     ck_assert_int_eq(steps, 3);
 }
 
+#endif /* CF_TEST_NO_COROUTINES */
+
 #endif /* CF_FAULT_INJECTION */
 
 START_TEST(test_walk_thread_pool)
@@ -442,7 +448,7 @@ END_TEST
 
 START_TEST(test_walk_coroutines)
 {
-#ifdef CF_FAULT_INJECTION
+#if defined(CF_FAULT_INJECTION) && !defined(CF_TEST_NO_COROUTINES)
     walk("coroutines", ~0u, coro_scenario, coro_fresh);
 #endif
 }

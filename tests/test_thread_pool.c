@@ -105,6 +105,43 @@ START_TEST(test_many_tasks)
 }
 END_TEST
 
+/* A worker that allocates futures (here: submits from a task) takes a batch of cached futures
+ * from the process-wide depot; when the worker exits, that batch must be freed. The leak
+ * checkers of the ASan and valgrind builds fail this test if it is not. */
+static cf_executor *inner_pool;
+
+static int submit_into_inner_pool(void *arg, void **result)
+{
+    cf_future *f = NULL;
+    int rc = cf_executor_submit(&f, inner_pool, square_task, arg);
+    if (rc == 0) {
+        rc = cf_future_result(result, f, CF_FOREVER);
+        cf_future_unref(f);
+    }
+    return rc;
+}
+
+START_TEST(test_worker_future_cache_freed_at_exit)
+{
+    enum { N = 1000 }; /* enough released futures to fill the depot with batches */
+    inner_pool = cf_test_pool(1);
+    cf_executor *outer = cf_test_pool(1);
+    cf_future **fs = calloc(N, sizeof(*fs));
+    for (intptr_t i = 0; i < N; i++)
+        fs[i] = submit(inner_pool, square_task, (void *)i);
+    for (intptr_t i = 0; i < N; i++) {
+        ck_assert_ptr_eq(result_of(fs[i]), (void *)(i * i));
+        cf_future_unref(fs[i]);
+    }
+    free(fs);
+    cf_future *f = submit(outer, submit_into_inner_pool, (void *)7);
+    ck_assert_ptr_eq(result_of(f), (void *)49);
+    cf_future_unref(f);
+    ck_assert_int_eq(cf_executor_free(outer), 0);
+    ck_assert_int_eq(cf_executor_free(inner_pool), 0);
+}
+END_TEST
+
 START_TEST(test_task_failure_by_return_code)
 {
     cf_executor *ex = cf_test_pool(2);
@@ -1250,6 +1287,7 @@ static Suite *suite(void)
     TCase *tc = cf_test_tcase("tasks");
     tcase_add_test(tc, test_submit_and_result);
     tcase_add_test(tc, test_many_tasks);
+    tcase_add_test(tc, test_worker_future_cache_freed_at_exit);
     tcase_add_test(tc, test_task_failure_by_return_code);
     tcase_add_test(tc, test_task_fail_keeps_code_and_message);
     tcase_add_test(tc, test_task_fail_truncates_long_message);

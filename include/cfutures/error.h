@@ -13,25 +13,25 @@ extern "C" {
 #endif
 
 /* The single list of codes: XX(name, value, message). */
-#define CF_ERRNO_MAP(XX)                                                                          \
-    XX(EPERM, -1, "operation not permitted")                                                      \
-    XX(EAGAIN, -11, "resource temporarily unavailable")                                           \
-    XX(ENOMEM, -12, "out of memory")                                                              \
-    XX(EINVAL, -22, "invalid argument")                                                           \
-    XX(EMFILE, -24, "too many open files")                                                        \
-    XX(EDEADLK, -35, "operation would deadlock")                                                  \
-    XX(ENOSYS, -38, "function not implemented")                                                   \
-    XX(ENOTSUP, -95, "operation not supported by this object")                                    \
-    XX(ETIMEDOUT, -110, "timed out")                                                              \
-    XX(ECANCELLED, -125, "operation was cancelled")                                               \
-    XX(ETASK, -4001, "the task failed (see cf_future_exception)")                                 \
-    XX(EBROKEN, -4002, "executor is broken")                                                      \
-    XX(ESHUTDOWN, -4003, "executor has been shut down")                                           \
-    XX(EINVALSTATE, -4004, "invalid state for this operation")                                    \
-    XX(EFULL, -4005, "queue is full")                                                             \
-    XX(EOF, -4006, "end of iteration")                                                            \
-    XX(EFORKED, -4007, "object was inherited across fork() and cannot be used in this process")   \
-    XX(ECLOSED, -4008, "object is closed")                                                        \
+#define CF_ERRNO_MAP(XX)                                                                           \
+    XX(EPERM, -1, "operation not permitted")                                                       \
+    XX(EAGAIN, -11, "resource temporarily unavailable")                                            \
+    XX(ENOMEM, -12, "out of memory")                                                               \
+    XX(EINVAL, -22, "invalid argument")                                                            \
+    XX(EMFILE, -24, "too many open files")                                                         \
+    XX(EDEADLK, -35, "operation would deadlock")                                                   \
+    XX(ENOSYS, -38, "function not implemented")                                                    \
+    XX(ENOTSUP, -95, "operation not supported by this object")                                     \
+    XX(ETIMEDOUT, -110, "timed out")                                                               \
+    XX(ECANCELLED, -125, "operation was cancelled")                                                \
+    XX(ETASK, -4001, "the task failed (see cf_future_exception)")                                  \
+    XX(EBROKEN, -4002, "executor is broken")                                                       \
+    XX(ESHUTDOWN, -4003, "executor has been shut down")                                            \
+    XX(EINVALSTATE, -4004, "invalid state for this operation")                                     \
+    XX(EFULL, -4005, "queue is full")                                                              \
+    XX(EOF, -4006, "end of iteration")                                                             \
+    XX(EFORKED, -4007, "object was inherited across fork() and cannot be used in this process")    \
+    XX(ECLOSED, -4008, "object is closed")                                                         \
     XX(ESYSTEM, -4009, "system call failed")
 
 /* The codes as enum constants: CF_EINVAL, CF_ETIMEDOUT, ... */

@@ -57,23 +57,25 @@ int cf_executor_submit_bytes(cf_future **out, cf_executor *executor, cf_bytes_fn
  * chosen from n and the worker count), each chunk with one lock and one wake-up; the process pool
  * also runs one chunk per round trip. `timeout` bounds the whole iteration and is measured from
  * this call (CF_FOREVER for none). Returns 0; CF_EINVAL (NULL arguments, n == 0, NaN timeout);
- * the errors of cf_executor_submit() if the calls could not be queued (then none of them runs).
- * Thread-safe. */
+ * the errors of cf_executor_submit() if the calls could not be queued: then no iterator is
+ * made, and the calls of chunks already queued are cancelled, except those that had already
+ * started (they run to the end, unobserved). Thread-safe. */
 int cf_executor_map(cf_map **out, cf_executor *executor, cf_fn fn, void *const *args, size_t n,
                     double timeout, size_t chunksize);
 
 /* As cf_executor_map() for a bytes task; each args[i] is copied at submission. Read each
  * result's bytes with cf_future_result_bytes(cf_map_current(it)). Thread-safe. */
-int cf_executor_map_bytes(cf_map **out, cf_executor *executor, cf_bytes_fn fn,
-                          const cf_bytes *args, size_t n, double timeout, size_t chunksize);
+int cf_executor_map_bytes(cf_map **out, cf_executor *executor, cf_bytes_fn fn, const cf_bytes *args,
+                          size_t n, double timeout, size_t chunksize);
 
 /* Waits for the result of the next call, in input order, until the map's deadline. Returns 0
  * and stores its result value in `*value` (may be NULL; owned by the iterator's future, valid
  * until the next call on the iterator); CF_ETASK if that call failed (inspect it with
  * cf_future_exception(cf_map_current(it))), and iteration continues; CF_ECANCELLED if that
  * call was cancelled; CF_ETIMEDOUT if the deadline passed first: then the call waited for and
- * all later ones are cancelled and the iterator is finished; CF_EOF when there are no more
- * results; CF_EINVAL for a NULL iterator. Not thread-safe: one thread iterates. */
+ * all later ones are cancelled (those not started yet) and the iterator is finished; CF_EOF when
+ * there are no more results; CF_EINVAL for a NULL iterator. Not thread-safe: one thread iterates.
+ */
 int cf_map_next(void **value, cf_map *it);
 
 /* The future of the call whose outcome cf_map_next() reported last (NULL before the first call

@@ -121,9 +121,10 @@ int cf_future_add_done_callback(cf_future *future, cf_done_cb cb, void *data);
 int cf_future_set_running_or_notify_cancel(cf_future *future);
 
 /* Finishes the future with `value`. `dtor` (may be NULL) is called on `value` when the future is
- * freed. Wakes all waiters and runs the done-callbacks in this thread. Allowed from PENDING or
- * RUNNING. Returns 0; CF_EINVALSTATE if the future is already done (the first outcome is kept
- * and `dtor` is not called: the value stays yours); CF_EINVAL for NULL. Thread-safe. */
+ * freed, unless `value` is NULL. Wakes all waiters and runs the done-callbacks in this thread.
+ * Allowed from PENDING or RUNNING. Returns 0; CF_EINVALSTATE if the future is already done (the
+ * first outcome is kept and `dtor` is not called: the value stays yours); CF_EINVAL for NULL.
+ * Thread-safe. */
 int cf_future_set_result(cf_future *future, void *value, cf_dtor dtor);
 
 /* As cf_future_set_result() with a copy of `len` bytes at `data` (NULL is allowed when `len` is

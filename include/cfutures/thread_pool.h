@@ -1,10 +1,10 @@
 /* cfutures: the thread-pool executor.
  *
  * A pool of POSIX threads that run submitted tasks in submission order. Threads are started on
- * demand, one per submit at most, and only when no started thread is idle, up to max_workers;
- * an idle thread is always reused first. Beyond Python's ThreadPoolExecutor (and like Java's
- * ThreadPoolExecutor) the queue can be bounded, with a policy for a full queue, and surplus
- * threads can exit after an idle timeout.
+ * demand, up to max_workers, only for queued tasks that the threads already started cannot take
+ * at once; an idle thread is always reused first. Beyond Python's ThreadPoolExecutor (and like
+ * Java's ThreadPoolExecutor) the queue can be bounded, with a policy for a full queue, and
+ * surplus threads can exit after an idle timeout.
  *
  * The returned cf_executor is used with executor.h. All functions are thread-safe.
  */
@@ -55,23 +55,22 @@ typedef struct cf_thread_pool_options {
 
 /* A snapshot of a thread pool's counters, for monitoring and tests. */
 typedef struct cf_thread_pool_stats {
-    unsigned threads;         /* threads alive now */
-    unsigned idle;            /* of those, waiting for work */
-    size_t queued;            /* tasks waiting to start (cancelled ones included until drained) */
+    unsigned threads; /* threads alive now */
+    unsigned idle;    /* of those, waiting for work */
+    size_t queued;    /* tasks waiting to start (cancelled ones included until drained) */
     unsigned long long threads_started; /* threads started since creation */
-    unsigned long long tasks_completed; /* tasks run to completion since creation */
+    unsigned long long tasks_completed; /* tasks the pool's threads ran to completion */
 } cf_thread_pool_stats;
 
 /* Creates a thread pool. `options` may be NULL for all defaults. No thread starts until the
  * first submit. On success stores the executor in `*out` and returns 0.
- * Errors: CF_EINVAL (NULL out; an unknown queue_policy; min_workers > max_workers; a NaN or
- * negative idle_timeout; a NaN queue_timeout; a stack_size below PTHREAD_STACK_MIN),
- * CF_ENOMEM. Thread-safe. */
+ * Errors: CF_EINVAL (NULL out; an unknown queue_policy; min_workers > max_workers, the default
+ * max_workers included; a NaN or negative idle_timeout; a NaN queue_timeout; a non-zero
+ * stack_size below PTHREAD_STACK_MIN), CF_ENOMEM. Thread-safe. */
 int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options);
 
-/* Fills `*out` with the current counters of a thread pool. Returns 0, CF_EINVAL if an argument
- * is NULL or `executor` is not a thread pool, or CF_EFORKED for a pool inherited across fork().
- * Thread-safe. */
+/* Fills `*out` with the current counters of a thread pool. Returns 0; CF_EINVAL if an argument
+ * is NULL or `executor` is not a thread pool; CF_EFORKED in a forked child. Thread-safe. */
 int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *executor);
 
 #ifdef __cplusplus

@@ -2,9 +2,9 @@
 #ifndef CFUTURES_VERSION_H
 #define CFUTURES_VERSION_H
 
-#define CF_VERSION_MAJOR 0
-#define CF_VERSION_MINOR 1
-#define CF_VERSION_PATCH 0
+#define CF_VERSION_MAJOR  0
+#define CF_VERSION_MINOR  1
+#define CF_VERSION_PATCH  0
 #define CF_VERSION_STRING "0.1.0"
 
 #ifdef __cplusplus

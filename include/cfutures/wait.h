@@ -23,7 +23,7 @@ extern "C" {
 
 /* When cf_wait() returns. */
 typedef enum cf_return_when {
-    CF_ALL_COMPLETED = 0,  /* every future is done */
+    CF_ALL_COMPLETED = 0,   /* every future is done */
     CF_FIRST_COMPLETED = 1, /* at least one future is done */
     CF_FIRST_EXCEPTION = 2  /* one future finished with an error, or all are done */
 } cf_return_when;
