@@ -1072,6 +1072,365 @@ START_TEST(test_blocking_submit_from_own_worker)
 }
 END_TEST
 
+/* ---- the event loop (loop.h, loop_task.h) ---- */
+
+static void loop_noop(cf_loop *loop, void *data)
+{
+    (void)loop;
+    (void)data;
+}
+
+static int loop_new_rc(const cf_loop_options *o)
+{
+    cf_loop *loop = POISON;
+    int rc = cf_loop_new(&loop, o);
+    ck_assert(rc == 0 ? loop != NULL && loop != POISON : loop == NULL);
+    if (rc == 0)
+        ck_assert_int_eq(cf_loop_free(loop), 0);
+    return rc;
+}
+
+/* Creates, checks and releases a loop future with `make`, then runs the loop until it is
+ * done and returns the outcome (or the creation error). */
+static int loop_future_rc(cf_loop *loop, int rc, cf_future **fp)
+{
+    cf_future *f = *fp; /* read after the call that made it (arguments are unordered) */
+    if (rc) {
+        ck_assert_ptr_null(f);
+        return rc;
+    }
+    ck_assert_ptr_nonnull(f);
+    rc = cf_loop_run_until_complete(NULL, loop, f);
+    cf_future_unref(f);
+    return rc;
+}
+
+static cf_loop *hl; /* the loop of the "loop" test case */
+
+static void loop_setup(void)
+{
+    fixture_setup();
+    ck_assert_int_eq(cf_loop_new(&hl, NULL), 0);
+}
+
+static void loop_teardown(void)
+{
+    ck_assert_int_eq(cf_loop_free(hl), 0);
+    fixture_teardown();
+}
+
+/* Calls from a thread that is not the loop thread. */
+typedef struct foreign {
+    int rc[8];
+} foreign;
+
+static void *foreign_calls(void *arg)
+{
+    foreign *c = arg;
+    cf_future *f = NULL;
+    c->rc[0] = cf_loop_call_soon(NULL, hl, loop_noop, NULL);
+    c->rc[1] = cf_loop_call_later(NULL, hl, 1, loop_noop, NULL);
+    c->rc[2] = cf_loop_sleep(&f, hl, 0, NULL);
+    c->rc[3] = cf_loop_run_in_executor(&f, hl, NULL, identity, NULL);
+    c->rc[4] = cf_loop_call_at(NULL, hl, 0, loop_noop, NULL);
+    c->rc[5] = cf_loop_create_task(&f, hl, identity, NULL, NULL);
+    /* Any thread: */
+    c->rc[6] = cf_loop_call_soon_threadsafe(hl, loop_noop, NULL);
+    c->rc[7] = cf_loop_create_future(&f, hl);
+    cf_future_unref(f);
+    return NULL;
+}
+
+typedef struct claimer {
+    cf_loop *loop;
+    int rc;
+} claimer;
+
+static void *claim_fd(void *arg)
+{
+    claimer *c = arg;
+    c->rc = cf_loop_fd(c->loop);
+    return NULL;
+}
+
+START_TEST(test_loop_arguments)
+{
+    cf_future *f = POISON;
+    cf_loop_handle *h = POISON;
+    ROW(cf_loop_new(NULL, NULL), CF_EINVAL);
+    ROW(loop_new_rc(&(cf_loop_options){.spin_time = NAN}), CF_EINVAL);
+    ROW(loop_new_rc(&(cf_loop_options){.spin_time = INFINITY}), 0);
+    ROW(loop_new_rc(&(cf_loop_options){.spin_time = -INFINITY}), 0);
+    ROW(loop_new_rc(&(cf_loop_options){.spin_time = DBL_MAX, .default_workers = UINT_MAX}), 0);
+    ROW(cf_loop_close(NULL), CF_EINVAL);
+    ROW(cf_loop_free(NULL), 0);
+    ROW(cf_loop_run_forever(NULL), CF_EINVAL);
+    ROW(cf_loop_run_until_complete(NULL, NULL, fx.done_ptr), CF_EINVAL);
+    ROW(cf_loop_run_until_complete(NULL, hl, NULL), CF_EINVAL);
+    ROW(cf_loop_stop(NULL), CF_EINVAL);
+    ROW(cf_loop_is_running(NULL), 0);
+    ROW(cf_loop_is_closed(NULL), 0);
+    ROW(cf_loop_time(NULL) > 0, 1);
+    ROW(cf_loop_current() == NULL, 1);
+    ROW(cf_loop_call_soon(NULL, NULL, loop_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_call_soon(&h, hl, NULL, NULL), CF_EINVAL);
+    ROW(cf_loop_call_later(NULL, hl, NAN, loop_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_call_later(NULL, NULL, 1, loop_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_call_later(NULL, hl, 1, NULL, NULL), CF_EINVAL);
+    ROW(cf_loop_call_at(NULL, hl, NAN, loop_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_call_at(NULL, hl, -NAN, loop_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_call_soon_threadsafe(NULL, loop_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_call_soon_threadsafe(hl, NULL, NULL), CF_EINVAL);
+    ROW((cf_loop_handle_cancel(NULL), 0), 0);
+    ROW(cf_loop_handle_cancelled(NULL), 0);
+    ROW(cf_loop_handle_when(NULL) == 0, 1);
+    ROW((cf_loop_handle_unref(NULL), 0), 0);
+    ROW(cf_loop_create_future(NULL, hl), CF_EINVAL);
+    ROW(cf_loop_create_future(&f, NULL), CF_EINVAL);
+    ROW(cf_loop_wrap_future(&f, hl, NULL), CF_EINVAL);
+    ROW(cf_loop_wrap_future(NULL, hl, fx.done_ptr), CF_EINVAL);
+    ROW(cf_loop_wrap_future(&f, NULL, fx.done_ptr), CF_EINVAL);
+    ROW(cf_loop_run_in_executor(&f, hl, fx.tp, NULL, NULL), CF_EINVAL);
+    ROW(cf_loop_run_in_executor(NULL, hl, fx.tp, identity, NULL), CF_EINVAL);
+    ROW(cf_loop_run_in_executor(&f, NULL, fx.tp, identity, NULL), CF_EINVAL);
+    ROW(cf_loop_run_in_executor_bytes(&f, hl, fx.tp, echo, NULL, 4), CF_EINVAL);
+    ROW(cf_loop_run_in_executor_bytes(&f, hl, fx.pp, NULL, "a", 1), CF_EINVAL);
+    ROW(cf_loop_sleep(&f, hl, NAN, NULL), CF_EINVAL);
+    ROW(cf_loop_sleep(NULL, hl, 0, NULL), CF_EINVAL);
+    ROW(cf_loop_gather(&f, hl, NULL, 2), CF_EINVAL);
+    cf_future *with_null[2] = {fx.done_ptr, NULL};
+    ROW(cf_loop_gather(&f, hl, with_null, 2), CF_EINVAL);
+    ROW(cf_loop_gather(NULL, hl, with_null, 1), CF_EINVAL);
+    ROW(cf_loop_wait_for(&f, hl, fx.pending, NAN), CF_EINVAL);
+    ROW(cf_loop_wait_for(&f, hl, NULL, 1), CF_EINVAL);
+    ROW(cf_loop_fd(NULL), CF_EINVAL);
+    ROW(cf_loop_dispatch(NULL), CF_EINVAL);
+    ROW(cf_loop_create_task(NULL, hl, identity, NULL, NULL), CF_EINVAL);
+    ROW(cf_loop_create_task(&f, NULL, identity, NULL, NULL), CF_EINVAL);
+    ROW(cf_loop_create_task(&f, hl, NULL, NULL, NULL), CF_EINVAL, CF_ENOTSUP);
+    ROW(cf_loop_create_task(&f, hl, identity, NULL,
+                            &(cf_loop_task_options){.stack_size = SIZE_MAX}),
+        CF_EINVAL, CF_ENOMEM, CF_ENOTSUP);
+    /* Inside-a-task calls, outside any task. */
+    ROW(cf_await(NULL, fx.done_ptr), CF_EINVALSTATE);
+    ROW(cf_sleep(0), CF_EINVALSTATE);
+    ROW(cf_sleep(NAN), CF_EINVAL, CF_EINVALSTATE);
+    ROW(cf_gather(NULL, &fx.done_ptr, 1), CF_EINVALSTATE);
+    ROW(cf_wait_for(NULL, fx.done_ptr, 1), CF_EINVALSTATE);
+    ROW(cf_current_task() == NULL, 1);
+
+    /* Loop futures over every kind of input, run to completion. */
+    ROW(loop_future_rc(hl, cf_loop_wrap_future(&f, hl, fx.done_ptr), &f), 0);
+    ROW(loop_future_rc(hl, cf_loop_wrap_future(&f, hl, fx.failed), &f), CF_ETASK);
+    ROW(loop_future_rc(hl, cf_loop_wrap_future(&f, hl, fx.cancelled), &f), CF_ECANCELLED);
+    ROW(loop_future_rc(hl, cf_loop_run_in_executor(&f, hl, fx.tp, identity, NULL), &f), 0);
+    ROW(loop_future_rc(hl, cf_loop_run_in_executor(&f, hl, NULL, identity, NULL), &f), 0);
+    ROW(loop_future_rc(hl, cf_loop_run_in_executor(&f, hl, fx.pp, identity, NULL), &f), CF_ENOTSUP);
+    ROW(loop_future_rc(hl, cf_loop_run_in_executor(&f, hl, fx.tp_down, identity, NULL), &f),
+        CF_ESHUTDOWN);
+    ROW(loop_future_rc(hl, cf_loop_run_in_executor_bytes(&f, hl, fx.pp, echo, "ab", 2), &f), 0);
+    ROW(loop_future_rc(hl, cf_loop_run_in_executor_bytes(&f, hl, fx.pp, echo, "a", SIZE_MAX), &f),
+        CF_ENOMEM);
+    ROW(loop_future_rc(hl, cf_loop_run_in_executor_bytes(&f, hl, fx.pp_down, echo, "a", 1), &f),
+        CF_ESHUTDOWN);
+    ROW(loop_future_rc(hl, cf_loop_sleep(&f, hl, -INFINITY, NULL), &f), 0);
+    ROW(loop_future_rc(hl, cf_loop_sleep(&f, hl, -DBL_MAX, NULL), &f), 0);
+    ROW(loop_future_rc(hl, cf_loop_sleep(&f, hl, DBL_MIN, NULL), &f), 0);
+    ROW(loop_future_rc(hl, cf_loop_gather(&f, hl, NULL, 0), &f), 0);
+    cf_future *mixed[3] = {fx.done_ptr, fx.done_bytes, fx.done_ptr};
+    ROW(loop_future_rc(hl, cf_loop_gather(&f, hl, mixed, 3), &f), 0);
+    cf_future *bad[2] = {fx.done_ptr, fx.failed};
+    ROW(loop_future_rc(hl, cf_loop_gather(&f, hl, bad, 2), &f), CF_ETASK);
+    ROW(loop_future_rc(hl, cf_loop_wait_for(&f, hl, fx.done_ptr, 0), &f), 0);
+    ROW(loop_future_rc(hl, cf_loop_wait_for(&f, hl, fx.done_ptr, -INFINITY), &f), 0);
+    ROW(loop_future_rc(hl, cf_loop_wait_for(&f, hl, fx.done_ptr, INFINITY), &f), 0);
+    ROW(loop_future_rc(hl, cf_loop_wait_for(&f, hl, fx.done_ptr, DBL_MAX), &f), 0);
+    /* A future nobody completes: wait_for gives up and cancels it (a fresh one: the fixture's
+     * pending future must stay pending). */
+    cf_future *lonely;
+    ck_assert_int_eq(cf_future_new(&lonely), 0);
+    ROW(loop_future_rc(hl, cf_loop_wait_for(&f, hl, lonely, 1e-9), &f), CF_ETASK);
+    ROW(cf_future_cancelled(lonely), 1);
+    cf_future_unref(lonely);
+    ROW(cf_loop_run_until_complete(NULL, hl, fx.done_ptr), 0);
+    ROW(cf_loop_run_until_complete(NULL, hl, fx.failed), CF_ETASK);
+    ROW(cf_loop_run_until_complete(NULL, hl, fx.cancelled), CF_ECANCELLED);
+    /* Timers at absurd times: scheduled (and cancelled), never run early or overflow. */
+    const double whens[] = {INFINITY, DBL_MAX, 1e300, 9.3e9, -INFINITY, -DBL_MAX};
+    for (size_t i = 0; i < sizeof(whens) / sizeof(whens[0]); i++) {
+        cf_loop_handle *th = NULL;
+        ROW(cf_loop_call_later(&th, hl, whens[i], loop_noop, NULL), 0);
+        cf_loop_handle_cancel(th);
+        ROW(cf_loop_handle_cancelled(th), 1);
+        cf_loop_handle_unref(th);
+        ROW(cf_loop_call_at(&th, hl, whens[i], loop_noop, NULL), 0);
+        cf_loop_handle_cancel(th);
+        cf_loop_handle_unref(th);
+    }
+    ROW(loop_future_rc(hl, cf_loop_sleep(&f, hl, 0, NULL), &f), 0);
+    /* The loop thread only. */
+    foreign c;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, foreign_calls, &c), 0);
+    pthread_join(t, NULL);
+    ROW(c.rc[0], CF_EPERM);
+    ROW(c.rc[1], CF_EPERM);
+    ROW(c.rc[2], CF_EPERM);
+    ROW(c.rc[3], CF_EPERM);
+    ROW(c.rc[4], CF_EPERM);
+    ROW(c.rc[5], CF_EPERM, CF_ENOTSUP);
+    ROW(c.rc[6], 0);
+    ROW(c.rc[7], 0);
+    ROW(loop_future_rc(hl, cf_loop_sleep(&f, hl, 0, NULL), &f), 0); /* runs the posted callback */
+    /* The first cf_loop_fd() claims the loop for its caller, as a dispatch does; after that,
+     * other threads get CF_EPERM, and a dispatch moves the loop to its caller. */
+    cf_loop *embedded;
+    ck_assert_int_eq(cf_loop_new(&embedded, NULL), 0);
+    claimer cl = {.loop = embedded};
+    ck_assert_int_eq(pthread_create(&t, NULL, claim_fd, &cl), 0);
+    pthread_join(t, NULL);
+    ROW(cl.rc >= 0, 1);
+    ROW(cf_loop_fd(embedded), CF_EPERM);
+    ROW(cf_loop_run_forever(embedded), CF_EINVALSTATE);
+    ROW(cf_loop_dispatch(embedded), 0);
+    ROW(cf_loop_fd(embedded), cl.rc);
+    ROW(cf_loop_free(embedded), 0);
+}
+END_TEST
+
+/* Calls that a running loop refuses, made from its own callbacks and tasks. */
+typedef struct inside {
+    int rc[12];
+    cf_future *self;
+    int ran;
+} inside;
+
+static void inside_callback(cf_loop *loop, void *data)
+{
+    inside *c = data;
+    cf_future *f = fx.done_ptr;
+    c->rc[0] = cf_loop_run_forever(loop);
+    c->rc[1] = cf_loop_run_until_complete(NULL, loop, f);
+    c->rc[2] = cf_loop_close(loop);
+    c->rc[3] = cf_loop_free(loop);
+    c->rc[4] = cf_loop_dispatch(loop);
+    c->rc[5] = cf_loop_fd(loop);
+    c->rc[6] = cf_loop_is_running(loop);
+    c->rc[7] = cf_loop_current() == loop;
+    /* A blocking wait on an executor future works (it blocks the loop, as any slow callback). */
+    cf_future *e = NULL;
+    c->rc[8] = cf_executor_submit(&e, fx.tp, identity, NULL);
+    c->rc[9] = e ? cf_future_result(NULL, e, CF_TEST_LONG) : -1;
+    cf_future_unref(e);
+    c->ran++;
+}
+
+static int inside_task(void *arg, void **result)
+{
+    inside *c = arg;
+    cf_loop *loop = cf_loop_current();
+    c->rc[0] = cf_loop_run_forever(loop);
+    c->rc[1] = cf_loop_close(loop);
+    c->rc[2] = cf_loop_dispatch(loop);
+    c->rc[3] = cf_await(NULL, cf_current_task()); /* awaiting itself */
+    c->rc[4] = cf_await(NULL, NULL);
+    c->rc[5] = cf_sleep(NAN);
+    c->rc[6] = cf_wait_for(NULL, fx.pending, NAN);
+    c->rc[7] = cf_gather(NULL, NULL, 1);
+    c->rc[8] = cf_wait_for(NULL, fx.pending, 0.001); /* the fixture's pending future: cancelled? */
+    c->rc[9] = cf_gather(NULL, NULL, 0);
+    c->rc[10] = cf_sleep(-INFINITY);
+    c->rc[11] = cf_await(NULL, fx.failed);
+    c->ran++;
+    *result = c;
+    return 0;
+}
+
+START_TEST(test_loop_reentrancy)
+{
+    inside c;
+    memset(&c, 0, sizeof(c));
+    cf_future *f;
+    ck_assert_int_eq(cf_loop_call_soon(NULL, hl, inside_callback, &c), 0);
+    ROW(loop_future_rc(hl, cf_loop_sleep(&f, hl, 0.001, NULL), &f), 0);
+    ROW(c.ran, 1);
+    ROW(c.rc[0], CF_EINVALSTATE);
+    ROW(c.rc[1], CF_EINVALSTATE);
+    ROW(c.rc[2], CF_EINVALSTATE);
+    ROW(c.rc[3], CF_EINVALSTATE);
+    ROW(c.rc[4], CF_EINVALSTATE);
+    ROW(c.rc[5], CF_EINVALSTATE);
+    ROW(c.rc[6], 1);
+    ROW(c.rc[7], 1);
+    ROW(c.rc[8], 0);
+    ROW(c.rc[9], 0);
+    inside t;
+    memset(&t, 0, sizeof(t));
+    /* Its own pending future here: wait_for cancels what it waited for on timeout. */
+    cf_future *own_pending;
+    ck_assert_int_eq(cf_future_new(&own_pending), 0);
+    cf_future *saved = fx.pending;
+    fx.pending = own_pending;
+    int rc = cf_loop_create_task(&f, hl, inside_task, &t, NULL);
+    ROW(rc, 0, CF_ENOTSUP);
+    if (rc == 0) {
+        ROW(cf_loop_run_until_complete(NULL, hl, f), 0);
+        cf_future_unref(f);
+        ROW(t.ran, 1);
+        ROW(t.rc[0], CF_EINVALSTATE);
+        ROW(t.rc[1], CF_EINVALSTATE);
+        ROW(t.rc[2], CF_EINVALSTATE);
+        ROW(t.rc[3], CF_EINVAL);
+        ROW(t.rc[4], CF_EINVAL);
+        ROW(t.rc[5], CF_EINVAL);
+        ROW(t.rc[6], CF_EINVAL);
+        ROW(t.rc[7], CF_EINVAL);
+        ROW(t.rc[8], CF_ETIMEDOUT);
+        ROW(t.rc[9], 0);
+        ROW(t.rc[10], 0);
+        ROW(t.rc[11], CF_ETASK);
+    }
+    fx.pending = saved;
+    cf_future_unref(own_pending);
+}
+END_TEST
+
+/* After cf_loop_close(): every scheduling call returns CF_ECLOSED. */
+START_TEST(test_loop_after_close)
+{
+    cf_loop *loop;
+    ck_assert_int_eq(cf_loop_new(&loop, NULL), 0);
+    cf_future *pending_lf;
+    ck_assert_int_eq(cf_loop_create_future(&pending_lf, loop), 0);
+    ROW(cf_loop_close(loop), 0);
+    ROW(cf_loop_close(loop), 0);
+    ROW(cf_loop_is_closed(loop), 1);
+    cf_future *f = POISON;
+    ROW(cf_loop_run_forever(loop), CF_ECLOSED);
+    ROW(cf_loop_run_until_complete(NULL, loop, fx.done_ptr), CF_ECLOSED);
+    ROW(cf_loop_stop(loop), CF_ECLOSED);
+    ROW(cf_loop_call_soon(NULL, loop, loop_noop, NULL), CF_ECLOSED);
+    ROW(cf_loop_call_later(NULL, loop, 0, loop_noop, NULL), CF_ECLOSED);
+    ROW(cf_loop_call_soon_threadsafe(loop, loop_noop, NULL), CF_ECLOSED);
+    ROW(cf_loop_create_future(&f, loop), CF_ECLOSED);
+    ROW(cf_loop_wrap_future(&f, loop, fx.done_ptr), CF_ECLOSED);
+    ROW(cf_loop_run_in_executor(&f, loop, fx.tp, identity, NULL), CF_ECLOSED);
+    ROW(cf_loop_run_in_executor(&f, loop, NULL, identity, NULL), CF_ECLOSED);
+    ROW(cf_loop_sleep(&f, loop, 0, NULL), CF_ECLOSED);
+    ROW(cf_loop_gather(&f, loop, &fx.done_ptr, 1), CF_ECLOSED);
+    ROW(cf_loop_wait_for(&f, loop, fx.done_ptr, 1), CF_ECLOSED);
+    ROW(cf_loop_fd(loop), CF_ECLOSED);
+    ROW(cf_loop_dispatch(loop), CF_ECLOSED);
+    ROW(cf_loop_create_task(&f, loop, identity, NULL, NULL), CF_ECLOSED, CF_ENOTSUP);
+    /* A loop future left pending stays pending, and can still be completed and released. */
+    ROW(cf_future_done(pending_lf), 0);
+    ROW(cf_future_add_done_callback(pending_lf, noop_cb, NULL), 0);
+    ROW(cf_future_set_result(pending_lf, NULL, NULL), 0);
+    cf_future_unref(pending_lf);
+    ROW(cf_loop_free(loop), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -1097,6 +1456,13 @@ static Suite *suite(void)
     tcase_add_test(tc, test_free_from_callback);
     tcase_add_test(tc, test_shutdown_and_free_from_tasks);
     tcase_add_test(tc, test_blocking_submit_from_own_worker);
+    suite_add_tcase(s, tc);
+
+    tc = cf_test_tcase("loop");
+    tcase_add_checked_fixture(tc, loop_setup, loop_teardown);
+    tcase_add_test(tc, test_loop_arguments);
+    tcase_add_test(tc, test_loop_reentrancy);
+    tcase_add_test(tc, test_loop_after_close);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -221,7 +221,8 @@ int cf_loop_wait_for(cf_future **out, cf_loop *loop, cf_future *future, double t
  * makes the loop "embedded" (adds a timerfd for its timers); an embedded loop cannot be run
  * with run_forever or run_until_complete. The descriptor stays owned by the loop. Returns the
  * descriptor (>= 0); CF_EINVAL; CF_ECLOSED; CF_EINVALSTATE (inside run_forever); CF_EMFILE;
- * CF_EPERM. Loop thread. */
+ * CF_EPERM. Loop thread; the first call, like cf_loop_dispatch(), makes the calling thread the
+ * loop thread (later calls from other threads return CF_EPERM). */
 int cf_loop_fd(cf_loop *loop);
 
 /* Runs one iteration without blocking on the calling thread, which becomes the loop thread.
