@@ -1,11 +1,12 @@
 /* Fault-injection walk (white-box; needs -Dfault_injection=true, otherwise every walk is
  * skipped). For each public operation sequence (thread pool, process pool, coroutines) and each
- * set of fault kinds, run N = 1, 2, 3, ... makes the N-th allocation / thread / descriptor /
- * mapping / process creation fail, until a run completes without reaching the N-th operation.
- * At every N: each call returns 0 or an error its header documents, every accepted future
- * completes within a bound, every done-callback that was accepted runs exactly once, the process
- * is left with the descriptors, threads and children it had, and a fresh pool works at once.
- * Memory leaks are left to the valgrind and ASan runs of this suite (CI kind fault_injection). */
+ * set of fault kinds (and the event loop awaiting both pool kinds), run N = 1, 2, 3, ... makes the
+ * N-th allocation / thread / descriptor / mapping / process creation fail, until a run completes
+ * without reaching the N-th operation. At every N: each call returns 0 or an error its header
+ * documents, every accepted future completes within a bound, every done-callback that was accepted
+ * runs exactly once, the process is left with the descriptors, threads and children it had, and a
+ * fresh pool works at once. Memory leaks are left to the valgrind and ASan runs of this suite (CI
+ * kind fault_injection). */
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
@@ -88,8 +89,12 @@ static void walk(const char *name, unsigned kinds, void (*scenario)(void), void 
         cf__fault_arm(kinds, nth);
         scenario();
         bool fired = cf__fault_fired();
+        unsigned long ops = cf__fault_count();
         cf__fault_arm(0, 0);
         injected += fired;
+        if (getenv("CF_TEST_VERBOSE"))
+            fprintf(stderr, "%s: fault %lu %s after %lu operations\n", name, nth,
+                    fired ? "fired" : "not reached", ops);
         ck_assert_msg(count_fds() == fds, "%s: descriptors %d -> %d at fault %lu", name, fds,
                       count_fds(), nth);
         int now = settled_threads(threads);
@@ -350,6 +355,180 @@ static void process_pool_fresh(void)
     ck_assert_int_eq(cf_executor_free(ex), 0);
 }
 
+/* ---- the event loop: executors of both kinds awaited from the loop ---- */
+
+static void loop_count(cf_loop *loop, void *data)
+{
+    (void)loop;
+    ++*(int *)data;
+}
+
+#ifndef CF_TEST_NO_COROUTINES
+/* A task awaiting a thread-pool call, a process-pool call, a gather of both and a wait_for. */
+typedef struct loop_world {
+    cf_executor *tp, *pp;
+} loop_world;
+
+static int loop_task_body(void *arg, void **result)
+{
+    loop_world *w = arg;
+    cf_loop *loop = cf_loop_current();
+    cf_future *a = NULL, *b = NULL;
+    int rc = cf_loop_run_in_executor(&a, loop, w->tp, square, (void *)3);
+    if (rc == 0 && w->pp)
+        rc = cf_loop_run_in_executor_bytes(&b, loop, w->pp, echo, "xy", 2);
+    if (rc == 0) {
+        void *v = NULL;
+        rc = cf_await(&v, a);
+        if (rc == 0 && v != (void *)9)
+            rc = CF_EPERM; /* not a fault code: the check below fails the test */
+    }
+    if (rc == 0 && b) {
+        cf_future *both[2] = {a, b};
+        rc = cf_gather(NULL, both, 2);
+    }
+    if (rc == 0)
+        rc = cf_wait_for(NULL, a, 1.0);
+    /* An awaited call that failed: report its own code (a fault on its side), not CF_ETASK. */
+    cf_future *children[2] = {a, b};
+    for (int i = 0; i < 2 && rc == CF_ETASK; i++) {
+        int code = 0;
+        if (children[i] && cf_future_exception(&code, NULL, children[i], 0) == 0 && code)
+            rc = code;
+    }
+    cf_future_unref(a);
+    cf_future_unref(b);
+    *result = NULL;
+    return rc;
+}
+#endif
+
+/* Task and executor outcomes under faults: success, or a documented resource error (the
+ * process pool reports its own faults as CF_EBROKEN / CF_ENOMEM / CF_EMFILE). */
+static void expect_loop_outcome(const char *what, int rc, cf_future *f);
+
+/* Runs the loop until `f` is done. A run that could not start (its own allocation failed) is
+ * retried: a fault fires once. */
+static int run_until(cf_loop *loop, cf_future *f)
+{
+    int rc;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        rc = cf_loop_run_until_complete(NULL, loop, f);
+        if (cf_future_done(f))
+            break;
+        if (getenv("CF_TEST_VERBOSE"))
+            fprintf(stderr, "run_until: rc %s, state %d\n", cf_err_name(rc),
+                    (int)cf_future_get_state(f));
+        EXPECT("run_until_complete", rc, CF_ENOMEM, CF_EMFILE);
+    }
+    ck_assert_msg(cf_future_done(f), "a loop future is not done at fault %lu", current_nth);
+    return rc;
+}
+
+static void expect_loop_outcome(const char *what, int rc, cf_future *f)
+{
+    if (rc == CF_ETASK) {
+        int code = 0;
+        cf_future_exception(&code, NULL, f, 0);
+        EXPECT(what, code, CF_ENOMEM, CF_EMFILE, CF_EAGAIN, CF_EBROKEN, CF_ESYSTEM);
+        return;
+    }
+    EXPECT(what, rc, CF_ENOMEM, CF_EMFILE, CF_EAGAIN);
+}
+
+static void loop_scenario(void)
+{
+    cf_loop *loop = NULL;
+    int rc = cf_loop_new(&loop, &(cf_loop_options){.default_workers = 2});
+    EXPECT("loop_new", rc, CF_ENOMEM, CF_EMFILE);
+    if (rc)
+        return;
+    int calls = 0, expected = 0;
+    cf_loop_handle *cancelled = NULL;
+    rc = cf_loop_call_soon(NULL, loop, loop_count, &calls);
+    EXPECT("call_soon", rc, CF_ENOMEM);
+    expected += rc == 0;
+    rc = cf_loop_call_later(&cancelled, loop, 0.5, loop_count, &calls);
+    EXPECT("call_later", rc, CF_ENOMEM);
+    cf_loop_handle_cancel(cancelled);
+    rc = cf_loop_call_soon_threadsafe(loop, loop_count, &calls);
+    EXPECT("call_soon_threadsafe", rc, CF_ENOMEM);
+    expected += rc == 0;
+
+    cf_executor *tp = NULL, *pp = NULL;
+    rc = cf_thread_pool_new(&tp, &(cf_thread_pool_options){.max_workers = 2});
+    EXPECT("thread_pool_new", rc, CF_ENOMEM);
+    rc = cf_process_pool_new(&pp, &(cf_process_pool_options){.max_workers = 1});
+    EXPECT("process_pool_new", rc, CF_ENOMEM, CF_EMFILE, CF_EAGAIN, CF_ESYSTEM);
+
+    /* The default executor, a wrapped executor future, a sleep, a task. */
+    cf_future *fs[5] = {NULL};
+    size_t n = 0;
+    rc = cf_loop_run_in_executor(&fs[n], loop, NULL, square, (void *)4);
+    EXPECT("run_in_executor(default)", rc, CF_ENOMEM, CF_EAGAIN);
+    n += rc == 0;
+    if (tp) {
+        cf_future *ef = NULL;
+        rc = cf_executor_submit(&ef, tp, square, (void *)5);
+        EXPECT("submit", rc, CF_ENOMEM, CF_EAGAIN);
+        if (ef) {
+            rc = cf_loop_wrap_future(&fs[n], loop, ef);
+            EXPECT("wrap_future", rc, CF_ENOMEM);
+            n += rc == 0;
+            cf_future_unref(ef);
+        }
+    }
+    rc = cf_loop_sleep(&fs[n], loop, 0.001, NULL);
+    EXPECT("sleep", rc, CF_ENOMEM);
+    n += rc == 0;
+#ifndef CF_TEST_NO_COROUTINES
+    loop_world w = {.tp = tp, .pp = pp};
+    if (tp) {
+        rc = cf_loop_create_task(&fs[n], loop, loop_task_body, &w, NULL);
+        EXPECT("create_task", rc, CF_ENOMEM);
+        n += rc == 0;
+    }
+#endif
+    for (size_t i = 0; i < n; i++)
+        expect_loop_outcome("run_until_complete", run_until(loop, fs[i]), fs[i]);
+    cf_future *g = NULL;
+    if (n) {
+        rc = cf_loop_gather(&g, loop, fs, n);
+        EXPECT("gather", rc, CF_ENOMEM);
+        if (g) {
+            expect_loop_outcome("gather", run_until(loop, g), g);
+            cf_future_unref(g);
+        }
+    }
+    /* Callbacks that were accepted all ran; the cancelled timer did not. */
+    cf_future *tick = NULL;
+    if (cf_loop_sleep(&tick, loop, 0, NULL) == 0) {
+        expect_loop_outcome("sleep(0)", run_until(loop, tick), tick);
+        cf_future_unref(tick);
+        ck_assert_int_eq(calls, expected);
+    }
+    cf_loop_handle_unref(cancelled);
+    for (size_t i = 0; i < n; i++)
+        cf_future_unref(fs[i]);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+    ck_assert_int_eq(cf_executor_free(tp), 0);
+    ck_assert_int_eq(cf_executor_free(pp), 0);
+}
+
+static void loop_fresh(void)
+{
+    cf_loop *loop;
+    ck_assert_int_eq(cf_loop_new(&loop, NULL), 0);
+    cf_future *f;
+    ck_assert_int_eq(cf_loop_run_in_executor(&f, loop, NULL, square, (void *)6), 0);
+    void *v;
+    ck_assert_int_eq(cf_loop_run_until_complete(&v, loop, f), 0);
+    ck_assert_ptr_eq(v, (void *)36);
+    cf_future_unref(f);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+    process_pool_fresh();
+}
+
 /* ---- coroutines ---- */
 
 #ifndef CF_TEST_NO_COROUTINES
@@ -454,6 +633,17 @@ START_TEST(test_walk_coroutines)
 }
 END_TEST
 
+START_TEST(test_walk_loop)
+{
+#ifdef CF_FAULT_INJECTION
+    walk("loop alloc", CF__FAULT_ALLOC, loop_scenario, loop_fresh);
+    walk("loop fd/thread/mmap/fork",
+         CF__FAULT_FD | CF__FAULT_THREAD | CF__FAULT_MMAP | CF__FAULT_FORK, loop_scenario,
+         loop_fresh);
+#endif
+}
+END_TEST
+
 START_TEST(test_report_total)
 {
 #ifdef CF_FAULT_INJECTION
@@ -476,6 +666,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_walk_thread_pool);
     tcase_add_test(tc, test_walk_process_pool);
     tcase_add_test(tc, test_walk_coroutines);
+    tcase_add_test(tc, test_walk_loop);
     tcase_add_test(tc, test_report_total);
     suite_add_tcase(s, tc);
     return s;
