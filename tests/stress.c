@@ -8,8 +8,9 @@
  * all three cf_wait modes with and without timeouts, iterating as_completed and map (to the end
  * or not), reading results, adding done-callbacks (some of which add more), passing futures to
  * other threads, and retiring pools (shutdown with wait, without, or cancelling the queue) in
- * favour of new ones of a random configuration. A killer thread SIGKILLs random process-pool
- * workers (and now and then a fork server) at random moments.
+ * favour of new ones of a random configuration; and posting jobs to two event loops, where
+ * tasks and callback-style combinators await pool work (see "event loops" below). A killer thread
+ * SIGKILLs random process-pool workers (and now and then a fork server) at random moments.
  *
  * Invariants, checked as futures retire and again at the end:
  *   - every future ends in exactly one final state, never changed once observed;
@@ -122,8 +123,10 @@ static bool chance(rng *r, unsigned percent)
 static struct {
     atomic_ulong ops, submitted, rejected, ok, task_failed, cancelled, broken;
     atomic_ulong cb_registered, cb_run, maps, map_items, waits, as_completed, retired_pools;
-    atomic_ulong pools_created, creation_failures, kills, server_kills, exchanges, thread_ran,
-        process_ran_checked;
+    atomic_ulong loop_posted, loop_ran, loop_ok, loop_failed, loop_cancelled, loop_timedout;
+    atomic_ulong loop_rejected, loop_cb_registered, loop_cb_run;
+    atomic_ulong pools_created, pools_freed, creation_failures, kills, server_kills, exchanges,
+        thread_ran, process_ran_checked;
 } count;
 
 #define BUMP(field) atomic_fetch_add(&count.field, 1)
@@ -555,6 +558,7 @@ static void release(holder *h)
     }
     pthread_mutex_destroy(&h->mu);
     free(h);
+    BUMP(pools_freed);
 }
 
 /* Replaces the slot's pool (if it is still `expected`, or unconditionally for NULL) and shuts
@@ -953,6 +957,278 @@ static void drain_some(worker_state *w, size_t keep)
     }
 }
 
+/* ---- event loops: jobs posted from the stress threads, awaiting pool work ----
+ *
+ * Each loop host thread runs a cf_loop. Stress threads post jobs with call_soon_threadsafe;
+ * on the loop thread a job submits to a pool slot through run_in_executor and waits for it as a
+ * task (cf_wait_for / cf_gather / cf_sleep) or with callback-style combinators (wait_for,
+ * gather, sleep), some with timeouts short enough to cancel, some cancelled by a timer or by a
+ * later job. Invariants: every posted job runs once, on its loop's thread; every loop future
+ * delivers its done-callback exactly once, on the loop thread; every job's final future ends in
+ * a final state with an outcome from the expected set. */
+
+enum { NLOOPS = 2 };
+
+typedef struct loop_host {
+    cf_loop *loop;
+    pthread_t thread;
+    cf_future *last_task; /* loop thread only: a task a later job may cancel */
+    int rc;
+} loop_host;
+
+static loop_host hosts[NLOOPS];
+static atomic_long loop_outstanding;
+
+typedef struct loop_job {
+    loop_host *host;
+    holder *h; /* acquired by the poster; released on the loop thread once submitted */
+    uint32_t style, kind;
+    double timeout;
+    uint64_t seed;
+    map_block *calls; /* the executor calls' arguments and run counters (live with the pool) */
+    cf_future *final;
+    atomic_int done_calls;
+} loop_job;
+
+/* Submits the job's i-th call to its pool as a loop future. */
+static int job_submit(loop_job *j, size_t i, cf_future **out)
+{
+    struct map_elem *e = &j->calls->elems[i];
+    if (j->h->process)
+        return cf_loop_run_in_executor_bytes(out, j->host->loop, j->h->ex, bytes_task, &e->arg,
+                                             sizeof(e->arg));
+    return cf_loop_run_in_executor(out, j->host->loop, j->h->ex, map_pointer_task, e);
+}
+
+static bool loop_code_expected(int code)
+{
+    return code == 0 || code == CF_ETIMEDOUT || code == CF_ECANCELLED || code == CF_EBROKEN ||
+           code == CF_ESHUTDOWN || code == CF_EFULL || code == CF_ETASK ||
+           (code <= -5000 && code > -5100);
+}
+
+static void job_done(cf_future *f, void *data)
+{
+    loop_job *j = data;
+    BUMP(loop_cb_run);
+    if (atomic_fetch_add(&j->done_calls, 1) != 0)
+        fail("a loop future's done-callback ran twice");
+    if (cf_loop_current() != j->host->loop)
+        fail("a loop future's done-callback ran off its loop thread");
+    if (f != j->final || !cf_future_done(f))
+        fail("a loop done-callback got a wrong or pending future");
+    if (cf_future_cancelled(f)) {
+        BUMP(loop_cancelled);
+    } else {
+        int code = 0;
+        cf_future_exception(&code, NULL, f, 0);
+        if (code == 0)
+            BUMP(loop_ok);
+        else if (code == CF_ETIMEDOUT)
+            BUMP(loop_timedout);
+        else
+            BUMP(loop_failed);
+        CHECK(loop_code_expected(code), "a loop job ended with %s", cf_err_name(code));
+    }
+    /* A task cancelled before its first step never released its pool. */
+    if (j->h)
+        release(j->h);
+    cf_future_unref(j->final);
+    free(j);
+    atomic_fetch_sub(&loop_outstanding, 1);
+}
+
+/* The task style: awaits its calls from a coroutine. */
+static int job_task(void *arg, void **result)
+{
+    loop_job *j = arg;
+    cf_future *a = NULL, *b = NULL;
+    int rc = job_submit(j, 0, &a);
+    if (rc == 0 && j->calls->n > 1)
+        rc = job_submit(j, 1, &b);
+    release(j->h);
+    j->h = NULL;
+    if (rc == 0) {
+        switch (j->style % 3) {
+        case 0:
+            rc = cf_wait_for(NULL, a, j->timeout);
+            break;
+        case 1: {
+            cf_future *both[2] = {a, b ? b : a};
+            rc = cf_gather(NULL, both, 2);
+            break;
+        }
+        default:
+            rc = cf_sleep(j->timeout > 0 ? j->timeout / 4 : 0);
+            if (rc == 0)
+                rc = cf_await(NULL, a);
+            break;
+        }
+    }
+    for (int i = 0; i < 2 && rc == CF_ETASK; i++) {
+        cf_future *c = i ? b : a;
+        int code = 0;
+        if (c && cf_future_exception(&code, NULL, c, 0) == 0 && code)
+            rc = code;
+    }
+    cf_future_unref(a);
+    cf_future_unref(b);
+    *result = NULL;
+    return rc;
+}
+
+static void cancel_later(cf_loop *loop, void *data)
+{
+    (void)loop;
+    cf_future_cancel(data);
+    cf_future_unref(data);
+}
+
+/* Runs on the loop thread. */
+static void job_start(cf_loop *loop, void *data)
+{
+    loop_job *j = data;
+    BUMP(loop_ran);
+    CHECK(cf_loop_current() == loop && loop == j->host->loop, "a posted job ran off its loop");
+    rng r = {.s = j->seed};
+    int rc;
+    bool task = j->style < 3;
+    if (task) {
+        rc = cf_loop_create_task(&j->final, loop, job_task, j, NULL);
+        if (rc == CF_ENOTSUP) { /* built without coroutines: the callback style instead */
+            task = false;
+            j->style = 3 + below(&r, 3);
+        } else {
+            CHECK(rc == 0, "cf_loop_create_task: %s", cf_err_name(rc));
+        }
+    }
+    if (!task) {
+        cf_future *a = NULL;
+        rc = job_submit(j, 0, &a);
+        release(j->h);
+        j->h = NULL;
+        if (rc == 0) {
+            switch (j->style) {
+            case 3:
+                rc = cf_loop_wait_for(&j->final, loop, a, j->timeout);
+                break;
+            case 4: {
+                cf_future *sleeper = NULL;
+                rc = cf_loop_sleep(&sleeper, loop, j->timeout > 0 ? j->timeout : 0, NULL);
+                cf_future *both[2] = {a, sleeper ? sleeper : a};
+                if (rc == 0)
+                    rc = cf_loop_gather(&j->final, loop, both, 2);
+                cf_future_unref(sleeper);
+                break;
+            }
+            default:
+                rc = cf_loop_wrap_future(&j->final, loop, a);
+                break;
+            }
+            cf_future_unref(a);
+        } else {
+            CHECK(expected_submit_error(rc), "run_in_executor: %s", cf_err_name(rc));
+        }
+    }
+    if (!j->final) {
+        BUMP(loop_rejected);
+        if (j->h)
+            release(j->h);
+        free(j);
+        atomic_fetch_sub(&loop_outstanding, 1);
+        return;
+    }
+    /* Sometimes cancel it soon from a timer, or cancel the previous job's task now. */
+    if (chance(&r, 10))
+        cf_loop_call_later(NULL, loop, 0.0005 * below(&r, 4), cancel_later,
+                           cf_future_ref(j->final));
+    loop_host *host = j->host;
+    if (task) {
+        if (host->last_task && chance(&r, 20))
+            cf_future_cancel(host->last_task);
+        cf_future_unref(host->last_task);
+        host->last_task = cf_future_ref(j->final);
+    }
+    BUMP(loop_cb_registered);
+    rc = cf_future_add_done_callback(j->final, job_done, j);
+    CHECK(rc == 0, "add_done_callback on a loop future: %s", cf_err_name(rc));
+}
+
+static void op_loop(worker_state *w)
+{
+    rng *r = &w->r;
+    loop_host *host = &hosts[below(r, NLOOPS)];
+    slot *s = &slots[below(r, NSLOTS)];
+    loop_job *j = calloc(1, sizeof(*j));
+    j->host = host;
+    j->h = acquire(s);
+    j->style = below(r, 6);
+    j->kind = pick_kind(r);
+    j->timeout = chance(r, 50) ? -1 : 0.0005 * (1 + below(r, 20));
+    j->seed = next_u64(r);
+    size_t n = 1 + below(r, 2);
+    j->calls = calloc(1, sizeof(*j->calls) + n * sizeof(j->calls->elems[0]));
+    j->calls->n = n;
+    j->calls->process = j->h->process;
+    for (size_t i = 0; i < n; i++)
+        fill_targ(&j->calls->elems[i].arg, r, j->h->process, &j->calls->elems[i].ran, j->kind);
+    pthread_mutex_lock(&j->h->mu);
+    j->calls->next = j->h->maps;
+    j->h->maps = j->calls;
+    pthread_mutex_unlock(&j->h->mu);
+    atomic_fetch_add(&loop_outstanding, 1);
+    BUMP(loop_posted);
+    int rc = cf_loop_call_soon_threadsafe(host->loop, job_start, j);
+    if (rc != 0) {
+        fail("call_soon_threadsafe: %s", cf_err_name(rc));
+        release(j->h);
+        free(j);
+        atomic_fetch_sub(&loop_outstanding, 1);
+    }
+}
+
+static void *loop_host_main(void *arg)
+{
+    loop_host *host = arg;
+    host->rc = cf_loop_run_forever(host->loop);
+    return NULL;
+}
+
+static void loops_start(void)
+{
+    for (int i = 0; i < NLOOPS; i++) {
+        if (cf_loop_new(&hosts[i].loop, NULL) != 0) {
+            fail("cf_loop_new");
+            exit(1);
+        }
+        pthread_create(&hosts[i].thread, NULL, loop_host_main, &hosts[i]);
+    }
+}
+
+static void release_last_task(cf_loop *loop, void *data)
+{
+    (void)loop;
+    loop_host *host = data;
+    cf_future_unref(host->last_task);
+    host->last_task = NULL;
+}
+
+/* Waits for every posted job to finish (the loops keep running), then stops and frees them. */
+static void loops_stop(void)
+{
+    while (atomic_load(&loop_outstanding) > 0)
+        pause_us(1000);
+    for (int i = 0; i < NLOOPS; i++) {
+        cf_loop_call_soon_threadsafe(hosts[i].loop, release_last_task, &hosts[i]);
+        cf_loop_stop(hosts[i].loop);
+        pthread_join(hosts[i].thread, NULL);
+        CHECK(hosts[i].rc == 0, "cf_loop_run_forever: %s", cf_err_name(hosts[i].rc));
+        CHECK(hosts[i].last_task == NULL, "a loop stopped before its last callback");
+        int rc = cf_loop_free(hosts[i].loop);
+        CHECK(rc == 0, "cf_loop_free: %s", cf_err_name(rc));
+    }
+}
+
 static void *stress_main(void *arg)
 {
     worker_state *w = arg;
@@ -990,6 +1266,9 @@ static void *stress_main(void *arg)
         } else if (x < 94) {
             set_op(w, "retire");
             retire(&w->r, &slots[below(&w->r, NSLOTS)], NULL);
+        } else if (atomic_load(&loop_outstanding) < 200) {
+            set_op(w, "loop");
+            op_loop(w);
         } else {
             set_op(w, "idle");
         }
@@ -1135,6 +1414,7 @@ static void dump(void)
             fprintf(stderr, "  slot %d: %s pool\n", i, h->process ? "process" : "thread");
         pthread_mutex_unlock(&slots[i].mu);
     }
+    fprintf(stderr, "  loop jobs outstanding: %ld\n", atomic_load(&loop_outstanding));
     fprintf(stderr, "  submitted %lu, ok %lu, failed %lu, cancelled %lu, broken %lu\n",
             atomic_load(&count.submitted), atomic_load(&count.ok), atomic_load(&count.task_failed),
             atomic_load(&count.cancelled), atomic_load(&count.broken));
@@ -1225,6 +1505,20 @@ static void final_checks(void)
     unsigned long outcomes = atomic_load(&count.ok) + atomic_load(&count.task_failed) +
                              atomic_load(&count.cancelled) + atomic_load(&count.broken);
     CHECK(accepted == outcomes, "%lu tasks accepted but %lu outcomes", accepted, outcomes);
+    CHECK(atomic_load(&count.pools_created) == atomic_load(&count.pools_freed),
+          "%lu pools created, %lu freed", atomic_load(&count.pools_created),
+          atomic_load(&count.pools_freed));
+    CHECK(atomic_load(&count.loop_posted) == atomic_load(&count.loop_ran),
+          "%lu loop jobs posted, %lu ran", atomic_load(&count.loop_posted),
+          atomic_load(&count.loop_ran));
+    CHECK(atomic_load(&count.loop_cb_registered) == atomic_load(&count.loop_cb_run),
+          "%lu loop callbacks registered, %lu ran", atomic_load(&count.loop_cb_registered),
+          atomic_load(&count.loop_cb_run));
+    CHECK(atomic_load(&count.loop_ran) ==
+              atomic_load(&count.loop_ok) + atomic_load(&count.loop_failed) +
+                  atomic_load(&count.loop_timedout) + atomic_load(&count.loop_cancelled) +
+                  atomic_load(&count.loop_rejected),
+          "loop job outcomes do not add up");
     CHECK(atomic_load(&count.cb_registered) == atomic_load(&count.cb_run),
           "%lu callbacks registered, %lu ran", atomic_load(&count.cb_registered),
           atomic_load(&count.cb_run));
@@ -1275,6 +1569,7 @@ int main(int argc, char **argv)
     bool killing = cfg.process && cfg.kill;
     if (killing)
         pthread_create(&killer, NULL, killer_main, NULL);
+    loops_start();
 
     states = calloc(cfg.threads, sizeof(*states));
     double start = now_s();
@@ -1294,6 +1589,7 @@ int main(int argc, char **argv)
         atomic_store(&killer_stop, true);
         pthread_join(killer, NULL);
     }
+    loops_stop();
     for (int i = 0; i < MAILBOX; i++)
         if (mailbox[i])
             atomic_fetch_sub(&mailbox[i]->pins, 1);
@@ -1330,6 +1626,12 @@ int main(int argc, char **argv)
            atomic_load(&count.cb_run), atomic_load(&count.maps), atomic_load(&count.map_items),
            atomic_load(&count.waits), atomic_load(&count.as_completed),
            atomic_load(&count.exchanges));
+    printf("stress: %lu loop jobs posted and run: %lu ok, %lu failed, %lu timed out, %lu "
+           "cancelled, %lu refused; %lu loop callbacks\n",
+           atomic_load(&count.loop_posted), atomic_load(&count.loop_ok),
+           atomic_load(&count.loop_failed), atomic_load(&count.loop_timedout),
+           atomic_load(&count.loop_cancelled), atomic_load(&count.loop_rejected),
+           atomic_load(&count.loop_cb_run));
     printf("stress: %lu pools created (%lu creations failed: fork server killed while starting), "
            "%lu retired; %lu workers and %lu fork servers killed; %lu in-process runs, %lu "
            "process task ids checked\n",
