@@ -5,7 +5,9 @@
  *   - inherited futures that were done stay readable; a pending one never completes there
  *     (nothing in the child would complete it), so every timed wait on it returns CF_ETIMEDOUT;
  *   - nothing blocks on a lock that a thread of the parent held when it vanished;
- *   - new pools of both kinds work.
+ *   - new pools of both kinds work;
+ *   - an inherited event loop refuses to run or take callbacks (CF_EFORKED) and a new one
+ *     works.
  * The child reports each step through a pipe before taking it, so a hang names its step, and the
  * parent bounds the wait. The fork is repeated at arbitrary points of the other threads' work;
  * it is also made from inside a running task. */
@@ -55,6 +57,12 @@ static int echo(const void *arg, size_t len, void **result, size_t *result_len)
     return 0;
 }
 
+static void loop_noop(cf_loop *loop, void *data)
+{
+    (void)loop;
+    (void)data;
+}
+
 static void count_cb(cf_future *f, void *data)
 {
     (void)f;
@@ -73,6 +81,9 @@ typedef struct world {
     atomic_bool stop;
     atomic_int callbacks;
     atomic_ulong submitted;
+    cf_loop *loop; /* runs in loop_thread */
+    pthread_t loop_thread;
+    cf_future *loop_waiting; /* a loop future of `loop` mirroring tp_blocked[0] */
 } world;
 
 static world W;
@@ -111,6 +122,13 @@ static void *submitter(void *arg)
     return NULL;
 }
 
+static void *loop_main(void *arg)
+{
+    (void)arg;
+    int rc = cf_loop_run_forever(W.loop);
+    return (void *)(intptr_t)rc;
+}
+
 static void world_start(void)
 {
     memset(&W, 0, sizeof(W));
@@ -128,12 +146,28 @@ static void world_start(void)
     ck_assert_int_eq(cf_future_result(NULL, W.tp_done, CF_TEST_LONG), 0);
     ck_assert_int_eq(cf_executor_submit_bytes(&W.pp_done, W.pp, echo, "done", 4), 0);
     ck_assert_int_eq(cf_future_result_bytes(NULL, NULL, W.pp_done, CF_TEST_LONG), 0);
+    /* An event loop running in its own thread, waiting for a blocked pool task. */
+    ck_assert_int_eq(cf_loop_new(&W.loop, NULL), 0);
+    ck_assert_int_eq(cf_loop_wrap_future(&W.loop_waiting, W.loop, W.tp_blocked[0]), 0);
+    ck_assert_int_eq(pthread_create(&W.loop_thread, NULL, loop_main, NULL), 0);
+    double end = cf_test_monotonic() + CF_TEST_LONG;
+    while (!cf_loop_is_running(W.loop) && cf_test_monotonic() < end)
+        cf_test_pause_ms(1);
+    ck_assert(cf_loop_is_running(W.loop));
 }
 
 static void world_stop(void)
 {
     cf_test_event_set(&W.gate.release);
     proc_util_release_fifo(W.fifo);
+    /* The loop sees the blocked task finish, then stops. */
+    ck_assert_int_eq(cf_future_exception(NULL, NULL, W.loop_waiting, CF_TEST_LONG), 0);
+    ck_assert_int_eq(cf_loop_stop(W.loop), 0);
+    void *loop_rc;
+    pthread_join(W.loop_thread, &loop_rc);
+    ck_assert_int_eq((int)(intptr_t)loop_rc, 0);
+    cf_future_unref(W.loop_waiting);
+    ck_assert_int_eq(cf_loop_free(W.loop), 0);
     cf_future *all[] = {W.tp_blocked[0], W.tp_blocked[1], W.pp_blocked, W.tp_done, W.pp_done};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         ck_assert_int_eq(cf_future_exception(NULL, NULL, all[i], CF_TEST_LONG), 0);
@@ -280,6 +314,33 @@ static _Noreturn void child_main(void)
     CHILD_EXPECT(29, rc == 0, rc);
     rc = cf_executor_free(pp2);
     CHILD_EXPECT(30, rc == 0, rc);
+#endif
+
+    /* 40-49: the inherited event loop (running in a thread that is gone) refuses to run or to
+     * take callbacks; its pending loop future stays pending; a new loop works. */
+    rc = cf_loop_call_soon_threadsafe(W.loop, loop_noop, NULL);
+    CHILD_EXPECT(40, rc == CF_EFORKED, rc);
+    rc = cf_loop_run_forever(W.loop);
+    CHILD_EXPECT(41, rc == CF_EFORKED, rc);
+    rc = cf_loop_dispatch(W.loop);
+    CHILD_EXPECT(42, rc == CF_EFORKED, rc);
+    rc = cf_loop_stop(W.loop);
+    CHILD_EXPECT(43, rc == CF_EFORKED, rc);
+    rc = cf_future_result(NULL, W.loop_waiting, 0.05);
+    CHILD_EXPECT(44, rc == CF_ETIMEDOUT, rc);
+    rc = cf_loop_free(W.loop); /* it runs (in the parent's vanished thread): not freed */
+    CHILD_EXPECT(45, rc == CF_EINVALSTATE, rc);
+#ifndef UNDER_TSAN
+    cf_loop *loop2 = NULL;
+    rc = cf_loop_new(&loop2, NULL);
+    CHILD_EXPECT(46, rc == 0, rc);
+    rc = cf_loop_run_in_executor(&f, loop2, NULL, square, (void *)8);
+    CHILD_EXPECT(47, rc == 0, rc);
+    rc = cf_loop_run_until_complete(&v, loop2, f);
+    CHILD_EXPECT(48, rc == 0 && v == (void *)64, rc);
+    cf_future_unref(f);
+    rc = cf_loop_free(loop2);
+    CHILD_EXPECT(49, rc == 0, rc);
 #endif
 
     /* 31-32: the inherited executors' memory is released without touching their threads. */
