@@ -3,7 +3,8 @@
  * thread blocked in the call, about every half millisecond. Each call must return either at its
  * deadline (never before it, and within a generous bound after) with its timeout code, or when
  * the event it waits for happens, with success: never early, never with a spurious error. Every
- * case checks that signals really arrived while the call was blocked. */
+ * case checks that signals really arrived while the call was blocked. The event loop's sleep
+ * (timers, and the wait for a completion posted from another thread) is checked the same way. */
 #include <signal.h>
 #include <string.h>
 
@@ -372,6 +373,75 @@ START_TEST(test_bounded_submit)
 }
 END_TEST
 
+/* ---- the event loop: its sleep (epoll) keeps the timers' deadlines ---- */
+
+typedef struct lctx {
+    cf_loop *loop;
+    cf_future *event; /* a plain future the trigger completes */
+} lctx;
+
+/* run_until_complete on a loop sleep of `t`: returns when the timer fires, not before. */
+static int call_loop_sleep(void *ctx, double t)
+{
+    lctx *c = ctx;
+    cf_future *f;
+    int rc = cf_loop_sleep(&f, c->loop, t, NULL);
+    if (rc)
+        return rc;
+    rc = cf_loop_run_until_complete(NULL, c->loop, f);
+    cf_future_unref(f);
+    return rc == 0 ? CF_ETIMEDOUT : rc; /* "the deadline came" */
+}
+
+static void stop_loop(cf_loop *loop, void *data)
+{
+    (void)data;
+    cf_loop_stop(loop);
+}
+
+/* run_forever with a timer that stops the loop after `t`. */
+static int call_loop_timer(void *ctx, double t)
+{
+    lctx *c = ctx;
+    int rc = cf_loop_call_later(NULL, c->loop, t, stop_loop, NULL);
+    if (rc)
+        return rc;
+    rc = cf_loop_run_forever(c->loop);
+    return rc == 0 ? CF_ETIMEDOUT : rc;
+}
+
+/* run_until_complete on a wrapped future that another thread completes. */
+static int call_loop_wrapped(void *ctx, double t)
+{
+    (void)t;
+    lctx *c = ctx;
+    cf_future *f;
+    int rc = cf_loop_wrap_future(&f, c->loop, c->event);
+    if (rc)
+        return rc;
+    rc = cf_loop_run_until_complete(NULL, c->loop, f);
+    cf_future_unref(f);
+    return rc;
+}
+
+static void finish_event(void *ctx)
+{
+    cf_future_set_result(((lctx *)ctx)->event, NULL, NULL);
+}
+
+START_TEST(test_loop_waits)
+{
+    lctx c;
+    ck_assert_int_eq(cf_loop_new(&c.loop, NULL), 0);
+    expect_deadline("loop sleep", call_loop_sleep, &c, CF_ETIMEDOUT);
+    expect_deadline("loop timer", call_loop_timer, &c, CF_ETIMEDOUT);
+    ck_assert_int_eq(cf_future_new(&c.event), 0);
+    expect_event("loop wrapped future", call_loop_wrapped, finish_event, &c, CF_FOREVER);
+    cf_future_unref(c.event);
+    ck_assert_int_eq(cf_loop_free(c.loop), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("signals");
@@ -382,6 +452,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_thread_pool_shutdown_wait);
     tcase_add_test(tc, test_process_pool_waits);
     tcase_add_test(tc, test_bounded_submit);
+    tcase_add_test(tc, test_loop_waits);
     suite_add_tcase(s, tc);
     return s;
 }
