@@ -474,15 +474,19 @@ static int open_fds(cf_loop *loop)
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0)
         return errno_code(errno);
-    loop->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int rc = CF_EMFILE; /* a fault injected on the eventfd */
+    loop->efd = -1;
+    if (!cf__fault(CF__FAULT_FD)) {
+        loop->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        rc = errno_code(errno);
+    }
     if (loop->efd < 0) {
-        int rc = errno_code(errno);
         close(loop->epfd);
         return rc;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_EVENTFD};
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->efd, &ev) != 0) {
-        int rc = errno_code(errno);
+        rc = errno_code(errno);
         close(loop->efd);
         close(loop->epfd);
         return rc;
