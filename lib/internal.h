@@ -195,9 +195,20 @@ struct cf_future {
     /* The task record, for executors. */
     void *fn;
     void *arg;
-    cf_future *next; /* executor queue link */
+    _Atomic(cf_future *) next; /* executor queue and cache link (see cf__next/cf__set_next) */
     const cf__future_ops *ops;
 };
+
+/* The link of a future in a queue or cache. Relaxed: where several threads race on a link
+ * (the thread pool's lock-free queue) the callers order it with their own atomics. */
+static inline cf_future *cf__next(const cf_future *f)
+{
+    return atomic_load_explicit(&((cf_future *)f)->next, memory_order_relaxed);
+}
+static inline void cf__set_next(cf_future *f, cf_future *next)
+{
+    atomic_store_explicit(&f->next, next, memory_order_relaxed);
+}
 
 /* A heap block of bytes with its length in front: the private copy of a bytes task's argument. */
 typedef struct cf__bytes {
