@@ -46,6 +46,7 @@ struct worker {
     _Atomic uint32_t wake; /* futex word: 0 while parked, 1 once woken */
     unsigned index;
     bool exited;
+    _Atomic unsigned long long completed; /* tasks run; per worker, so no line is shared */
 };
 
 struct thread_pool {
@@ -63,7 +64,6 @@ struct thread_pool {
     _Alignas(CF__CACHELINE) _Atomic uint32_t idle; /* IDLE_SPINNING | parked * IDLE_PARKED_ONE */
     _Alignas(CF__CACHELINE) _Atomic unsigned nbusy; /* inside a task function */
     _Atomic int64_t spin_ns;
-    _Atomic unsigned long long tasks_completed;
     /* Slow paths, under `lock`. */
     _Alignas(CF__CACHELINE) cf__lock lock;
     cf__cond cond; /* worker exits and queue room */
@@ -77,6 +77,7 @@ struct thread_pool {
     unsigned next_index;
     worker *freeing_worker; /* the worker that called cf_executor_free(), if any */
     unsigned long long threads_started;
+    unsigned long long completed_by_exited; /* tasks run by workers already reaped */
     /* Options. */
     unsigned max_workers;
     unsigned min_workers;
@@ -256,11 +257,11 @@ static void ensure_worker(thread_pool *pool)
         return;
     unsigned parked = idle / IDLE_PARKED_ONE;
     unsigned threads = atomic_load_explicit(&pool->nthreads, SC);
+    if (!parked && threads >= pool->max_workers)
+        return; /* every thread is awake: one will come back to the queue */
     unsigned busy = atomic_load_explicit(&pool->nbusy, SC);
     if (threads > parked + busy)
         return; /* a worker between tasks will look at the queue */
-    if (!parked && threads >= pool->max_workers)
-        return; /* everyone is busy: the work waits its turn */
     worker *w = NULL;
     cf__lock_acquire(&pool->lock);
     if (pool->parked)
@@ -332,7 +333,7 @@ static cf_future *take(thread_pool *pool)
 }
 
 /* Runs a popped future unless it was cancelled; returns whether the task ran. */
-static bool run_one(thread_pool *pool, cf_future *f)
+static bool run_one(thread_pool *pool, worker *w, cf_future *f)
 {
     bool ran = cf_future_set_running_or_notify_cancel(f) == 1;
     if (ran) {
@@ -343,7 +344,9 @@ static bool run_one(thread_pool *pool, cf_future *f)
          * submitting again must see this worker as available (no new thread). */
         atomic_fetch_sub_explicit(&pool->nbusy, 1, SC);
         cf__task_complete(f, &o, bytes);
-        atomic_fetch_add_explicit(&pool->tasks_completed, 1, memory_order_relaxed);
+        atomic_store_explicit(&w->completed,
+                              atomic_load_explicit(&w->completed, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
     } else {
         atomic_fetch_sub_explicit(&pool->nbusy, 1, SC);
     }
@@ -426,7 +429,7 @@ static bool worker_loop(thread_pool *pool, worker *w)
     for (;;) {
         cf_future *f = take(pool);
         if (f) {
-            run_one(pool, f);
+            run_one(pool, w, f);
             spun = false;
             continue;
         }
@@ -481,6 +484,7 @@ static void reap_exited(thread_pool *pool)
         if (w->exited && w != pool->freeing_worker) {
             *pp = w->next;
             pthread_join(w->thread, NULL);
+            pool->completed_by_exited += atomic_load_explicit(&w->completed, memory_order_relaxed);
             cf__free(w);
         } else {
             pp = &w->next;
@@ -799,12 +803,15 @@ int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *ex)
         return CF_EFORKED;
     thread_pool *pool = (thread_pool *)ex;
     cf__lock_acquire(&pool->lock);
+    unsigned long long completed = pool->completed_by_exited;
+    for (worker *w = pool->workers; w; w = w->next)
+        completed += atomic_load_explicit(&w->completed, memory_order_relaxed);
     *out = (cf_thread_pool_stats){
         .threads = atomic_load_explicit(&pool->nthreads, memory_order_relaxed),
         .idle = atomic_load_explicit(&pool->idle, memory_order_relaxed) / IDLE_PARKED_ONE,
         .queued = queued(pool),
         .threads_started = pool->threads_started,
-        .tasks_completed = atomic_load_explicit(&pool->tasks_completed, memory_order_relaxed),
+        .tasks_completed = completed,
     };
     cf__lock_release(&pool->lock);
     return 0;
