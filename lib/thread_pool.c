@@ -60,9 +60,6 @@ struct thread_pool {
     _Atomic(cf_future *) out;
     _Atomic uint64_t popped;
     cf_future stub; /* the queue's sentinel node; only its `next` is used */
-    /* A task handed straight to the spinning worker: one line crosses between the two threads
-     * instead of the queue's ends (see hand_to_spinner). */
-    _Alignas(CF__CACHELINE) _Atomic(cf_future *) handoff;
     /* Worker states, read by submits. */
     _Alignas(CF__CACHELINE) _Atomic uint32_t idle; /* IDLE_SPINNING | parked * IDLE_PARKED_ONE */
     _Alignas(CF__CACHELINE) _Atomic unsigned nbusy; /* inside a task function */
@@ -156,8 +153,6 @@ static cf_future *q_pop(thread_pool *pool)
  * not disturb producers). */
 static bool q_ready(thread_pool *pool)
 {
-    if (atomic_load_explicit(&pool->handoff, SC))
-        return true;
     cf_future *out = atomic_load_explicit(&pool->out, SC);
     return out != &pool->stub || atomic_load_explicit(&pool->stub.next, SC) != NULL;
 }
@@ -170,11 +165,7 @@ static bool q_empty(thread_pool *pool)
 
 static cf_future *q_take_all(thread_pool *pool)
 {
-    cf_future *head = atomic_exchange_explicit(&pool->handoff, NULL, SC), *tail = head, *f;
-    if (head) {
-        cf__set_next(head, NULL);
-        atomic_fetch_add_explicit(&pool->popped, 1, memory_order_relaxed);
-    }
+    cf_future *head = NULL, *tail = NULL, *f;
     cf__lock_acquire(&pool->take_lock);
     while ((f = q_pop(pool)) != NULL) {
         cf__set_next(f, NULL);
@@ -248,9 +239,6 @@ static bool spin_for_work(thread_pool *pool)
         if ((i & 63) == 0 && cf__now_ns() - start > window)
             break;
     }
-    /* Announce the end of the spin before the caller looks again (take, then park, both check
-     * the handoff slot): a submitter that saw the spin and handed a task over then either sees
-     * this and takes it back, or its task is found. */
     atomic_fetch_and_explicit(&pool->idle, ~IDLE_SPINNING, SC);
     if (!found)
         adapt_spin_missed(pool);
@@ -326,18 +314,11 @@ static void name_thread(thread_pool *pool, unsigned index)
 /* Pops a future and counts this worker busy; adds capacity if work remains behind it. */
 static cf_future *take(thread_pool *pool)
 {
-    cf_future *f = NULL;
-    if (atomic_load_explicit(&pool->handoff, memory_order_relaxed))
-        f = atomic_exchange_explicit(&pool->handoff, NULL, SC);
-    if (f) {
+    cf__lock_acquire(&pool->take_lock);
+    cf_future *f = q_pop(pool);
+    if (f)
         atomic_fetch_add_explicit(&pool->popped, 1, memory_order_relaxed);
-    } else {
-        cf__lock_acquire(&pool->take_lock);
-        f = q_pop(pool);
-        if (f)
-            atomic_fetch_add_explicit(&pool->popped, 1, memory_order_relaxed);
-        cf__lock_release(&pool->take_lock);
-    }
+    cf__lock_release(&pool->take_lock);
     if (!f)
         return NULL;
     atomic_fetch_add_explicit(&pool->nbusy, 1, SC);
@@ -606,26 +587,6 @@ static long push_bounded(thread_pool *pool, cf_future **fs, size_t n)
     return admitted;
 }
 
-/* Hands one task to the spinning worker, if there is one. The slot is filled first and the spin
- * re-checked after: if the spinner stopped meanwhile and did not take the task, it is taken
- * back (and queued by the caller); the spinner checks the slot after it stops. */
-static bool hand_to_spinner(thread_pool *pool, cf_future *f)
-{
-    if (!(atomic_load_explicit(&pool->idle, SC) & IDLE_SPINNING))
-        return false;
-    cf_future *expected = NULL;
-    atomic_fetch_add_explicit(&pool->pushed, 1, memory_order_relaxed);
-    if (atomic_compare_exchange_strong_explicit(&pool->handoff, &expected, f, SC, SC)) {
-        if (atomic_load_explicit(&pool->idle, SC) & IDLE_SPINNING)
-            return true;
-        expected = f;
-        if (!atomic_compare_exchange_strong_explicit(&pool->handoff, &expected, NULL, SC, SC))
-            return true; /* the spinner took it */
-    }
-    atomic_fetch_sub_explicit(&pool->pushed, 1, memory_order_relaxed);
-    return false;
-}
-
 static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
 {
     thread_pool *pool = (thread_pool *)ex;
@@ -639,14 +600,10 @@ static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
     else if (atomic_load_explicit(&pool->broken, SC))
         rc = CF_EBROKEN;
     else if ((rc = ensure_a_thread(pool)) == 0) {
-        if (pool->max_queue) {
+        if (pool->max_queue)
             pushed = push_bounded(pool, fs, n);
-        } else if (n == 1 && hand_to_spinner(pool, fs[0])) {
-            atomic_fetch_sub_explicit(&pool->submitting, 1, SC);
-            return 0;
-        } else {
+        else
             push_all(pool, fs, n);
-        }
         rc = pushed < 0 ? (int)pushed : 0;
     }
     atomic_fetch_sub_explicit(&pool->submitting, 1, SC);
