@@ -183,7 +183,9 @@ enum {
 };
 
 struct cf_future {
-    _Atomic uint32_t state; /* CF__S_* | CF__F_* */
+    /* First, so that a queue can keep its producer end and its sentinel's link on one line. */
+    _Atomic(cf_future *) next; /* executor queue and cache link (see cf__next/cf__set_next) */
+    _Atomic uint32_t state;    /* CF__S_* | CF__F_* */
     _Atomic uint32_t refs;
     cf__lock lock;   /* guards `hooks` and the move to a done state */
     int32_t err;     /* error code when CF__F_FAILED */
@@ -195,7 +197,6 @@ struct cf_future {
     /* The task record, for executors. */
     void *fn;
     void *arg;
-    _Atomic(cf_future *) next; /* executor queue and cache link (see cf__next/cf__set_next) */
     const cf__future_ops *ops;
 };
 

@@ -51,15 +51,17 @@ struct worker {
 
 struct thread_pool {
     cf_executor base;
-    /* Producers: the push end of the queue and the submits in flight. */
+    /* Producers: the push end of the queue, and the sentinel node right after it: a push into an
+     * empty queue writes both `in` and `stub.next` (the first field), and so does a consumer
+     * putting the stub back, so they share a line. */
     _Alignas(CF__CACHELINE) _Atomic(cf_future *) in;
+    cf_future stub;
     _Atomic unsigned submitting;
     _Atomic uint64_t pushed;
     /* Consumers: the pop end, under take_lock. */
     _Alignas(CF__CACHELINE) cf__lock take_lock;
     _Atomic(cf_future *) out;
     _Atomic uint64_t popped;
-    cf_future stub; /* the queue's sentinel node; only its `next` is used */
     /* Worker states, read by submits. */
     _Alignas(CF__CACHELINE) _Atomic uint32_t idle; /* IDLE_SPINNING | parked * IDLE_PARKED_ONE */
     _Alignas(CF__CACHELINE) _Atomic unsigned nbusy; /* inside a task function */
