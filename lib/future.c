@@ -42,7 +42,7 @@ static struct {
 static void free_list(cf_future *f)
 {
     while (f) {
-        cf_future *next = f->next;
+        cf_future *next = cf__next(f);
         cf__free(f);
         f = next;
     }
@@ -117,12 +117,12 @@ static void cache_put(cf_future *f)
         /* Hand the oldest half to the depot. */
         cf_future *last_kept = cache.head;
         for (unsigned i = 1; i < CACHE_MAX - BATCH; i++)
-            last_kept = last_kept->next;
-        depot_put(last_kept->next);
-        last_kept->next = NULL;
+            last_kept = cf__next(last_kept);
+        depot_put(cf__next(last_kept));
+        cf__set_next(last_kept, NULL);
         cache.count -= BATCH;
     }
-    f->next = cache.head;
+    cf__set_next(f, cache.head);
     cache.head = f;
     cache.count++;
 }
@@ -136,7 +136,7 @@ static cf_future *cache_get(void)
     }
     cf_future *f = cache.head;
     if (f) {
-        cache.head = f->next;
+        cache.head = cf__next(f);
         cache.count--;
     }
     return f;

@@ -183,7 +183,9 @@ enum {
 };
 
 struct cf_future {
-    _Atomic uint32_t state; /* CF__S_* | CF__F_* */
+    /* First, so that a queue can keep its producer end and its sentinel's link on one line. */
+    _Atomic(cf_future *) next; /* executor queue and cache link (see cf__next/cf__set_next) */
+    _Atomic uint32_t state;    /* CF__S_* | CF__F_* */
     _Atomic uint32_t refs;
     cf__lock lock;   /* guards `hooks` and the move to a done state */
     int32_t err;     /* error code when CF__F_FAILED */
@@ -195,9 +197,19 @@ struct cf_future {
     /* The task record, for executors. */
     void *fn;
     void *arg;
-    cf_future *next; /* executor queue link */
     const cf__future_ops *ops;
 };
+
+/* The link of a future in a queue or cache. Relaxed: where several threads race on a link
+ * (the thread pool's lock-free queue) the callers order it with their own atomics. */
+static inline cf_future *cf__next(const cf_future *f)
+{
+    return atomic_load_explicit(&((cf_future *)f)->next, memory_order_relaxed);
+}
+static inline void cf__set_next(cf_future *f, cf_future *next)
+{
+    atomic_store_explicit(&f->next, next, memory_order_relaxed);
+}
 
 /* A heap block of bytes with its length in front: the private copy of a bytes task's argument. */
 typedef struct cf__bytes {

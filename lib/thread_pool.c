@@ -1,21 +1,22 @@
 /* The thread-pool executor.
  *
- * One FIFO queue of futures (intrusive, linked through cf_future.next) under one small
- * spin-then-futex lock: critical sections are a few instructions, so contending threads spin
- * briefly instead of sleeping in the kernel. Idle workers park on their own futex word in a
- * LIFO stack, so the most recently idle (cache-warm) worker is woken first, and a submit wakes
- * exactly as many workers as it brings work for, or none when enough are awake. Before parking,
- * at most one worker per pool spins for a short, adaptive window: a task submitted within it
- * starts without any system call on either side.
+ * Submitters and workers meet in a lock-free intrusive queue (Vyukov's MPSC queue, linked
+ * through cf_future.next): a submit is one atomic exchange on the producer end, whatever the
+ * chunk size, and never touches the lines the workers write. Workers pop under their own small
+ * lock, so producers and consumers do not bounce one lock's cache line between them on every
+ * task. Idle workers park on their own futex word in a LIFO stack (the most recently idle,
+ * cache-warm worker is woken first). Before parking, at most one worker per pool spins for an
+ * adaptive window, so a task submitted within it starts without a system call on either side.
  *
- * Accounting that decides whether a submit needs more threads (all under `lock`):
- *   nthreads  threads started and not exited
- *   nparked   of those, parked in the idle stack
- *   nbusy     of those, inside a task function (decremented, atomically, before the task's future
- *             is completed, so a caller woken by a result sees the worker as available)
- * Workers that are neither busy nor parked are about to look at the queue (or spinning on it),
- * so a submit only wakes or starts threads for the work those cannot absorb. Threads are started
- * under the lock, which keeps "queue not empty => at least one thread alive" simple to hold. */
+ * Who wakes or starts a worker. After a push, the submitter looks at the workers' state: a
+ * spinner, or a worker that is neither busy nor parked, will find the task; otherwise it wakes a
+ * parked worker, or starts a thread if the pool may grow (as Python's pool does when no thread
+ * is idle). A worker that pops a task and still sees work queued does the same, which covers a
+ * submitter that read the busy count just before the pop. Every such decision pairs a write and
+ * then a read on each side (sequentially consistent), so one of the two sides always sees the
+ * other: pushing vs parking, submitting vs shutting down, submitting vs idle exit.
+ *
+ * The slow paths (parking, starting threads, shutdown, the bounded queue, stats) take `lock`. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -24,11 +25,15 @@
 
 #include "internal.h"
 
-enum { NAME_MAX_LEN = 15 };
+enum { NAME_MAX_LEN = 15, WAKE_BATCH = 32 };
 
 /* The spinner's window adapts between 0 and this; an idle pool pays at most one window. */
 #define SPIN_MAX_NS 20000
-#define SPIN_MIN_NS 500
+
+/* The worker-state word read by every submit: bit 0 is set while a worker spins, the rest
+ * counts parked workers. */
+#define IDLE_SPINNING 1u
+#define IDLE_PARKED_ONE 2u
 
 typedef struct worker worker;
 typedef struct thread_pool thread_pool;
@@ -41,33 +46,40 @@ struct worker {
     _Atomic uint32_t wake; /* futex word: 0 while parked, 1 once woken */
     unsigned index;
     bool exited;
+    _Atomic unsigned long long completed; /* tasks run; per worker, so no line is shared */
 };
 
 struct thread_pool {
     cf_executor base;
-    /* Hot: touched by every submit and every pop. */
-    _Alignas(CF__CACHELINE) cf__lock lock;
-    _Atomic(cf_future *) head; /* atomic only so the spinner may peek without the lock */
-    cf_future *tail;
-    size_t queued;
-    unsigned nthreads;
-    unsigned nparked;
-    bool spinning;
-    /* Hot for workers only. */
-    _Alignas(CF__CACHELINE) _Atomic unsigned nbusy;
+    /* Producers: the push end of the queue, and the sentinel node right after it: a push into an
+     * empty queue writes both `in` and `stub.next` (the first field), and so does a consumer
+     * putting the stub back, so they share a line. */
+    _Alignas(CF__CACHELINE) _Atomic(cf_future *) in;
+    cf_future stub;
+    _Atomic unsigned submitting;
+    _Atomic uint64_t pushed;
+    /* Consumers: the pop end, under take_lock. */
+    _Alignas(CF__CACHELINE) cf__lock take_lock;
+    _Atomic(cf_future *) out;
+    _Atomic uint64_t popped;
+    /* Worker states, read by submits. */
+    _Alignas(CF__CACHELINE) _Atomic uint32_t idle; /* IDLE_SPINNING | parked * IDLE_PARKED_ONE */
+    _Alignas(CF__CACHELINE) _Atomic unsigned nbusy; /* inside a task function */
     _Atomic int64_t spin_ns;
-    /* Cold. */
-    _Alignas(CF__CACHELINE) cf__cond cond; /* worker exits and queue room */
+    /* Slow paths, under `lock`. */
+    _Alignas(CF__CACHELINE) cf__lock lock;
+    cf__cond cond; /* worker exits and queue room */
     worker *workers;
     worker *parked;
-    unsigned waiting_workers;    /* workers of this pool blocked in shutdown(wait) */
-    unsigned blocked_submitters; /* submits waiting for queue room */
+    _Atomic unsigned nthreads; /* written under lock, read by submits */
+    _Atomic bool shutdown;
+    _Atomic bool broken;
+    _Atomic unsigned blocked_submitters;
+    unsigned waiting_workers; /* workers of this pool blocked in shutdown(wait) */
     unsigned next_index;
-    bool shutdown;
-    bool broken;
     worker *freeing_worker; /* the worker that called cf_executor_free(), if any */
     unsigned long long threads_started;
-    unsigned long long tasks_completed;
+    unsigned long long completed_by_exited; /* tasks run by workers already reaped */
     /* Options. */
     unsigned max_workers;
     unsigned min_workers;
@@ -89,56 +101,94 @@ static bool in_own_worker(const thread_pool *pool)
     return current_worker && current_worker->pool == pool;
 }
 
-static void pool_lock(thread_pool *pool)
+#define SC memory_order_seq_cst
+
+/* ---- the queue ---- */
+
+static void q_init(thread_pool *pool)
 {
-    cf__lock_acquire(&pool->lock);
+    cf__set_next(&pool->stub, NULL);
+    atomic_init(&pool->in, &pool->stub);
+    atomic_init(&pool->out, &pool->stub);
 }
 
-static void pool_unlock(thread_pool *pool)
+/* Appends first..last (already linked). Lock-free; the store that makes the chain reachable is
+ * sequentially consistent so that the caller's following read of the worker states pairs with
+ * a parking worker's re-check of the queue. */
+static void q_push(thread_pool *pool, cf_future *first, cf_future *last)
 {
-    cf__lock_release(&pool->lock);
+    cf__set_next(last, NULL);
+    cf_future *prev = atomic_exchange_explicit(&pool->in, last, SC);
+    atomic_store_explicit(&prev->next, first, SC);
 }
 
-/* ---- queue (lock held) ---- */
-
-static cf_future *queue_head(thread_pool *pool)
+/* Pops one future (take_lock held). NULL when empty, or when a push is half done (the pusher
+ * then makes sure a worker will look again). */
+static cf_future *q_pop(thread_pool *pool)
 {
-    return atomic_load_explicit(&pool->head, memory_order_relaxed);
-}
-
-static void queue_push(thread_pool *pool, cf_future *f)
-{
-    f->next = NULL;
-    if (pool->tail)
-        pool->tail->next = f;
-    else
-        atomic_store_explicit(&pool->head, f, memory_order_relaxed);
-    pool->tail = f;
-    pool->queued++;
-}
-
-static cf_future *queue_pop(thread_pool *pool)
-{
-    cf_future *f = queue_head(pool);
-    if (f) {
-        atomic_store_explicit(&pool->head, f->next, memory_order_relaxed);
-        if (!f->next)
-            pool->tail = NULL;
-        pool->queued--;
+    cf_future *out = atomic_load_explicit(&pool->out, memory_order_relaxed);
+    cf_future *next = atomic_load_explicit(&out->next, memory_order_acquire);
+    if (out == &pool->stub) {
+        if (!next)
+            return NULL;
+        out = next;
+        next = atomic_load_explicit(&out->next, memory_order_acquire);
     }
-    return f;
+    if (!next) {
+        /* `out` is the last node: put the stub behind it so that it can be taken out. */
+        if (out != atomic_load_explicit(&pool->in, memory_order_acquire)) {
+            atomic_store_explicit(&pool->out, out, memory_order_relaxed);
+            return NULL;
+        }
+        q_push(pool, &pool->stub, &pool->stub);
+        next = atomic_load_explicit(&out->next, memory_order_acquire);
+        if (!next) {
+            atomic_store_explicit(&pool->out, out, memory_order_relaxed);
+            return NULL;
+        }
+    }
+    atomic_store_explicit(&pool->out, next, memory_order_relaxed);
+    return out;
 }
 
-static cf_future *queue_take_all(thread_pool *pool)
+/* Whether a pop would find something now (read on the consumers' side, so spinning on it does
+ * not disturb producers). */
+static bool q_ready(thread_pool *pool)
 {
-    cf_future *all = queue_head(pool);
-    atomic_store_explicit(&pool->head, NULL, memory_order_relaxed);
-    pool->tail = NULL;
-    pool->queued = 0;
-    return all;
+    cf_future *out = atomic_load_explicit(&pool->out, SC);
+    return out != &pool->stub || atomic_load_explicit(&pool->stub.next, SC) != NULL;
 }
 
-/* ---- parking ---- */
+/* Whether the queue is empty with no push under way (callers also check `submitting`). */
+static bool q_empty(thread_pool *pool)
+{
+    return !q_ready(pool) && atomic_load_explicit(&pool->in, SC) == &pool->stub;
+}
+
+static cf_future *q_take_all(thread_pool *pool)
+{
+    cf_future *head = NULL, *tail = NULL, *f;
+    cf__lock_acquire(&pool->take_lock);
+    while ((f = q_pop(pool)) != NULL) {
+        cf__set_next(f, NULL);
+        if (tail)
+            cf__set_next(tail, f);
+        else
+            head = f;
+        tail = f;
+        atomic_fetch_add_explicit(&pool->popped, 1, memory_order_relaxed);
+    }
+    cf__lock_release(&pool->take_lock);
+    return head;
+}
+
+static size_t queued(thread_pool *pool)
+{
+    return (size_t)(atomic_load_explicit(&pool->pushed, memory_order_relaxed) -
+                    atomic_load_explicit(&pool->popped, memory_order_relaxed));
+}
+
+/* ---- parking and waking ---- */
 
 /* Pops the most recently parked worker and marks it woken (lock held). The mark is made under
  * the lock so that a worker whose park timed out knows for sure whether it is still stacked. */
@@ -146,7 +196,7 @@ static worker *unpark_one(thread_pool *pool)
 {
     worker *w = pool->parked;
     pool->parked = w->next_parked;
-    pool->nparked--;
+    atomic_fetch_sub_explicit(&pool->idle, IDLE_PARKED_ONE, SC);
     atomic_store_explicit(&w->wake, 1, memory_order_release);
     return w;
 }
@@ -158,83 +208,71 @@ static void wake_all_locked(thread_pool *pool)
         cf__futex_wake(&unpark_one(pool)->wake, 1);
 }
 
-/* Workers to wake once the lock is released. Their addresses are copied out under the lock:
- * after unpark_one a worker may run (and park again, rewriting its links) at any moment. The
- * futex wake is a system call on the address only, harmless even if the worker has exited. */
-enum { WAKE_BATCH = 32 };
-
-typedef struct wake_list {
-    unsigned count;
-    _Atomic uint32_t *words[WAKE_BATCH];
-} wake_list;
-
-static void wake_now(wake_list *list)
-{
-    for (unsigned i = 0; i < list->count; i++)
-        cf__futex_wake(list->words[i], 1);
-    list->count = 0;
-}
-
-static void adapt_spin(thread_pool *pool, bool paid)
+/* The spin window learns the gaps between tasks: a park that a wake-up ended soon after shows a
+ * gap a longer spin would have bridged (saving a futex wake on both sides), so the window grows to
+ * cover twice that gap; a spin that found nothing decays it by a quarter, so a pool that goes
+ * idle converges to not spinning at all. */
+static void adapt_spin_missed(thread_pool *pool)
 {
     int64_t ns = atomic_load_explicit(&pool->spin_ns, memory_order_relaxed);
-    ns = paid ? (ns < SPIN_MIN_NS ? SPIN_MIN_NS : ns * 2) : ns / 2;
-    if (ns > SPIN_MAX_NS)
-        ns = SPIN_MAX_NS;
-    atomic_store_explicit(&pool->spin_ns, ns, memory_order_relaxed);
+    atomic_store_explicit(&pool->spin_ns, ns - ns / 4, memory_order_relaxed);
 }
 
-/* Lets at most one worker watch the queue for a short window before parking (lock held on entry
- * and exit). Returns whether it spun: the lock was then released, so the caller must re-check the
- * queue and the shutdown flag before deciding to park. */
+static void adapt_spin_gap(thread_pool *pool, int64_t gap_ns)
+{
+    int64_t ns = atomic_load_explicit(&pool->spin_ns, memory_order_relaxed);
+    int64_t want = 2 * gap_ns < SPIN_MAX_NS ? 2 * gap_ns : SPIN_MAX_NS;
+    if (want > ns)
+        atomic_store_explicit(&pool->spin_ns, want, memory_order_relaxed);
+}
+
+/* Lets at most one worker watch the queue for a short window before parking. Returns whether
+ * it spun. */
 static bool spin_for_work(thread_pool *pool)
 {
     int64_t window = atomic_load_explicit(&pool->spin_ns, memory_order_relaxed);
-    if (pool->spinning || window == 0)
+    if (window == 0 || (atomic_fetch_or_explicit(&pool->idle, IDLE_SPINNING, SC) & IDLE_SPINNING))
         return false;
-    pool->spinning = true;
-    pool_unlock(pool);
     int64_t start = cf__now_ns();
     bool found = false;
     for (unsigned i = 1; !found; i++) {
-        found = atomic_load_explicit(&pool->head, memory_order_relaxed) != NULL;
+        found = q_ready(pool) || atomic_load_explicit(&pool->shutdown, memory_order_relaxed);
         cf__spin_step(i);
         if ((i & 63) == 0 && cf__now_ns() - start > window)
             break;
     }
-    pool_lock(pool);
-    pool->spinning = false;
+    atomic_fetch_and_explicit(&pool->idle, ~IDLE_SPINNING, SC);
     if (!found)
-        adapt_spin(pool, false);
+        adapt_spin_missed(pool);
     return true;
 }
 
-/* Parks until woken or the idle timeout passes; returns true if the thread should exit.
- * Called and returns with the lock held. */
-static bool park(thread_pool *pool, worker *w)
+static int spawn(thread_pool *pool);
+
+/* Makes sure some worker will take queued work: called after a push by the submitter, and after
+ * a pop that left work behind by the worker. Nothing to do if a worker spins or is between
+ * tasks; else wake a parked worker, or start a thread if the pool may grow. */
+static void ensure_worker(thread_pool *pool)
 {
-    atomic_store_explicit(&w->wake, 0, memory_order_relaxed);
-    w->next_parked = pool->parked;
-    pool->parked = w;
-    pool->nparked++;
-    int64_t parked_at = cf__now_ns();
-    int64_t deadline = pool->idle_timeout_ns ? parked_at + pool->idle_timeout_ns : CF__FOREVER_NS;
-    pool_unlock(pool);
-    int rc = 0;
-    while (atomic_load_explicit(&w->wake, memory_order_acquire) == 0 && rc != CF_ETIMEDOUT)
-        rc = cf__futex_wait(&w->wake, 0, deadline);
-    /* Woken soon after parking: a spin would have caught this task without two system calls. */
-    if (rc != CF_ETIMEDOUT && cf__now_ns() - parked_at < SPIN_MAX_NS)
-        adapt_spin(pool, true);
-    pool_lock(pool);
-    if (atomic_load_explicit(&w->wake, memory_order_relaxed))
-        return false; /* a waker removed us from the stack */
-    worker **pp = &pool->parked;
-    while (*pp != w)
-        pp = &(*pp)->next_parked;
-    *pp = w->next_parked;
-    pool->nparked--;
-    return !queue_head(pool) && pool->nthreads > pool->min_workers;
+    uint32_t idle = atomic_load_explicit(&pool->idle, SC);
+    if (idle & IDLE_SPINNING)
+        return;
+    unsigned parked = idle / IDLE_PARKED_ONE;
+    unsigned threads = atomic_load_explicit(&pool->nthreads, SC);
+    if (!parked && threads >= pool->max_workers)
+        return; /* every thread is awake: one will come back to the queue */
+    unsigned busy = atomic_load_explicit(&pool->nbusy, SC);
+    if (threads > parked + busy)
+        return; /* a worker between tasks will look at the queue */
+    worker *w = NULL;
+    cf__lock_acquire(&pool->lock);
+    if (pool->parked)
+        w = unpark_one(pool);
+    else if (atomic_load_explicit(&pool->nthreads, memory_order_relaxed) < pool->max_workers)
+        spawn(pool); /* a failure here is harmless: at least one thread exists */
+    cf__lock_release(&pool->lock);
+    if (w)
+        cf__futex_wake(&w->wake, 1);
 }
 
 /* ---- breaking the pool (initializer failure) ---- */
@@ -243,7 +281,7 @@ static void fail_all(cf_future *list, int code, const char *message)
 {
     while (list) {
         cf_future *f = list;
-        list = f->next;
+        list = cf__next(f);
         cf_future_set_exception(f, code, message);
         cf_future_unref(f);
     }
@@ -255,13 +293,12 @@ static void pool_break(thread_pool *pool, int rc)
     snprintf(message, sizeof(message),
              "a thread initializer failed (returned %d); the thread pool is not usable anymore",
              rc);
-    pool_lock(pool);
-    pool->broken = true;
-    cf_future *drained = queue_take_all(pool);
+    cf__lock_acquire(&pool->lock);
+    atomic_store_explicit(&pool->broken, true, SC);
     wake_all_locked(pool);
     cf__cond_broadcast(&pool->cond);
-    pool_unlock(pool);
-    fail_all(drained, CF_EBROKEN, message);
+    cf__lock_release(&pool->lock);
+    fail_all(q_take_all(pool), CF_EBROKEN, message);
 }
 
 /* ---- workers ---- */
@@ -276,48 +313,138 @@ static void name_thread(thread_pool *pool, unsigned index)
     pthread_setname_np(pthread_self(), name);
 }
 
+/* Pops a future and counts this worker busy; adds capacity if work remains behind it. */
+static cf_future *take(thread_pool *pool)
+{
+    cf__lock_acquire(&pool->take_lock);
+    cf_future *f = q_pop(pool);
+    if (f)
+        atomic_fetch_add_explicit(&pool->popped, 1, memory_order_relaxed);
+    cf__lock_release(&pool->take_lock);
+    if (!f)
+        return NULL;
+    atomic_fetch_add_explicit(&pool->nbusy, 1, SC);
+    if (atomic_load_explicit(&pool->blocked_submitters, memory_order_relaxed)) {
+        cf__lock_acquire(&pool->lock);
+        cf__cond_broadcast(&pool->cond);
+        cf__lock_release(&pool->lock);
+    }
+    if (q_ready(pool))
+        ensure_worker(pool);
+    return f;
+}
+
 /* Runs a popped future unless it was cancelled; returns whether the task ran. */
-static bool run_one(thread_pool *pool, cf_future *f)
+static bool run_one(thread_pool *pool, worker *w, cf_future *f)
 {
     bool ran = cf_future_set_running_or_notify_cancel(f) == 1;
     if (ran) {
         bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
         cf__outcome o;
         cf__task_invoke_future(&o, f);
-        atomic_fetch_sub_explicit(&pool->nbusy, 1, memory_order_release);
+        /* Not busy any more before the future completes: a caller woken by the result and
+         * submitting again must see this worker as available (no new thread). */
+        atomic_fetch_sub_explicit(&pool->nbusy, 1, SC);
         cf__task_complete(f, &o, bytes);
+        atomic_store_explicit(&w->completed,
+                              atomic_load_explicit(&w->completed, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
     } else {
-        atomic_fetch_sub_explicit(&pool->nbusy, 1, memory_order_release);
+        atomic_fetch_sub_explicit(&pool->nbusy, 1, SC);
     }
     cf_future_unref(f);
     return ran;
 }
 
-/* Runs tasks until shutdown, breakage or idle exit; entered and left with the lock held. Every
- * step that releases the lock (running a task, spinning, parking) is followed by a fresh look at
- * the queue and the flags, so no decision is made on stale state. */
-static void worker_loop(thread_pool *pool, worker *w)
+/* Whether a worker may leave: shut down (or broken), no submit in flight, nothing queued. */
+static bool may_exit(thread_pool *pool)
+{
+    if (!atomic_load_explicit(&pool->shutdown, SC) && !atomic_load_explicit(&pool->broken, SC))
+        return false;
+    return atomic_load_explicit(&pool->submitting, SC) == 0 && q_empty(pool);
+}
+
+/* Leaves the idle stack after a park that was not ended by a waker (lock held). */
+static void unstack(thread_pool *pool, worker *w)
+{
+    worker **pp = &pool->parked;
+    while (*pp != w)
+        pp = &(*pp)->next_parked;
+    *pp = w->next_parked;
+    atomic_fetch_sub_explicit(&pool->idle, IDLE_PARKED_ONE, SC);
+}
+
+/* After an idle timeout: exit if the pool may shrink and nothing is coming (lock held). The
+ * thread count drops first and the queue is checked after it, which pairs with a submit that
+ * counts itself in `submitting` and then reads the thread count. */
+static bool idle_exit(thread_pool *pool)
+{
+    unsigned threads = atomic_load_explicit(&pool->nthreads, memory_order_relaxed);
+    if (threads <= pool->min_workers)
+        return false;
+    atomic_store_explicit(&pool->nthreads, threads - 1, SC);
+    if (atomic_load_explicit(&pool->submitting, SC) == 0 && q_empty(pool))
+        return true;
+    atomic_store_explicit(&pool->nthreads, threads, SC);
+    return false;
+}
+
+/* Parks until woken or the idle timeout passes; returns true if the thread must exit (its
+ * thread count already taken off by idle_exit). */
+static bool park(thread_pool *pool, worker *w)
+{
+    cf__lock_acquire(&pool->lock);
+    atomic_store_explicit(&w->wake, 0, memory_order_relaxed);
+    w->next_parked = pool->parked;
+    pool->parked = w;
+    atomic_fetch_add_explicit(&pool->idle, IDLE_PARKED_ONE, SC);
+    if (q_ready(pool) || atomic_load_explicit(&pool->shutdown, SC) ||
+        atomic_load_explicit(&pool->broken, SC)) {
+        unstack(pool, w);
+        cf__lock_release(&pool->lock);
+        return false;
+    }
+    cf__lock_release(&pool->lock);
+    int64_t parked_at = cf__now_ns();
+    int64_t deadline = pool->idle_timeout_ns ? parked_at + pool->idle_timeout_ns : CF__FOREVER_NS;
+    int rc = 0;
+    while (atomic_load_explicit(&w->wake, memory_order_acquire) == 0 && rc != CF_ETIMEDOUT)
+        rc = cf__futex_wait(&w->wake, 0, deadline);
+    int64_t gap = cf__now_ns() - parked_at;
+    if (rc != CF_ETIMEDOUT && gap < SPIN_MAX_NS)
+        adapt_spin_gap(pool, gap);
+    cf__lock_acquire(&pool->lock);
+    bool leave = false;
+    if (!atomic_load_explicit(&w->wake, memory_order_relaxed)) {
+        unstack(pool, w);
+        leave = idle_exit(pool);
+    }
+    cf__lock_release(&pool->lock);
+    return leave;
+}
+
+/* Runs tasks until shutdown, breakage or idle exit. Returns whether the thread count still
+ * includes this thread. */
+static bool worker_loop(thread_pool *pool, worker *w)
 {
     bool spun = false; /* spin at most once per idle period */
     for (;;) {
-        cf_future *f = queue_pop(pool);
+        cf_future *f = take(pool);
         if (f) {
-            atomic_fetch_add_explicit(&pool->nbusy, 1, memory_order_relaxed);
-            if (pool->blocked_submitters)
-                cf__cond_broadcast(&pool->cond);
-            pool_unlock(pool);
-            bool ran = run_one(pool, f);
-            pool_lock(pool);
-            pool->tasks_completed += ran;
+            run_one(pool, w, f);
             spun = false;
             continue;
         }
-        if (pool->shutdown || pool->broken)
-            return;
+        if (may_exit(pool))
+            return true;
+        if (q_ready(pool)) {
+            sched_yield(); /* a push is half done (or another worker was faster): look again */
+            continue;
+        }
         if (!spun && (spun = spin_for_work(pool)))
             continue;
         if (park(pool, w))
-            return;
+            return false;
     }
 }
 
@@ -332,14 +459,14 @@ static void *worker_main(void *arg)
     int rc = pool->initializer ? pool->initializer(pool->initializer_arg) : 0;
     if (rc)
         pool_break(pool, rc);
-    pool_lock(pool);
-    if (!rc)
-        worker_loop(pool, w);
-    pool->nthreads--;
+    bool counted = rc ? true : worker_loop(pool, w);
+    cf__lock_acquire(&pool->lock);
+    if (counted)
+        atomic_fetch_sub_explicit(&pool->nthreads, 1, SC);
     w->exited = true;
     bool free_pool = pool->freeing_worker == w;
     cf__cond_broadcast(&pool->cond);
-    pool_unlock(pool);
+    cf__lock_release(&pool->lock);
     current_worker = NULL;
     if (free_pool) {
         /* cf_executor_free() was called on this thread: nobody else can join it. */
@@ -359,6 +486,7 @@ static void reap_exited(thread_pool *pool)
         if (w->exited && w != pool->freeing_worker) {
             *pp = w->next;
             pthread_join(w->thread, NULL);
+            pool->completed_by_exited += atomic_load_explicit(&w->completed, memory_order_relaxed);
             cf__free(w);
         } else {
             pp = &w->next;
@@ -381,14 +509,16 @@ static int spawn(thread_pool *pool)
     pthread_attr_init(&attr);
     if (pool->stack_size)
         pthread_attr_setstacksize(&attr, pool->stack_size);
+    /* Counted before it starts, so that it is never seen as missing. */
+    atomic_fetch_add_explicit(&pool->nthreads, 1, SC);
     int rc = pthread_create(&w->thread, &attr, worker_main, w);
     pthread_attr_destroy(&attr);
     if (rc) {
+        atomic_fetch_sub_explicit(&pool->nthreads, 1, SC);
         cf__free(w);
         return rc == EAGAIN ? CF_EAGAIN : CF_ENOMEM;
     }
     pool->next_index++;
-    pool->nthreads++;
     pool->threads_started++;
     w->next = pool->workers;
     pool->workers = w;
@@ -397,90 +527,93 @@ static int spawn(thread_pool *pool)
 
 /* ---- submit ---- */
 
+/* Makes sure at least one thread exists before work is queued, so that a failure to start one
+ * can still be reported as the submit's error. */
+static int ensure_a_thread(thread_pool *pool)
+{
+    if (atomic_load_explicit(&pool->nthreads, SC))
+        return 0;
+    cf__lock_acquire(&pool->lock);
+    int rc = atomic_load_explicit(&pool->nthreads, memory_order_relaxed) ? 0 : spawn(pool);
+    cf__lock_release(&pool->lock);
+    return rc;
+}
+
+/* Links fs[0..n-1] and pushes them as one chain. */
+static void push_all(thread_pool *pool, cf_future **fs, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++)
+        cf__set_next(fs[i], fs[i + 1]);
+    atomic_fetch_add_explicit(&pool->pushed, n, memory_order_relaxed);
+    q_push(pool, fs[0], fs[n - 1]);
+}
+
 /* Waits for room for `n` tasks in a bounded queue (lock held). */
 static int wait_for_room(thread_pool *pool, size_t n)
 {
     int64_t deadline;
     cf__deadline(pool->queue_timeout > 0 ? pool->queue_timeout : CF_FOREVER, &deadline);
-    pool->blocked_submitters++;
+    atomic_fetch_add_explicit(&pool->blocked_submitters, 1, SC);
     int rc = 0;
-    while (pool->queued + n > pool->max_queue && !pool->shutdown && !pool->broken && rc == 0)
+    while (queued(pool) + n > pool->max_queue && !atomic_load(&pool->shutdown) &&
+           !atomic_load(&pool->broken) && rc == 0)
         rc = cf__cond_wait_lock(&pool->cond, &pool->lock, deadline);
-    pool->blocked_submitters--;
-    if (pool->shutdown)
+    atomic_fetch_sub_explicit(&pool->blocked_submitters, 1, SC);
+    if (atomic_load(&pool->shutdown))
         return CF_ESHUTDOWN;
-    if (pool->broken)
+    if (atomic_load(&pool->broken))
         return CF_EBROKEN;
-    return pool->queued + n > pool->max_queue ? CF_ETIMEDOUT : 0;
+    return queued(pool) + n > pool->max_queue ? CF_ETIMEDOUT : 0;
 }
 
-/* Decides how many of `n` tasks go to the queue; the others are for the caller to run (lock
- * held). Returns the count, or a negative error. */
-static long admit(thread_pool *pool, size_t n)
+/* Bounded queue: decides, under the lock, how many of `n` tasks are pushed (the rest are for the
+ * caller to run), and pushes them. Returns the count pushed, or a negative error. */
+static long push_bounded(thread_pool *pool, cf_future **fs, size_t n)
 {
-    if (pool->shutdown)
-        return CF_ESHUTDOWN;
-    if (pool->broken)
-        return CF_EBROKEN;
-    if (!pool->max_queue || pool->queued + n <= pool->max_queue)
-        return (long)n;
-    switch (pool->policy) {
-    case CF_QUEUE_REJECT:
-        return CF_EFULL;
-    case CF_QUEUE_CALLER_RUNS:
-        return (long)(pool->max_queue > pool->queued ? pool->max_queue - pool->queued : 0);
-    default: {
+    cf__lock_acquire(&pool->lock);
+    long admitted;
+    if (queued(pool) + n <= pool->max_queue) {
+        admitted = (long)n;
+    } else if (pool->policy == CF_QUEUE_REJECT) {
+        admitted = CF_EFULL;
+    } else if (pool->policy == CF_QUEUE_CALLER_RUNS) {
+        size_t q = queued(pool);
+        admitted = (long)(pool->max_queue > q ? pool->max_queue - q : 0);
+    } else {
         int rc = wait_for_room(pool, n);
-        return rc ? rc : (long)n;
+        admitted = rc ? rc : (long)n;
     }
-    }
-}
-
-/* Wakes parked workers and starts threads for the work the awake ones cannot absorb (lock
- * held). Collects the workers to wake once the lock is released; fails only if no thread
- * exists. */
-static int provide_workers(thread_pool *pool, wake_list *to_wake)
-{
-    if (!pool->nparked && pool->nthreads >= pool->max_workers)
-        return 0; /* the common case under load: nobody to wake, nothing to start */
-    long busy = (long)atomic_load_explicit(&pool->nbusy, memory_order_relaxed);
-    long awake = (long)pool->nthreads - (long)pool->nparked - busy;
-    if (awake < 0)
-        awake = 0;
-    size_t need = pool->queued > (size_t)awake ? pool->queued - (size_t)awake : 0;
-    for (; need && pool->parked; need--) {
-        if (to_wake->count == WAKE_BATCH)
-            wake_now(to_wake); /* more than a batch: rare, so waking under the lock is fine */
-        to_wake->words[to_wake->count++] = &unpark_one(pool)->wake;
-    }
-    int rc = 0;
-    while (need && pool->nthreads < pool->max_workers && (rc = spawn(pool)) == 0)
-        need--;
-    return pool->nthreads ? 0 : (rc ? rc : CF_EAGAIN);
+    if (admitted > 0)
+        push_all(pool, fs, (size_t)admitted);
+    cf__lock_release(&pool->lock);
+    return admitted;
 }
 
 static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
 {
     thread_pool *pool = (thread_pool *)ex;
-    pool_lock(pool);
-    long admitted = admit(pool, n);
-    if (admitted < 0) {
-        pool_unlock(pool);
-        return (int)admitted;
+    /* Announce the submit before looking at the flags: shutdown and idle exit look at
+     * `submitting` after changing what we read here. */
+    atomic_fetch_add_explicit(&pool->submitting, 1, SC);
+    int rc = 0;
+    long pushed = (long)n;
+    if (atomic_load_explicit(&pool->shutdown, SC))
+        rc = CF_ESHUTDOWN;
+    else if (atomic_load_explicit(&pool->broken, SC))
+        rc = CF_EBROKEN;
+    else if ((rc = ensure_a_thread(pool)) == 0) {
+        if (pool->max_queue)
+            pushed = push_bounded(pool, fs, n);
+        else
+            push_all(pool, fs, n);
+        rc = pushed < 0 ? (int)pushed : 0;
     }
-    for (long i = 0; i < admitted; i++)
-        queue_push(pool, fs[i]);
-    wake_list to_wake = {0};
-    int rc = admitted ? provide_workers(pool, &to_wake) : 0;
-    if (rc) {
-        /* No thread could be started and none exists, so the queue holds only this batch. */
-        queue_take_all(pool);
-        pool_unlock(pool);
+    atomic_fetch_sub_explicit(&pool->submitting, 1, SC);
+    if (rc)
         return rc;
-    }
-    pool_unlock(pool);
-    wake_now(&to_wake);
-    for (size_t i = (size_t)admitted; i < n; i++) {
+    if (pushed > 0)
+        ensure_worker(pool);
+    for (size_t i = (size_t)pushed; i < n; i++) {
         cf__task_run(fs[i]);
         cf_future_unref(fs[i]);
     }
@@ -493,7 +626,7 @@ static void cancel_all(cf_future *list)
 {
     while (list) {
         cf_future *f = list;
-        list = f->next;
+        list = cf__next(f);
         cf_future_cancel(f);
         cf_future_unref(f);
     }
@@ -504,24 +637,24 @@ static void cancel_all(cf_future *list)
 static void wait_for_workers(thread_pool *pool)
 {
     bool inside = in_own_worker(pool);
-    pool_lock(pool);
+    cf__lock_acquire(&pool->lock);
     pool->waiting_workers += inside;
-    while (pool->nthreads > pool->waiting_workers)
+    while (atomic_load_explicit(&pool->nthreads, memory_order_relaxed) > pool->waiting_workers)
         cf__cond_wait_lock(&pool->cond, &pool->lock, CF__FOREVER_NS);
     pool->waiting_workers -= inside;
-    pool_unlock(pool);
+    cf__lock_release(&pool->lock);
 }
 
 static int tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
 {
     thread_pool *pool = (thread_pool *)ex;
-    pool_lock(pool);
-    pool->shutdown = true;
-    cf_future *cancelled = cancel_futures ? queue_take_all(pool) : NULL;
+    cf__lock_acquire(&pool->lock);
+    atomic_store_explicit(&pool->shutdown, true, SC);
     wake_all_locked(pool);
     cf__cond_broadcast(&pool->cond);
-    pool_unlock(pool);
-    cancel_all(cancelled);
+    cf__lock_release(&pool->lock);
+    if (cancel_futures)
+        cancel_all(q_take_all(pool));
     if (wait)
         wait_for_workers(pool);
     return 0;
@@ -536,11 +669,11 @@ static void pool_destroy(thread_pool *pool)
             pthread_join(w->thread, NULL);
         cf__free(w);
     }
-    cancel_all(queue_take_all(pool));
+    cancel_all(q_take_all(pool));
     cf__free(pool);
 }
 
-/* In a forked child the threads do not exist and the lock may be held by a thread that
+/* In a forked child the threads do not exist and the locks may be held by threads that
  * vanished: release only memory. */
 static void pool_forget(thread_pool *pool)
 {
@@ -549,11 +682,12 @@ static void pool_forget(thread_pool *pool)
         pool->workers = w->next;
         cf__free(w);
     }
-    cf_future *list = queue_take_all(pool);
-    while (list) {
-        cf_future *f = list;
-        list = f->next;
-        cf_future_unref(f);
+    cf_future *f = atomic_load_explicit(&pool->out, memory_order_relaxed);
+    while (f) {
+        cf_future *next = cf__next(f);
+        if (f != &pool->stub)
+            cf_future_unref(f);
+        f = next;
     }
     cf__free(pool);
 }
@@ -568,9 +702,9 @@ static int tp_destroy(cf_executor *ex)
     tp_shutdown(ex, true, false);
     if (in_own_worker(pool)) {
         /* We run on one of the pool's threads: it frees the pool when it exits. */
-        pool_lock(pool);
+        cf__lock_acquire(&pool->lock);
         pool->freeing_worker = current_worker;
-        pool_unlock(pool);
+        cf__lock_release(&pool->lock);
         return 0;
     }
     pool_destroy(pool);
@@ -657,6 +791,7 @@ int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options)
     if (!pool)
         return CF_ENOMEM;
     cf__executor_init(&pool->base, &thread_pool_vtable);
+    q_init(pool);
     apply_options(pool, o);
     *out = &pool->base;
     return 0;
@@ -669,14 +804,17 @@ int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *ex)
     if (cf__executor_forked(ex))
         return CF_EFORKED;
     thread_pool *pool = (thread_pool *)ex;
-    pool_lock(pool);
+    cf__lock_acquire(&pool->lock);
+    unsigned long long completed = pool->completed_by_exited;
+    for (worker *w = pool->workers; w; w = w->next)
+        completed += atomic_load_explicit(&w->completed, memory_order_relaxed);
     *out = (cf_thread_pool_stats){
-        .threads = pool->nthreads,
-        .idle = pool->nparked,
-        .queued = pool->queued,
+        .threads = atomic_load_explicit(&pool->nthreads, memory_order_relaxed),
+        .idle = atomic_load_explicit(&pool->idle, memory_order_relaxed) / IDLE_PARKED_ONE,
+        .queued = queued(pool),
         .threads_started = pool->threads_started,
-        .tasks_completed = pool->tasks_completed,
+        .tasks_completed = completed,
     };
-    pool_unlock(pool);
+    cf__lock_release(&pool->lock);
     return 0;
 }
