@@ -238,11 +238,14 @@ static void finish_transition(cf_future *f, uint32_t old)
     fire_hooks(f, hooks);
 }
 
-int cf__future_finish(cf_future *f, const cf__outcome *o, bool bytes)
+int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void (*released)(void *),
+                           void *ctx)
 {
     cf__lock_acquire(&f->lock);
     if (cf__state_done(atomic_load_explicit(&f->state, memory_order_relaxed))) {
         cf__lock_release(&f->lock);
+        if (released)
+            released(ctx);
         return CF_EINVALSTATE;
     }
     uint32_t bits = CF__S_FINISHED;
@@ -257,8 +260,19 @@ int cf__future_finish(cf_future *f, const cf__outcome *o, bool bytes)
         if (bytes)
             bits |= CF__F_RESULT_BYTES;
     }
+    /* Decided under the lock, so no hook can be added between the test and the transition. */
+    bool hooked = f->hooks != NULL;
+    if (released && !hooked)
+        released(ctx);
     finish_transition(f, set_state(f, bits));
+    if (released && hooked)
+        released(ctx);
     return 0;
+}
+
+int cf__future_finish(cf_future *f, const cf__outcome *o, bool bytes)
+{
+    return cf__future_finish_then(f, o, bytes, NULL, NULL);
 }
 
 bool cf__future_cancel_plain(cf_future *f)

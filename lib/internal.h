@@ -244,6 +244,12 @@ bool cf__future_remove_hook(cf_future *f, cf__hook *hook);
  * `bytes`: value/len is a malloc'd bytes result). Returns 0, or CF_EINVALSTATE if the future was
  * already done (then nothing was adopted). */
 int cf__future_finish(cf_future *f, const cf__outcome *o, bool bytes);
+/* As cf__future_finish, and calls released(ctx) exactly once: before the future becomes done if
+ * it has no hooks (so a thread woken by the result already sees its effect), otherwise after
+ * the hooks have run (they run on the calling thread, which is not free until they return).
+ * Also called, once, when the future was already done. */
+int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void (*released)(void *),
+                           void *ctx);
 /* Waits until the future is done or the deadline passes: 0 or CF_ETIMEDOUT. */
 int cf__future_wait(cf_future *f, int64_t deadline_ns);
 /* Cancels ignoring ops->cancel (the plain state transition). */
@@ -261,6 +267,9 @@ void cf__task_run(cf_future *f);
 void cf__task_invoke_future(cf__outcome *out, cf_future *f);
 /* Moves an outcome into a future (or frees it if the future was completed meanwhile). */
 void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes);
+/* The same through cf__future_finish_then. */
+void cf__task_complete_then(cf_future *f, cf__outcome *o, bool bytes, void (*released)(void *),
+                            void *ctx);
 /* Frees what an outcome owns. */
 void cf__outcome_discard(cf__outcome *o, bool bytes);
 /* Installs `ctx` as the calling thread's current task context and returns the previous one.

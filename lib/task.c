@@ -98,10 +98,16 @@ void cf__task_invoke_future(cf__outcome *out, cf_future *f)
     cf__free(arg);
 }
 
+void cf__task_complete_then(cf_future *f, cf__outcome *o, bool bytes, void (*released)(void *),
+                            void *ctx)
+{
+    if (cf__future_finish_then(f, o, bytes, released, ctx) != 0)
+        cf__outcome_discard(o, bytes);
+}
+
 void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes)
 {
-    if (cf__future_finish(f, o, bytes) != 0)
-        cf__outcome_discard(o, bytes);
+    cf__task_complete_then(f, o, bytes, NULL, NULL);
 }
 
 void cf__task_run(cf_future *f)

@@ -334,6 +334,15 @@ static cf_future *take(thread_pool *pool)
     return f;
 }
 
+/* The worker stops counting as busy: before its future completes when nothing is attached to
+ * it, so that a caller woken by the result and submitting again sees it available (no new
+ * thread); after the done-callbacks otherwise, because they run on this thread and may wait for
+ * work submitted to this very pool (which then needs another thread). */
+static void worker_released(void *pool)
+{
+    atomic_fetch_sub_explicit(&((thread_pool *)pool)->nbusy, 1, SC);
+}
+
 /* Runs a popped future unless it was cancelled; returns whether the task ran. */
 static bool run_one(thread_pool *pool, worker *w, cf_future *f)
 {
@@ -342,15 +351,12 @@ static bool run_one(thread_pool *pool, worker *w, cf_future *f)
         bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
         cf__outcome o;
         cf__task_invoke_future(&o, f);
-        /* Not busy any more before the future completes: a caller woken by the result and
-         * submitting again must see this worker as available (no new thread). */
-        atomic_fetch_sub_explicit(&pool->nbusy, 1, SC);
-        cf__task_complete(f, &o, bytes);
+        cf__task_complete_then(f, &o, bytes, worker_released, pool);
         atomic_store_explicit(&w->completed,
                               atomic_load_explicit(&w->completed, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     } else {
-        atomic_fetch_sub_explicit(&pool->nbusy, 1, SC);
+        worker_released(pool);
     }
     cf_future_unref(f);
     return ran;

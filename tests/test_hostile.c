@@ -854,12 +854,9 @@ START_TEST(test_reentrant_callback)
 }
 END_TEST
 
-/* KNOWN BUG (lib/thread_pool.c, reported, not fixed here): a worker counts as available as soon
- * as its task function returns, before the future's done-callbacks run on it. A callback that
- * submits to its own pool and waits for that task therefore waits for nothing: the pool neither
- * starts a second thread (max_workers allows it) nor wakes an idle one, and the task runs only
- * after the callback gives up. Python releases its idle semaphore after the callbacks, so there
- * the task gets a thread. Runs only with CF_TEST_KNOWN_BUGS=1 until the accounting is fixed. */
+/* A done-callback runs on the worker that completed the future, so that worker is not free
+ * while it runs: a callback that submits to its own pool and waits for that task must get
+ * another thread (Python releases its idle token only after the callbacks too). */
 static void wait_same_pool(cf_future *f, void *data)
 {
     (void)f;
@@ -873,11 +870,6 @@ static void wait_same_pool(cf_future *f, void *data)
 
 START_TEST(test_callback_waits_on_same_pool)
 {
-    if (!getenv("CF_TEST_KNOWN_BUGS")) {
-        printf("hostile: known bug skipped (callback waiting on its own pool); "
-               "set CF_TEST_KNOWN_BUGS=1 to run it\n");
-        return;
-    }
     reentry r;
     cf_executor *ex = cf_test_pool(2);
     reentry_init(&r, ex);
@@ -889,7 +881,7 @@ START_TEST(test_callback_waits_on_same_pool)
     cf_test_event_set(&g.release);
     ck_assert(cf_test_event_wait(&r.finished, CF_TEST_LONG));
     ROW(r.rc[0], 0);
-    ROW(r.rc[1], 0); /* fails today with CF_ETIMEDOUT */
+    ROW(r.rc[1], 0);
     cf_future_unref(f);
     ck_assert_int_eq(cf_executor_free(ex), 0);
     cf_test_gate_destroy(&g);
