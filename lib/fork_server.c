@@ -53,30 +53,10 @@ static void close_from(int lo)
 
 int cf__ctl_send(int sock, const cf__ctl *m, int fd)
 {
-    struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        memset(&ctl, 0, sizeof(ctl));
-        msg.msg_control = ctl.buf;
-        msg.msg_controllen = sizeof(ctl.buf);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    for (;;) {
-        ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n == (ssize_t)sizeof(*m))
-            return 0;
-        if (n < 0 && errno == EINTR)
-            continue;
-        return n < 0 ? cf__errno_code(errno) : CF_ESYSTEM;
-    }
+    ssize_t n = cf__send_with_fd(sock, m, sizeof(*m), fd, false);
+    if (n < 0)
+        return (int)n;
+    return n == (ssize_t)sizeof(*m) ? 0 : CF_ESYSTEM;
 }
 
 int cf__ctl_recv(int sock, cf__ctl *m, int *fd)

@@ -35,6 +35,9 @@ int cf__outbuf_frame(cf__outbuf *b, const cf__frame *f, const void *payload, int
 /* Sends what it can. With `block`, until everything is sent. Returns 1 when empty, 0 when data
  * is left (the socket is full), or a negative error (the peer is gone). */
 int cf__outbuf_flush(cf__outbuf *b, int sock, bool block);
+/* Sends `len` bytes with `fd` attached (-1: none) in one sendmsg, retrying EINTR. Returns the
+ * bytes sent (possibly fewer) or a negative code (CF_EAGAIN when it would block). */
+ssize_t cf__send_with_fd(int sock, const void *data, size_t len, int fd, bool block);
 static inline bool cf__outbuf_empty(const cf__outbuf *b)
 {
     return b->head == b->tail;

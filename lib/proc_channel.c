@@ -110,8 +110,7 @@ int cf__outbuf_frame(cf__outbuf *b, const cf__frame *f, const void *payload, int
     return 0;
 }
 
-/* Sends bytes [head, end) with `fd` attached (or none). Returns bytes sent or a negative code. */
-static ssize_t send_part(int sock, const unsigned char *data, size_t len, int fd, bool block)
+ssize_t cf__send_with_fd(int sock, const void *data, size_t len, int fd, bool block)
 {
     struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
     union {
@@ -155,7 +154,7 @@ int cf__outbuf_flush(cf__outbuf *b, int sock, bool block)
             if (fd >= 0 && b->nfds > 1)
                 end = b->fds[1].pos;
         }
-        ssize_t n = send_part(sock, b->buf + b->head, end - b->head, fd, block);
+        ssize_t n = cf__send_with_fd(sock, b->buf + b->head, end - b->head, fd, block);
         if (n == CF_EAGAIN)
             return 0;
         if (n < 0)

@@ -4,6 +4,9 @@
 #define CF_TEST_H
 
 #include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -76,6 +79,54 @@ static inline double cf_test_monotonic(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Open file descriptors of this process (leak checks). */
+static inline int cf_test_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Threads of this process (leak checks). */
+static inline int cf_test_count_threads(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    ck_assert_ptr_nonnull(fp);
+    char line[256];
+    int n = -1;
+    while (fgets(line, sizeof(line), fp))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    fclose(fp);
+    return n;
+}
+
+/* A pointer task: the square of its argument (an intptr_t). */
+static inline int cf_test_square_task(void *arg, void **result)
+{
+    intptr_t x = (intptr_t)arg;
+    *result = (void *)(x * x);
+    return 0;
+}
+
+/* A bytes task: its argument echoed back. */
+static inline int cf_test_echo_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    void *out = malloc(len ? len : 1);
+    if (!out)
+        return CF_ENOMEM;
+    if (len)
+        memcpy(out, arg, len);
+    *result = out;
+    *result_len = len;
+    return 0;
 }
 
 /* Each test file defines `Suite *suite(void)` and ends with CF_TEST_MAIN(). Per-test timeouts

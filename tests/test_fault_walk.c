@@ -24,38 +24,13 @@ enum { WALK_LIMIT = 5000 };
 
 static unsigned long total_injected;
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static int count_threads(void)
-{
-    FILE *fp = fopen("/proc/self/status", "r");
-    ck_assert_ptr_nonnull(fp);
-    char line[256];
-    int n = -1;
-    while (fgets(line, sizeof(line), fp))
-        if (sscanf(line, "Threads: %d", &n) == 1)
-            break;
-    fclose(fp);
-    return n;
-}
-
 /* The kernel removes a joined thread from the count a moment after pthread_join() returns (the
  * join waits for the thread's tid to be cleared, which comes first), so poll for a while. */
 static int settled_threads(int expected)
 {
     double end = cf_test_monotonic() + CF_TEST_LONG;
     int n;
-    while ((n = count_threads()) != expected && cf_test_monotonic() < end)
+    while ((n = cf_test_count_threads()) != expected && cf_test_monotonic() < end)
         cf_test_pause_ms(1);
     return n;
 }
@@ -81,7 +56,7 @@ static unsigned long current_nth;
 static void walk(const char *name, unsigned kinds, void (*scenario)(void), void (*fresh)(void))
 {
     fresh(); /* whatever is opened once per process is opened before the baseline */
-    int fds = count_fds(), threads = count_threads(), children = proc_util_count_children();
+    int fds = cf_test_count_fds(), threads = cf_test_count_threads(), children = proc_util_count_children();
     unsigned long nth;
     unsigned long injected = 0;
     for (nth = 1; nth < WALK_LIMIT; nth++) {
@@ -95,8 +70,8 @@ static void walk(const char *name, unsigned kinds, void (*scenario)(void), void 
         if (getenv("CF_TEST_VERBOSE"))
             fprintf(stderr, "%s: fault %lu %s after %lu operations\n", name, nth,
                     fired ? "fired" : "not reached", ops);
-        ck_assert_msg(count_fds() == fds, "%s: descriptors %d -> %d at fault %lu", name, fds,
-                      count_fds(), nth);
+        ck_assert_msg(cf_test_count_fds() == fds, "%s: descriptors %d -> %d at fault %lu", name, fds,
+                      cf_test_count_fds(), nth);
         int now = settled_threads(threads);
         ck_assert_msg(now == threads, "%s: threads %d -> %d at fault %lu", name, threads, now, nth);
         ck_assert_msg(proc_util_count_children() == children, "%s: children %d -> %d at fault %lu",
@@ -112,24 +87,6 @@ static void walk(const char *name, unsigned kinds, void (*scenario)(void), void 
 }
 
 /* ---- tasks and callbacks ---- */
-
-static int square(void *arg, void **result)
-{
-    intptr_t x = (intptr_t)arg;
-    *result = (void *)(x * x);
-    return 0;
-}
-
-static int echo(const void *arg, size_t len, void **result, size_t *result_len)
-{
-    void *out = malloc(len ? len : 1);
-    if (!out)
-        return CF_ENOMEM;
-    memcpy(out, arg, len);
-    *result = out;
-    *result_len = len;
-    return 0;
-}
 
 typedef struct tracked {
     cf_future *f;
@@ -186,11 +143,11 @@ static void run_sequence(cf_executor *ex, bool process)
         *t = (tracked){.input = i, .bytes = process || i % 2};
         int rc;
         if (!t->bytes)
-            rc = cf_executor_submit(&t->f, ex, square, (void *)t->input);
+            rc = cf_executor_submit(&t->f, ex, cf_test_square_task, (void *)t->input);
         else if (process && i == 3)
-            rc = cf_executor_submit_bytes(&t->f, ex, echo, big, sizeof(big));
+            rc = cf_executor_submit_bytes(&t->f, ex, cf_test_echo_task, big, sizeof(big));
         else
-            rc = cf_executor_submit_bytes(&t->f, ex, echo, &t->input, sizeof(t->input));
+            rc = cf_executor_submit_bytes(&t->f, ex, cf_test_echo_task, &t->input, sizeof(t->input));
         if (process)
             EXPECT("submit", rc, CF_ENOMEM, CF_EMFILE, CF_EAGAIN, CF_EBROKEN);
         else
@@ -241,8 +198,8 @@ static void run_sequence(cf_executor *ex, bool process)
     }
     for (int pass = process ? 1 : 0; pass < 2; pass++) {
         cf_map *m = NULL;
-        int rc = pass == 0 ? cf_executor_map(&m, ex, square, ptr_args, NMAP, CF_TEST_LONG, 2)
-                           : cf_executor_map_bytes(&m, ex, echo, byte_args, NMAP, CF_TEST_LONG, 2);
+        int rc = pass == 0 ? cf_executor_map(&m, ex, cf_test_square_task, ptr_args, NMAP, CF_TEST_LONG, 2)
+                           : cf_executor_map_bytes(&m, ex, cf_test_echo_task, byte_args, NMAP, CF_TEST_LONG, 2);
         if (process)
             EXPECT("map", rc, CF_ENOMEM, CF_EMFILE, CF_EAGAIN, CF_EBROKEN);
         else
@@ -310,7 +267,7 @@ static void thread_pool_fresh(void)
 {
     cf_executor *ex = cf_test_pool(2);
     cf_future *f;
-    ck_assert_int_eq(cf_executor_submit(&f, ex, square, (void *)7), 0);
+    ck_assert_int_eq(cf_executor_submit(&f, ex, cf_test_square_task, (void *)7), 0);
     void *v;
     ck_assert_int_eq(cf_future_result(&v, f, CF_TEST_LONG), 0);
     ck_assert_ptr_eq(v, (void *)49);
@@ -347,7 +304,7 @@ static void process_pool_fresh(void)
     ck_assert_int_eq(cf_process_pool_new(&ex, &(cf_process_pool_options){.max_workers = 1}), 0);
     intptr_t x = 5;
     cf_future *f;
-    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, echo, &x, sizeof(x)), 0);
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, cf_test_echo_task, &x, sizeof(x)), 0);
     const void *data;
     ck_assert_int_eq(cf_future_result_bytes(&data, NULL, f, CF_TEST_LONG), 0);
     ck_assert_int_eq(memcmp(data, &x, sizeof(x)), 0);
@@ -374,9 +331,9 @@ static int loop_task_body(void *arg, void **result)
     loop_world *w = arg;
     cf_loop *loop = cf_loop_current();
     cf_future *a = NULL, *b = NULL;
-    int rc = cf_loop_run_in_executor(&a, loop, w->tp, square, (void *)3);
+    int rc = cf_loop_run_in_executor(&a, loop, w->tp, cf_test_square_task, (void *)3);
     if (rc == 0 && w->pp)
-        rc = cf_loop_run_in_executor_bytes(&b, loop, w->pp, echo, "xy", 2);
+        rc = cf_loop_run_in_executor_bytes(&b, loop, w->pp, cf_test_echo_task, "xy", 2);
     if (rc == 0) {
         void *v = NULL;
         rc = cf_await(&v, a);
@@ -464,12 +421,12 @@ static void loop_scenario(void)
     /* The default executor, a wrapped executor future, a sleep, a task. */
     cf_future *fs[5] = {NULL};
     size_t n = 0;
-    rc = cf_loop_run_in_executor(&fs[n], loop, NULL, square, (void *)4);
+    rc = cf_loop_run_in_executor(&fs[n], loop, NULL, cf_test_square_task, (void *)4);
     EXPECT("run_in_executor(default)", rc, CF_ENOMEM, CF_EAGAIN);
     n += rc == 0;
     if (tp) {
         cf_future *ef = NULL;
-        rc = cf_executor_submit(&ef, tp, square, (void *)5);
+        rc = cf_executor_submit(&ef, tp, cf_test_square_task, (void *)5);
         EXPECT("submit", rc, CF_ENOMEM, CF_EAGAIN);
         if (ef) {
             rc = cf_loop_wrap_future(&fs[n], loop, ef);
@@ -520,7 +477,7 @@ static void loop_fresh(void)
     cf_loop *loop;
     ck_assert_int_eq(cf_loop_new(&loop, NULL), 0);
     cf_future *f;
-    ck_assert_int_eq(cf_loop_run_in_executor(&f, loop, NULL, square, (void *)6), 0);
+    ck_assert_int_eq(cf_loop_run_in_executor(&f, loop, NULL, cf_test_square_task, (void *)6), 0);
     void *v;
     ck_assert_int_eq(cf_loop_run_until_complete(&v, loop, f), 0);
     ck_assert_ptr_eq(v, (void *)36);

@@ -39,24 +39,6 @@ const char *__tsan_default_options(void)
 
 /* ---- tasks ---- */
 
-static int square(void *arg, void **result)
-{
-    intptr_t x = (intptr_t)arg;
-    *result = (void *)(x * x);
-    return 0;
-}
-
-static int echo(const void *arg, size_t len, void **result, size_t *result_len)
-{
-    void *out = malloc(len ? len : 1);
-    if (!out)
-        return CF_ENOMEM;
-    memcpy(out, arg, len);
-    *result = out;
-    *result_len = len;
-    return 0;
-}
-
 static void loop_noop(cf_loop *loop, void *data)
 {
     (void)loop;
@@ -96,11 +78,11 @@ static void *submitter(void *arg)
     while (!atomic_load(&W.stop)) {
         cf_future *fs[3] = {NULL, NULL, NULL};
         int n = 0;
-        if (cf_executor_submit(&fs[n], W.tp, square, (void *)(intptr_t)(i % 1000)) == 0)
+        if (cf_executor_submit(&fs[n], W.tp, cf_test_square_task, (void *)(intptr_t)(i % 1000)) == 0)
             n++;
-        if (cf_executor_submit_bytes(&fs[n], W.pp, echo, &i, sizeof(i)) == 0)
+        if (cf_executor_submit_bytes(&fs[n], W.pp, cf_test_echo_task, &i, sizeof(i)) == 0)
             n++;
-        if (cf_executor_submit_bytes(&fs[n], W.tp, echo, &i, sizeof(i)) == 0)
+        if (cf_executor_submit_bytes(&fs[n], W.tp, cf_test_echo_task, &i, sizeof(i)) == 0)
             n++;
         for (int k = 0; k < n; k++)
             cf_future_add_done_callback(fs[k], count_cb, &W.callbacks);
@@ -142,9 +124,9 @@ static void world_start(void)
     ck_assert_int_eq(
         cf_executor_submit_bytes(&W.pp_blocked, W.pp, proc_util_block_task, W.fifo, strlen(W.fifo)),
         0);
-    ck_assert_int_eq(cf_executor_submit(&W.tp_done, W.tp, square, (void *)7), 0);
+    ck_assert_int_eq(cf_executor_submit(&W.tp_done, W.tp, cf_test_square_task, (void *)7), 0);
     ck_assert_int_eq(cf_future_result(NULL, W.tp_done, CF_TEST_LONG), 0);
-    ck_assert_int_eq(cf_executor_submit_bytes(&W.pp_done, W.pp, echo, "done", 4), 0);
+    ck_assert_int_eq(cf_executor_submit_bytes(&W.pp_done, W.pp, cf_test_echo_task, "done", 4), 0);
     ck_assert_int_eq(cf_future_result_bytes(NULL, NULL, W.pp_done, CF_TEST_LONG), 0);
     /* An event loop running in its own thread, waiting for a blocked pool task. */
     ck_assert_int_eq(cf_loop_new(&W.loop, NULL), 0);
@@ -175,12 +157,12 @@ static void world_stop(void)
     }
     /* The parent's pools are untouched by the children's calls. */
     cf_future *f;
-    ck_assert_int_eq(cf_executor_submit(&f, W.tp, square, (void *)9), 0);
+    ck_assert_int_eq(cf_executor_submit(&f, W.tp, cf_test_square_task, (void *)9), 0);
     void *v;
     ck_assert_int_eq(cf_future_result(&v, f, CF_TEST_LONG), 0);
     ck_assert_ptr_eq(v, (void *)81);
     cf_future_unref(f);
-    ck_assert_int_eq(cf_executor_submit_bytes(&f, W.pp, echo, "p", 1), 0);
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, W.pp, cf_test_echo_task, "p", 1), 0);
     ck_assert_int_eq(cf_future_result_bytes(NULL, NULL, f, CF_TEST_LONG), 0);
     cf_future_unref(f);
     ck_assert_int_eq(cf_executor_free(W.tp), 0);
@@ -233,13 +215,13 @@ static _Noreturn void child_main(void)
     int rc;
 
     /* 1-9: inherited executors refuse everything. */
-    rc = cf_executor_submit(&f, W.tp, square, (void *)3);
+    rc = cf_executor_submit(&f, W.tp, cf_test_square_task, (void *)3);
     CHILD_EXPECT(1, rc == CF_EFORKED && f == NULL, rc);
-    rc = cf_executor_submit_bytes(&f, W.pp, echo, "x", 1);
+    rc = cf_executor_submit_bytes(&f, W.pp, cf_test_echo_task, "x", 1);
     CHILD_EXPECT(2, rc == CF_EFORKED && f == NULL, rc);
-    rc = cf_executor_map(&m, W.tp, square, args, 2, 1.0, 0);
+    rc = cf_executor_map(&m, W.tp, cf_test_square_task, args, 2, 1.0, 0);
     CHILD_EXPECT(3, rc == CF_EFORKED && m == NULL, rc);
-    rc = cf_executor_map_bytes(&m, W.pp, echo, bargs, 1, 1.0, 0);
+    rc = cf_executor_map_bytes(&m, W.pp, cf_test_echo_task, bargs, 1, 1.0, 0);
     CHILD_EXPECT(4, rc == CF_EFORKED, rc);
     rc = cf_executor_shutdown(W.tp, true, true);
     CHILD_EXPECT(5, rc == CF_EFORKED, rc);
@@ -290,19 +272,19 @@ static _Noreturn void child_main(void)
     cf_executor *tp2 = NULL, *pp2 = NULL;
     rc = cf_thread_pool_new(&tp2, &(cf_thread_pool_options){.max_workers = 2});
     CHILD_EXPECT(20, rc == 0, rc);
-    rc = cf_executor_submit(&f, tp2, square, (void *)6);
+    rc = cf_executor_submit(&f, tp2, cf_test_square_task, (void *)6);
     CHILD_EXPECT(21, rc == 0, rc);
     rc = cf_future_result(&v, f, CF_TEST_LONG);
     CHILD_EXPECT(22, rc == 0 && v == (void *)36, rc);
     cf_future_unref(f);
-    rc = cf_executor_map(&m, tp2, square, args, 2, CF_TEST_LONG, 0);
+    rc = cf_executor_map(&m, tp2, cf_test_square_task, args, 2, CF_TEST_LONG, 0);
     CHILD_EXPECT(23, rc == 0, rc);
     rc = cf_map_next(&v, m);
     CHILD_EXPECT(24, rc == 0 && v == (void *)1, rc);
     cf_map_free(m);
     rc = cf_process_pool_new(&pp2, &(cf_process_pool_options){.max_workers = 1});
     CHILD_EXPECT(25, rc == 0, rc);
-    rc = cf_executor_submit_bytes(&f, pp2, echo, "child", 5);
+    rc = cf_executor_submit_bytes(&f, pp2, cf_test_echo_task, "child", 5);
     CHILD_EXPECT(26, rc == 0, rc);
     cf_future *both[2] = {f, W.pp_done};
     rc = cf_wait(NULL, NULL, both, 2, CF_ALL_COMPLETED, CF_TEST_LONG);
@@ -334,7 +316,7 @@ static _Noreturn void child_main(void)
     cf_loop *loop2 = NULL;
     rc = cf_loop_new(&loop2, NULL);
     CHILD_EXPECT(46, rc == 0, rc);
-    rc = cf_loop_run_in_executor(&f, loop2, NULL, square, (void *)8);
+    rc = cf_loop_run_in_executor(&f, loop2, NULL, cf_test_square_task, (void *)8);
     CHILD_EXPECT(47, rc == 0, rc);
     rc = cf_loop_run_until_complete(&v, loop2, f);
     CHILD_EXPECT(48, rc == 0 && v == (void *)64, rc);

@@ -19,31 +19,6 @@ static size_t heap_in_use(void)
 #endif
 }
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static int count_threads(void)
-{
-    FILE *fp = fopen("/proc/self/status", "r");
-    ck_assert_ptr_nonnull(fp);
-    char line[256];
-    int n = -1;
-    while (fgets(line, sizeof(line), fp))
-        if (sscanf(line, "Threads: %d", &n) == 1)
-            break;
-    fclose(fp);
-    return n;
-}
-
 /* Fills the global store of free futures: a thread that frees many futures hands the surplus of
  * its own cache there. */
 static void fill_future_depot(void)
@@ -109,7 +84,7 @@ START_TEST(test_pools_leave_no_descriptors_or_threads)
     cf_executor *first = NULL;
     ck_assert_int_eq(cf_process_pool_new(&first, NULL), 0);
     ck_assert_int_eq(cf_executor_free(first), 0);
-    int fds = count_fds(), threads = count_threads();
+    int fds = cf_test_count_fds(), threads = cf_test_count_threads();
     for (int i = 0; i < 20; i++) {
         cf_executor *tp = cf_test_pool(3);
         cf_executor *pp = NULL;
@@ -129,12 +104,12 @@ START_TEST(test_pools_leave_no_descriptors_or_threads)
         ck_assert_int_eq(cf_executor_free(tp), 0);
         ck_assert_int_eq(cf_executor_free(pp), 0);
     }
-    ck_assert_int_eq(count_fds(), fds);
+    ck_assert_int_eq(cf_test_count_fds(), fds);
     /* A joined thread leaves the kernel's count a moment after pthread_join() returns. */
     double end = cf_test_monotonic() + CF_TEST_LONG;
-    while (count_threads() != threads && cf_test_monotonic() < end)
+    while (cf_test_count_threads() != threads && cf_test_monotonic() < end)
         cf_test_pause_ms(1);
-    ck_assert_int_eq(count_threads(), threads);
+    ck_assert_int_eq(cf_test_count_threads(), threads);
 }
 END_TEST
 
