@@ -28,13 +28,6 @@ static void run_once(cf_loop *loop)
     CF_CHECK(cf_loop_run_forever(loop));
 }
 
-static int task_empty(void *arg, void **result)
-{
-    (void)arg;
-    (void)result;
-    return 0;
-}
-
 /* A countdown shared by the callbacks of one burst: the last one stops the loop. */
 typedef struct countdown {
     size_t left;
@@ -140,6 +133,13 @@ int wl_loop_future_memory(char **args)
 }
 
 #if CF_BENCH_CORO
+
+static int task_empty(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return 0;
+}
 
 /* The tasks of loop-switch: each yields to the loop *arg times. */
 static int task_switch(void *arg, void **result)
