@@ -3,7 +3,7 @@
 
 Usage: python3 peer_python.py WORKLOAD ARGS...   (or: list)
 
-Every pool has 2 workers and is created and warmed with one task before any timing starts.
+Every pool has 2 workers and is warmed before any timing starts (bench/README.md has the details).
 Each run prints one line in cf-bench's format, with "python" first:
     python WORKLOAD n=N total_s=S per_task_ns=X [key=value ...]
 Standard library only.
