@@ -192,7 +192,7 @@ static void print_usage(FILE *out, const char *prog, const bench_workload *table
 {
     fprintf(out, "usage: %s WORKLOAD ARGS...   (or: %s list)\n", prog, prog);
     for (size_t i = 0; i < n; i++)
-        fprintf(out, "  %-16s %-9s %s\n", table[i].name, table[i].usage, table[i].help);
+        fprintf(out, "  %-18s %-9s %s\n", table[i].name, table[i].usage, table[i].help);
 }
 
 int bench_main(const char *lib, const bench_workload *table, size_t n, int argc, char **argv)

@@ -1,14 +1,14 @@
 /* cf-bench: one cfutures workload per sub-command, one result line per run (see bench_util.h
  * for the format and bench/README.md for what each workload measures).
  *
- * Adding workloads. Each family lives in its own file with functions `int wl_<name>(char **args)`
- * that parse their arguments with bench_arg_*() and print with bench_report():
- *   - the process pool: bench/wl_process.c, with process-burst N, process-pingpong N and
- *     process-bytes SIZE;
- *   - the event loop: bench/wl_loop.c, with loop-switch N and loop-roundtrip N.
- * Then add one X(...) line per workload to CF_BENCH_WORKLOADS below (it declares the function
- * and adds the table entry), and the file to cf_bench_sources in bench/meson.build. Example:
- *     X("process-burst", "N", 1, wl_process_burst, "submit N empty tasks to 2 processes, wait")
+ * Each family of workloads lives in its own file with functions `int wl_<name>(char **args)`
+ * that parse their arguments with bench_arg_*() and print with bench_report(): the thread pool
+ * in wl_thread.c, the process pool in wl_process.c, the event loop in wl_loop.c. A workload is
+ * one X(...) line below (it declares the function and adds the table entry); a new file also
+ * goes into cf_bench_sources in bench/meson.build.
+ *
+ * main() does nothing before bench_main(): the process pool's workers are fresh images of this
+ * program, taken over by the library's constructor before main() runs (docs/process_pool.md).
  */
 #include "cf_bench.h"
 
@@ -21,7 +21,30 @@
     X("cpu", "N ITERS", 2, wl_cpu, "N tasks of ITERS xorshift rounds: sequential vs pool")         \
     X("submitters", "N T", 2, wl_submitters, "T threads submit N/T tasks each, then wait")         \
     X("idle", "S", 1, wl_idle, "process CPU time of an idle pool over S seconds")                  \
-    X("memory", "N", 1, wl_memory, "resident bytes per pending future, N queued")
+    X("memory", "N", 1, wl_memory, "resident bytes per pending future, N queued")                  \
+    X("process-burst", "N", 1, wl_process_burst, "submit N empty tasks to 2 processes, wait")      \
+    X("process-pingpong", "N", 1, wl_process_pingpong, "one empty task to a process, N times")     \
+    X("process-bytes", "SIZE", 1, wl_process_bytes, "echo a SIZE-byte argument through a process") \
+    X("loop-call-soon", "N", 1, wl_loop_call_soon, "schedule N callbacks, then run them")          \
+    X("loop-threadsafe", "N", 1, wl_loop_threadsafe,                                               \
+      "another thread posts N callbacks to the loop")                                              \
+    X("loop-future-memory", "N", 1, wl_loop_future_memory,                                         \
+      "resident bytes per pending loop future")                                                    \
+    CF_BENCH_TASK_WORKLOADS(X)
+
+/* Workloads that run coroutine tasks: only in builds with coroutines. */
+#if CF_BENCH_CORO
+#define CF_BENCH_TASK_WORKLOADS(X)                                                                 \
+    X("loop-switch", "N", 1, wl_loop_switch, "2 tasks yield to the loop N times in all")           \
+    X("loop-roundtrip", "N", 1, wl_loop_roundtrip,                                                 \
+      "a task awaits an empty thread-pool task, N times")                                          \
+    X("loop-future-await", "N", 1, wl_loop_future_await,                                           \
+      "a task awaits a loop future set by a callback")                                             \
+    X("loop-spawn", "N", 1, wl_loop_spawn, "create N empty tasks, gather them, run until done")    \
+    X("loop-task-memory", "N", 1, wl_loop_task_memory, "resident bytes per task parked in a sleep")
+#else
+#define CF_BENCH_TASK_WORKLOADS(X)
+#endif
 
 #define CF_BENCH_DECLARE(name, usage, nargs, fn, help) int fn(char **args);
 CF_BENCH_WORKLOADS(CF_BENCH_DECLARE)

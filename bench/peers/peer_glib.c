@@ -1,8 +1,11 @@
-/* Peer: GLib's GThreadPool with 2 exclusive threads.
+/* Peer: GLib's GThreadPool with 2 exclusive threads, and its main loop.
  *
  * GThreadPool has no futures, so each task carries what a GLib user writes to wait for one: a
  * GMutex, a GCond and a done flag, set by the worker after the function ran. A task record is
- * allocated per submission and freed after its wait, as a future is. */
+ * allocated per submission and freed after its wait, as a future is.
+ *
+ * The main-loop workloads use g_idle_add(), GLib's way to have a function called soon on the
+ * main loop, from the loop thread or from any other thread: one idle source per call. */
 #include <glib.h>
 #include <stdlib.h>
 
@@ -270,6 +273,74 @@ static int wl_memory(char **args)
     return 0;
 }
 
+/* A countdown shared by the idle callbacks of one burst: the last one quits the loop. */
+typedef struct countdown {
+    GMainLoop *loop;
+    size_t left;
+} countdown;
+
+static gboolean count_down(gpointer data)
+{
+    countdown *c = data;
+    if (--c->left == 0)
+        g_main_loop_quit(c->loop);
+    return G_SOURCE_REMOVE;
+}
+
+/* Adds n idle callbacks, then runs the loop until they have all run; returns the seconds. */
+static double idle_burst(GMainLoop *loop, size_t n)
+{
+    countdown c = {.loop = loop, .left = n};
+    int64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < n; i++)
+        g_idle_add(count_down, &c);
+    g_main_loop_run(loop);
+    return bench_since_s(t0);
+}
+
+/* As cf-bench: a first burst on fresh memory (cold_per_task_ns), then the timed one. */
+static int wl_loop_call_soon(char **args)
+{
+    size_t n = bench_arg_count(args[0], "N");
+    GMainLoop *loop = g_main_loop_new(NULL, FALSE);
+    double cold = idle_burst(loop, n);
+    double s = idle_burst(loop, n);
+    g_main_loop_unref(loop);
+    bench_report("loop-call-soon", (double)n, s, s * 1e9 / (double)n, " cold_per_task_ns=%.1f",
+                 cold * 1e9 / (double)n);
+    return 0;
+}
+
+typedef struct poster {
+    countdown *c;
+    size_t n;
+} poster;
+
+static gpointer post_all(gpointer data)
+{
+    poster *p = data;
+    for (size_t i = 0; i < p->n; i++)
+        g_idle_add(count_down, p->c);
+    return NULL;
+}
+
+/* Another thread adds n idle callbacks while the loop runs them. */
+static int wl_loop_threadsafe(char **args)
+{
+    size_t n = bench_arg_count(args[0], "N");
+    GMainLoop *loop = g_main_loop_new(NULL, FALSE);
+    countdown c = {.loop = loop, .left = n};
+    poster p = {.c = &c, .n = n};
+    int64_t t0 = bench_now_ns();
+    GThread *t = g_thread_new("poster", post_all, &p);
+    g_main_loop_run(loop);
+    double s = bench_since_s(t0);
+    g_thread_join(t);
+    g_main_loop_unref(loop);
+    bench_report("loop-threadsafe", (double)n, s, s * 1e9 / (double)n, NULL);
+    return 0;
+}
+
 static const bench_workload workloads[] = {
     {"burst", "N", 1, wl_burst, "push N empty tasks, wait for each one's completion"},
     {"pingpong", "N", 1, wl_pingpong, "push one empty task and wait for it, N times"},
@@ -277,6 +348,8 @@ static const bench_workload workloads[] = {
     {"submitters", "N T", 2, wl_submitters, "T threads push N/T tasks each, then wait"},
     {"idle", "S", 1, wl_idle, "process CPU time of the idle pool over S seconds"},
     {"memory", "N", 1, wl_memory, "resident bytes per pending task, N queued"},
+    {"loop-call-soon", "N", 1, wl_loop_call_soon, "g_idle_add N callbacks, then run them"},
+    {"loop-threadsafe", "N", 1, wl_loop_threadsafe, "another thread g_idle_adds N callbacks"},
 };
 
 int main(int argc, char **argv)

@@ -3,7 +3,7 @@
 
 Usage: python3 peer_python.py WORKLOAD ARGS...   (or: list)
 
-Every pool has 2 workers and is created and warmed with one task before any timing starts.
+Every pool has 2 workers and is warmed before any timing starts (bench/README.md has the details).
 Each run prints one line in cf-bench's format, with "python" first:
     python WORKLOAD n=N total_s=S per_task_ns=X [key=value ...]
 Standard library only.
@@ -98,10 +98,14 @@ def thread_pool():
 
 
 def process_pool():
+    """A pool whose every worker process has run a task, as cf-bench's: rounds of 8 tasks per
+    worker that return their pid, until every worker has answered (at most 100 rounds)."""
     pool = cf.ProcessPoolExecutor(max_workers=WORKERS)
-    # Start both processes before timing: two tasks in flight at once.
-    for f in [pool.submit(empty) for _ in range(WORKERS)]:
-        f.result()
+    seen = set()
+    for _ in range(100):
+        seen.update(f.result() for f in [pool.submit(os.getpid) for _ in range(8 * WORKERS)])
+        if len(seen) >= WORKERS:
+            break
     return pool
 
 
@@ -305,17 +309,41 @@ def wl_process_bytes(a):
     report("process-bytes", rounds, s, s * 1e9 / rounds, bytes=size, mib_s=f"{mib_s:.1f}")
 
 
+def share(total, parts, i):
+    """As bench_share() in bench_util.c: the share of part i when splitting total items."""
+    return total // parts + (1 if i < total % parts else 0)
+
+
+def run_once(loop):
+    """Runs every callback that is ready now, once."""
+    loop.stop()
+    loop.run_forever()
+
+
+async def switcher(k):
+    for _ in range(k):
+        await asyncio.sleep(0)
+
+
+async def empty_coro():
+    return None
+
+
+async def park():
+    await asyncio.sleep(3600)
+
+
 def wl_loop_switch(a):
+    """Two tasks share the N yields; created before the clock, gathered and run within it."""
     n = arg_count(a[0], "N")
-
-    async def main():
-        t0 = now()
-        for _ in range(n):
-            await asyncio.sleep(0)
-        return now() - t0
-
-    s = asyncio.run(main())
-    report("loop-switch", n, s, s * 1e9 / n)
+    tasks = 2
+    loop = asyncio.new_event_loop()
+    ts = [loop.create_task(switcher(share(n, tasks, i))) for i in range(tasks)]
+    t0 = now()
+    loop.run_until_complete(asyncio.gather(*ts))
+    s = now() - t0
+    loop.close()
+    report("loop-switch", n, s, s * 1e9 / n, tasks=tasks)
 
 
 def wl_loop_roundtrip(a):
@@ -334,6 +362,126 @@ def wl_loop_roundtrip(a):
     report("loop-roundtrip", n, s, s * 1e9 / n)
 
 
+def countdown(loop, n):
+    """A callback that stops `loop` on its n-th call."""
+    left = [n]
+
+    def cb():
+        left[0] -= 1
+        if left[0] == 0:
+            loop.stop()
+
+    return cb
+
+
+def wl_loop_call_soon(a):
+    """Schedule N callbacks, then run them: a first burst on fresh memory (cold_per_task_ns),
+    then the timed one."""
+    n = arg_count(a[0], "N")
+    loop = asyncio.new_event_loop()
+
+    def burst():
+        cb = countdown(loop, n)
+        t0 = now()
+        for _ in range(n):
+            loop.call_soon(cb)
+        loop.run_forever()
+        return now() - t0
+
+    cold = burst()
+    s = burst()
+    loop.close()
+    report("loop-call-soon", n, s, s * 1e9 / n, cold_per_task_ns=f"{cold * 1e9 / n:.1f}")
+
+
+def wl_loop_threadsafe(a):
+    n = arg_count(a[0], "N")
+    loop = asyncio.new_event_loop()
+    cb = countdown(loop, n)
+
+    def post():
+        for _ in range(n):
+            loop.call_soon_threadsafe(cb)
+
+    th = threading.Thread(target=post)
+    t0 = now()
+    th.start()
+    loop.run_forever()
+    s = now() - t0
+    th.join()
+    loop.close()
+    report("loop-threadsafe", n, s, s * 1e9 / n)
+
+
+def wl_loop_future_memory(a):
+    n = arg_count(a[0], "N")
+    loop = asyncio.new_event_loop()
+    fs = [None] * n
+    rss0 = rss_bytes()
+    t0 = now()
+    for i in range(n):
+        fs[i] = loop.create_future()
+        fs[i].add_done_callback(empty1)
+    s = now() - t0
+    rss1 = rss_bytes()
+    for f in fs:
+        f.cancel()
+    run_once(loop)
+    loop.close()
+    report("loop-future-memory", n, s, s * 1e9 / n, bytes_per_future=f"{(rss1 - rss0) / n:.1f}")
+
+
+def wl_loop_future_await(a):
+    n = arg_count(a[0], "N")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            f = loop.create_future()
+            loop.call_soon(f.set_result, None)
+            await f
+
+    loop = asyncio.new_event_loop()
+    t = loop.create_task(main())
+    t0 = now()
+    loop.run_until_complete(t)
+    s = now() - t0
+    loop.close()
+    report("loop-future-await", n, s, s * 1e9 / n)
+
+
+def wl_loop_spawn(a):
+    n = arg_count(a[0], "N")
+    loop = asyncio.new_event_loop()
+    ts = [None] * n
+    t0 = now()
+    for i in range(n):
+        ts[i] = loop.create_task(empty_coro())
+    loop.run_until_complete(asyncio.gather(*ts))
+    ts[:] = []
+    s = now() - t0
+    loop.close()
+    report("loop-spawn", n, s, s * 1e9 / n)
+
+
+def wl_loop_task_memory(a):
+    n = arg_count(a[0], "N")
+    loop = asyncio.new_event_loop()
+    ts = [None] * n
+    rss0 = rss_bytes()
+    t0 = now()
+    for i in range(n):
+        ts[i] = loop.create_task(park())
+    run_once(loop)
+    s = now() - t0
+    rss1 = rss_bytes()
+    for t in ts:
+        t.cancel()
+    loop.run_until_complete(asyncio.gather(*ts, return_exceptions=True))
+    loop.close()
+    report("loop-task-memory", n, s, s * 1e9 / n, bytes_per_task=f"{(rss1 - rss0) / n:.1f}")
+
+
 WORKLOADS = {
     "burst": (["N"], wl_burst),
     "pingpong": (["N"], wl_pingpong),
@@ -346,8 +494,14 @@ WORKLOADS = {
     "process-burst": (["N"], wl_process_burst),
     "process-pingpong": (["N"], wl_process_pingpong),
     "process-bytes": (["SIZE"], wl_process_bytes),
+    "loop-call-soon": (["N"], wl_loop_call_soon),
+    "loop-threadsafe": (["N"], wl_loop_threadsafe),
+    "loop-future-memory": (["N"], wl_loop_future_memory),
     "loop-switch": (["N"], wl_loop_switch),
     "loop-roundtrip": (["N"], wl_loop_roundtrip),
+    "loop-future-await": (["N"], wl_loop_future_await),
+    "loop-spawn": (["N"], wl_loop_spawn),
+    "loop-task-memory": (["N"], wl_loop_task_memory),
 }
 
 
@@ -356,7 +510,7 @@ def main(argv):
         out = sys.stdout if len(argv) >= 2 else sys.stderr
         print(f"usage: {argv[0]} WORKLOAD ARGS...   (or: {argv[0]} list)", file=out)
         for name, (params, _) in WORKLOADS.items():
-            print(f"  {name:<16} {' '.join(params)}", file=out)
+            print(f"  {name:<18} {' '.join(params)}", file=out)
         return 0 if len(argv) >= 2 else 2
     if argv[1] == "list":
         print("\n".join(WORKLOADS))
