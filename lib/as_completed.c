@@ -66,8 +66,25 @@ static void take_inbox(cf_as_completed *it)
     }
 }
 
-/* Collects the distinct futures of fs into it->nodes, using an open-addressing set. */
-static int dedupe(cf_as_completed *it, cf_future *const *fs, size_t n)
+/* Queues a node that is already done, or links its hook into its pending future. */
+static bool watch(cf_as_completed *it, ac_node *node)
+{
+    node->hook.fire = node_fire;
+    if (!cf__state_done(cf__future_load(node->future)) &&
+        cf__future_add_hook(node->future, &node->hook) == 0)
+        return node->installed = true;
+    ready_append(it, node);
+    return false;
+}
+
+static size_t slot_of(const cf_future *f, size_t cap)
+{
+    return ((uintptr_t)f >> 4) * 0x9E3779B97F4A7C15ull & (cap - 1);
+}
+
+/* Takes each distinct future of fs once (an open-addressing set finds duplicates) and watches
+ * it, in one pass, so that each cold future is fetched once. */
+static int collect(cf_as_completed *it, cf_future *const *fs, size_t n)
 {
     size_t cap = 16;
     while (cap < 2 * n)
@@ -75,34 +92,24 @@ static int dedupe(cf_as_completed *it, cf_future *const *fs, size_t n)
     cf_future **set = cf__calloc(cap, sizeof(*set));
     if (!set)
         return CF_ENOMEM;
+    uint32_t installed = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t h = ((uintptr_t)fs[i] >> 4) * 0x9E3779B97F4A7C15ull & (cap - 1);
+        cf__prefetch_ahead(fs, i, n);
+        if (i + CF__PREFETCH_AHEAD < n)
+            __builtin_prefetch(&set[slot_of(fs[i + CF__PREFETCH_AHEAD], cap)], 1);
+        size_t h = slot_of(fs[i], cap);
         while (set[h] && set[h] != fs[i])
             h = (h + 1) & (cap - 1);
         if (set[h])
             continue;
         set[h] = fs[i];
-        it->nodes[it->count++] = (ac_node){.it = it, .future = cf_future_ref(fs[i])};
+        ac_node *node = &it->nodes[it->count++];
+        *node = (ac_node){.it = it, .future = cf_future_ref(fs[i])};
+        installed += watch(it, node);
     }
     cf__free(set);
-    return 0;
-}
-
-static void install(cf_as_completed *it)
-{
-    uint32_t installed = 0;
-    for (size_t i = 0; i < it->count; i++) {
-        ac_node *node = &it->nodes[i];
-        node->hook.fire = node_fire;
-        if (!cf__state_done(cf__future_load(node->future)) &&
-            cf__future_add_hook(node->future, &node->hook) == 0) {
-            node->installed = true;
-            installed++;
-        } else {
-            ready_append(it, node);
-        }
-    }
     cf__waiter_installed(&it->waiter, installed);
+    return 0;
 }
 
 int cf_as_completed_new(cf_as_completed **out, cf_future *const *fs, size_t n, double timeout)
@@ -125,13 +132,12 @@ int cf_as_completed_new(cf_as_completed **out, cf_future *const *fs, size_t n, d
     it->nodes = nodes;
     cf__waiter_init(&it->waiter);
     cf__deadline(timeout, &it->deadline);
-    if (dedupe(it, fs, n) != 0) {
+    if (collect(it, fs, n) != 0) {
         cf__free(nodes);
         cf__free(it);
         return CF_ENOMEM;
     }
     it->remaining = it->count;
-    install(it);
     *out = it;
     return 0;
 }
@@ -144,6 +150,10 @@ static int yield(cf_future **out, cf_as_completed *it)
         it->ready_tail = NULL;
     node->yielded = true;
     it->remaining--;
+    /* The caller is about to read this future and come back for the next ones. */
+    ac_node *ahead = it->ready_head;
+    for (int k = 0; ahead && k < 2; k++, ahead = ahead->ready_next)
+        __builtin_prefetch(ahead->future, 1);
     *out = node->future;
     /* Python keeps no reference to a yielded future; the caller's own reference keeps it. */
     cf_future_unref(node->future);

@@ -51,6 +51,7 @@ static bool condition_holds(cf_future *const *fs, size_t n, cf_return_when when)
 {
     bool all_done = true;
     for (size_t i = 0; i < n; i++) {
+        cf__prefetch_ahead(fs, i, n);
         uint32_t s = cf__future_load(fs[i]);
         if (!cf__state_done(s)) {
             if (when == CF_ALL_COMPLETED)
@@ -103,6 +104,7 @@ static bool report(size_t *n_done, bool *done, cf_future *const *fs, size_t n, c
     size_t count = 0;
     bool failed = false;
     for (size_t i = 0; i < n; i++) {
+        cf__prefetch_ahead(fs, i, n);
         uint32_t s = cf__future_load(fs[i]);
         bool d = cf__state_done(s);
         if (done)
@@ -121,9 +123,11 @@ static bool report(size_t *n_done, bool *done, cf_future *const *fs, size_t n, c
  * and spares every completing thread a write to a line the waiter shares. */
 static void wait_each(cf_future *const *fs, size_t n, int64_t deadline)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        cf__prefetch_ahead(fs, i, n);
         if (cf__future_wait(fs[i], deadline) == CF_ETIMEDOUT)
             return;
+    }
 }
 
 enum { STACK_HOOKS = 16 };
