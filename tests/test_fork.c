@@ -245,6 +245,11 @@ static _Noreturn void child_main(void)
     CHILD_EXPECT(12, rc == CF_ETIMEDOUT && n_done == 1, rc);
     rc = cf_wait(&n_done, NULL, mix, 3, CF_FIRST_COMPLETED, 0.05);
     CHILD_EXPECT(13, rc == 0 && n_done == 1, rc);
+#ifndef UNDER_TSAN
+    /* The first allocation in the child. ThreadSanitizer's allocator lock can be inherited held
+     * by a parent thread in the toolchains CI uses (fixed upstream later: LLVM PR #96600, "Lock/
+     * Unlock allocator and stacks on fork"), so a TSan child may hang in malloc here: that is the
+     * tool, not us; the other builds run these steps. */
     cf_as_completed *it;
     rc = cf_as_completed_new(&it, mix, 3, 0.05);
     CHILD_EXPECT(14, rc == 0, rc);
@@ -253,6 +258,7 @@ static _Noreturn void child_main(void)
     rc = cf_as_completed_next(&f, it);
     CHILD_EXPECT(16, rc == CF_ETIMEDOUT, rc);
     cf_as_completed_free(it);
+#endif
     void *v = NULL;
     rc = cf_future_result(&v, W.tp_done, 0);
     CHILD_EXPECT(17, rc == 0 && v == (void *)49, rc);
