@@ -570,6 +570,10 @@ static int spawn_worker(process_pool *pool)
     if (rc == 0) {
         cf__ctl m = {.type = CF__CTL_SPAWN, .token = w->token};
         rc = cf__ctl_send(pool->ctl, &m, sv[1]);
+        /* The server died and the manager has not read its end of stream yet: the pool is
+         * broken (the manager breaks it in a moment), not a system error. */
+        if (rc == CF_ESYSTEM)
+            rc = CF_EBROKEN;
     }
     close(sv[1]);
     if (rc) {

@@ -28,7 +28,8 @@
  * cancelled, as in Python. Done-callbacks of completed tasks run on the pool's manager thread.
  *
  * Failure. If a worker dies (crash, signal, exit() or _exit() inside a task, a failed
- * initializer, a malformed message), the pool is broken: every running and pending future
+ * initializer, a malformed message) or the pool's fork server dies, the pool is broken: a submit
+ * that would need a new worker then fails with CF_EBROKEN, and every running and pending future
  * finishes with CF_EBROKEN and a message naming the worker's pid and exit status, and later
  * submits return CF_EBROKEN.
  *
