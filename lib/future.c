@@ -389,18 +389,24 @@ cf_future_state cf_future_get_state(const cf_future *f)
 }
 
 /* Waiting first spins for a short window, because on a VM a futex wake-up costs 7-17 us while a
- * hot worker often finishes within a microsecond. The window adapts per thread: it halves when a
- * spin is wasted and doubles when a sleep turns out to have been short enough to spin through. */
+ * hot worker often finishes within a microsecond. The window adapts per thread, like the thread
+ * pool's spinner: a sleep that ended soon shows a gap a longer spin would have bridged, so the
+ * window grows to cover twice that gap; a spin that ends in a sleep anyway decays it by a quarter,
+ * so a thread whose waits are long converges to not spinning. */
 #define WAIT_SPIN_MAX_NS 20000
-#define WAIT_SPIN_MIN_NS 500
 
 static _Thread_local int64_t wait_spin_ns = WAIT_SPIN_MAX_NS / 4;
 
-static void adapt_wait_spin(bool paid)
+static void wait_spin_missed(void)
 {
-    int64_t ns = paid ? (wait_spin_ns < WAIT_SPIN_MIN_NS ? WAIT_SPIN_MIN_NS : wait_spin_ns * 2)
-                      : wait_spin_ns / 2;
-    wait_spin_ns = ns > WAIT_SPIN_MAX_NS ? WAIT_SPIN_MAX_NS : ns;
+    wait_spin_ns -= wait_spin_ns / 4;
+}
+
+static void wait_spin_gap(int64_t gap_ns)
+{
+    int64_t want = 2 * gap_ns < WAIT_SPIN_MAX_NS ? 2 * gap_ns : WAIT_SPIN_MAX_NS;
+    if (want > wait_spin_ns)
+        wait_spin_ns = want;
 }
 
 /* Spins until the future is done or the window (or the deadline) passes. */
@@ -442,17 +448,16 @@ int cf__future_wait(cf_future *f, int64_t deadline_ns)
     int64_t start = cf__now_ns();
     if (start >= deadline_ns)
         return CF_ETIMEDOUT;
-    bool spun = wait_spin_ns > 0;
-    if (spun && spin_until_done(f, start, deadline_ns)) {
-        adapt_wait_spin(true);
-        return 0;
+    if (wait_spin_ns > 0) {
+        if (spin_until_done(f, start, deadline_ns))
+            return 0;
+        wait_spin_missed();
     }
     int64_t slept_at = cf__now_ns();
     int rc = sleep_until_done(f, deadline_ns);
-    if (rc == 0)
-        adapt_wait_spin(cf__now_ns() - slept_at < WAIT_SPIN_MAX_NS);
-    else if (spun)
-        adapt_wait_spin(false);
+    int64_t gap = cf__now_ns() - slept_at;
+    if (rc == 0 && gap < WAIT_SPIN_MAX_NS)
+        wait_spin_gap(gap + (slept_at - start));
     return rc;
 }
 
