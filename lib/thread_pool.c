@@ -32,7 +32,7 @@ enum { NAME_MAX_LEN = 15, WAKE_BATCH = 32 };
 
 /* The worker-state word read by every submit: bit 0 is set while a worker spins, the rest
  * counts parked workers. */
-#define IDLE_SPINNING 1u
+#define IDLE_SPINNING   1u
 #define IDLE_PARKED_ONE 2u
 
 typedef struct worker worker;
@@ -63,7 +63,7 @@ struct thread_pool {
     _Atomic(cf_future *) out;
     _Atomic uint64_t popped;
     /* Worker states, read by submits. */
-    _Alignas(CF__CACHELINE) _Atomic uint32_t idle; /* IDLE_SPINNING | parked * IDLE_PARKED_ONE */
+    _Alignas(CF__CACHELINE) _Atomic uint32_t idle;  /* IDLE_SPINNING | parked * IDLE_PARKED_ONE */
     _Alignas(CF__CACHELINE) _Atomic unsigned nbusy; /* inside a task function */
     _Atomic int64_t spin_ns;
     /* Slow paths, under `lock`. */

@@ -56,7 +56,8 @@ static unsigned long current_nth;
 static void walk(const char *name, unsigned kinds, void (*scenario)(void), void (*fresh)(void))
 {
     fresh(); /* whatever is opened once per process is opened before the baseline */
-    int fds = cf_test_count_fds(), threads = cf_test_count_threads(), children = proc_util_count_children();
+    int fds = cf_test_count_fds(), threads = cf_test_count_threads(),
+        children = proc_util_count_children();
     unsigned long nth;
     unsigned long injected = 0;
     for (nth = 1; nth < WALK_LIMIT; nth++) {
@@ -70,8 +71,8 @@ static void walk(const char *name, unsigned kinds, void (*scenario)(void), void 
         if (getenv("CF_TEST_VERBOSE"))
             fprintf(stderr, "%s: fault %lu %s after %lu operations\n", name, nth,
                     fired ? "fired" : "not reached", ops);
-        ck_assert_msg(cf_test_count_fds() == fds, "%s: descriptors %d -> %d at fault %lu", name, fds,
-                      cf_test_count_fds(), nth);
+        ck_assert_msg(cf_test_count_fds() == fds, "%s: descriptors %d -> %d at fault %lu", name,
+                      fds, cf_test_count_fds(), nth);
         int now = settled_threads(threads);
         ck_assert_msg(now == threads, "%s: threads %d -> %d at fault %lu", name, threads, now, nth);
         ck_assert_msg(proc_util_count_children() == children, "%s: children %d -> %d at fault %lu",
@@ -147,7 +148,8 @@ static void run_sequence(cf_executor *ex, bool process)
         else if (process && i == 3)
             rc = cf_executor_submit_bytes(&t->f, ex, cf_test_echo_task, big, sizeof(big));
         else
-            rc = cf_executor_submit_bytes(&t->f, ex, cf_test_echo_task, &t->input, sizeof(t->input));
+            rc =
+                cf_executor_submit_bytes(&t->f, ex, cf_test_echo_task, &t->input, sizeof(t->input));
         if (process)
             EXPECT("submit", rc, CF_ENOMEM, CF_EMFILE, CF_EAGAIN, CF_EBROKEN);
         else
@@ -198,8 +200,10 @@ static void run_sequence(cf_executor *ex, bool process)
     }
     for (int pass = process ? 1 : 0; pass < 2; pass++) {
         cf_map *m = NULL;
-        int rc = pass == 0 ? cf_executor_map(&m, ex, cf_test_square_task, ptr_args, NMAP, CF_TEST_LONG, 2)
-                           : cf_executor_map_bytes(&m, ex, cf_test_echo_task, byte_args, NMAP, CF_TEST_LONG, 2);
+        int rc = pass == 0
+                     ? cf_executor_map(&m, ex, cf_test_square_task, ptr_args, NMAP, CF_TEST_LONG, 2)
+                     : cf_executor_map_bytes(&m, ex, cf_test_echo_task, byte_args, NMAP,
+                                             CF_TEST_LONG, 2);
         if (process)
             EXPECT("map", rc, CF_ENOMEM, CF_EMFILE, CF_EAGAIN, CF_EBROKEN);
         else

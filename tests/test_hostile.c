@@ -791,7 +791,7 @@ END_TEST
 /* A done-callback (run by the worker that finished the task) waits on its own future, submits to
  * its own pool, waits on and iterates futures of another pool, adds callbacks to its own future,
  * and shuts its pool down with wait (which must not wait for its own thread). Waiting in the
- * callback for a task of the same pool is test_callback_waits_on_same_pool (a known bug). */
+ * callback for a task of the same pool is test_callback_waits_on_same_pool. */
 static cf_executor *other_pool;
 static atomic_int nested_calls;
 

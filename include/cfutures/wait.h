@@ -33,7 +33,8 @@ typedef enum cf_return_when {
  * and `*n_done` (if not NULL) counts the true entries. A future may appear more than once.
  * Returns 0 if the condition holds, CF_ETIMEDOUT if the timeout passed first (the split in
  * `done` is valid either way), CF_EINVAL (fs NULL, n == 0 or n >= 2^30, a NULL entry, unknown
- * `when`, NaN timeout), CF_ENOMEM. Thread-safe: any number of threads may wait on overlapping sets. */
+ * `when`, NaN timeout), CF_ENOMEM.
+ * Thread-safe: any number of threads may wait on overlapping sets. */
 int cf_wait(size_t *n_done, bool *done, cf_future *const *fs, size_t n, cf_return_when when,
             double timeout);
 
