@@ -41,9 +41,10 @@ typedef struct thread_pool thread_pool;
 struct worker {
     thread_pool *pool;
     pthread_t thread;
-    worker *next;          /* all workers not yet joined */
-    worker *next_parked;   /* the idle stack */
-    _Atomic uint32_t wake; /* futex word: 0 while parked, 1 once woken */
+    worker *next;             /* all workers not yet joined */
+    worker *next_parked;      /* the idle stack */
+    _Atomic uint32_t wake;    /* futex word: 0 while parked, 1 once woken */
+    _Atomic int64_t woken_at; /* when the waker decided to wake it (see park) */
     unsigned index;
     bool exited;
     _Atomic unsigned long long completed; /* tasks run; per worker, so no line is shared */
@@ -197,6 +198,7 @@ static worker *unpark_one(thread_pool *pool)
     worker *w = pool->parked;
     pool->parked = w->next_parked;
     atomic_fetch_sub_explicit(&pool->idle, IDLE_PARKED_ONE, SC);
+    atomic_store_explicit(&w->woken_at, cf__now_ns(), memory_order_relaxed);
     atomic_store_explicit(&w->wake, 1, memory_order_release);
     return w;
 }
@@ -208,7 +210,7 @@ static void wake_all_locked(thread_pool *pool)
         cf__futex_wake(&unpark_one(pool)->wake, 1);
 }
 
-/* The spin window learns the gaps between tasks: a park that a wake-up ended soon after shows a
+/* The spin window learns the gaps between tasks: a park whose waker came soon after shows a
  * gap a longer spin would have bridged (saving a futex wake on both sides), so the window grows to
  * cover twice that gap; a spin that found nothing decays it by a quarter, so a pool that goes
  * idle converges to not spinning at all. */
@@ -399,6 +401,7 @@ static bool idle_exit(thread_pool *pool)
  * thread count already taken off by idle_exit). */
 static bool park(thread_pool *pool, worker *w)
 {
+    int64_t parked_at = cf__now_ns(); /* before anyone can wake it */
     cf__lock_acquire(&pool->lock);
     atomic_store_explicit(&w->wake, 0, memory_order_relaxed);
     w->next_parked = pool->parked;
@@ -411,14 +414,18 @@ static bool park(thread_pool *pool, worker *w)
         return false;
     }
     cf__lock_release(&pool->lock);
-    int64_t parked_at = cf__now_ns();
     int64_t deadline = pool->idle_timeout_ns ? parked_at + pool->idle_timeout_ns : CF__FOREVER_NS;
     int rc = 0;
     while (atomic_load_explicit(&w->wake, memory_order_acquire) == 0 && rc != CF_ETIMEDOUT)
         rc = cf__futex_wait(&w->wake, 0, deadline);
-    int64_t gap = cf__now_ns() - parked_at;
-    if (rc != CF_ETIMEDOUT && gap < SPIN_MAX_NS)
-        adapt_spin_gap(pool, gap);
+    /* The gap is measured to the waker's decision, not to this thread's return from the futex:
+     * on a VM the wake-up itself can take longer than the whole window, and counting it would
+     * hide the short gaps that make spinning pay. */
+    if (atomic_load_explicit(&w->wake, memory_order_acquire)) {
+        int64_t gap = atomic_load_explicit(&w->woken_at, memory_order_relaxed) - parked_at;
+        if (gap < SPIN_MAX_NS)
+            adapt_spin_gap(pool, gap > 0 ? gap : 0);
+    }
     cf__lock_acquire(&pool->lock);
     bool leave = false;
     if (!atomic_load_explicit(&w->wake, memory_order_relaxed)) {
