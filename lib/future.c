@@ -29,7 +29,7 @@ typedef struct future_cache {
     bool closed;     /* the thread is exiting: stop caching */
 } future_cache;
 
-static _Thread_local future_cache cache;
+static _Thread_local future_cache cache CF__TLS_FAST;
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
@@ -395,7 +395,7 @@ cf_future_state cf_future_get_state(const cf_future *f)
  * so a thread whose waits are long converges to not spinning. */
 #define WAIT_SPIN_MAX_NS 20000
 
-static _Thread_local int64_t wait_spin_ns = WAIT_SPIN_MAX_NS / 4;
+static _Thread_local int64_t wait_spin_ns CF__TLS_FAST = WAIT_SPIN_MAX_NS / 4;
 
 static void wait_spin_missed(void)
 {

@@ -20,10 +20,6 @@
 #include "loop_slab.h"
 #include "timer_heap.h"
 
-/* Thread-locals read on every task step: the initial-exec model avoids a __tls_get_addr call
- * per access in the shared library (which, as coro.c, must be linked, not dlopen()ed). */
-#define CF__TLS_FAST __attribute__((tls_model("initial-exec")))
-
 typedef struct cf__handle_kind {
     /* Runs the handle on the loop thread. For an embedded handle, the owner may be freed by
      * this call: the loop does not touch the handle afterwards. */

@@ -107,7 +107,7 @@ struct process_pool {
     } cache[FN_CACHE];
 };
 
-static _Thread_local process_pool *current_manager;
+static _Thread_local process_pool *current_manager CF__TLS_FAST;
 
 /* ---- all pools, and fork() ---- */
 

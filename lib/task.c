@@ -13,8 +13,7 @@ typedef struct task_context {
     char *message;
 } task_context;
 
-/* initial-exec: the event loop swaps it at every task step (see cf__task_context_swap). */
-static _Thread_local task_context *current __attribute__((tls_model("initial-exec")));
+static _Thread_local task_context *current CF__TLS_FAST;
 
 void *cf__task_context_swap(void *ctx)
 {

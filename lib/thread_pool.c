@@ -94,7 +94,7 @@ struct thread_pool {
     char prefix[NAME_MAX_LEN + 1];
 };
 
-static _Thread_local worker *current_worker;
+static _Thread_local worker *current_worker CF__TLS_FAST;
 static _Atomic unsigned pool_counter;
 
 static bool in_own_worker(const thread_pool *pool)
@@ -251,20 +251,48 @@ static bool spin_for_work(thread_pool *pool)
 
 static int spawn(thread_pool *pool);
 
+/* A worker that is neither busy nor parked is trusted to look at the queue soon. But with more
+ * threads than CPUs it may be runnable and not running, queued behind the submitter on the same
+ * CPU for a scheduler slice (milliseconds), while a parked worker could have run on an idle CPU;
+ * the same holds for the spinner.
+ * So every STALL_CHECK trusting calls, the thread checks that the pool made progress since the
+ * last check; if not, it wakes a worker after all. */
+enum { STALL_CHECK = 64 };
+
+static _Thread_local struct {
+    const thread_pool *pool;
+    uint64_t popped;
+    unsigned trusted;
+} progress CF__TLS_FAST;
+
+static bool pool_stalled(const thread_pool *pool)
+{
+    if (++progress.trusted < STALL_CHECK)
+        return false;
+    progress.trusted = 0;
+    uint64_t popped = atomic_load_explicit(&pool->popped, memory_order_relaxed);
+    bool stalled = progress.pool == pool && progress.popped == popped;
+    progress.pool = pool;
+    progress.popped = popped;
+    return stalled;
+}
+
 /* Makes sure some worker will take queued work: called after a push by the submitter, and after
  * a pop that left work behind by the worker. Nothing to do if a worker spins or is between
- * tasks; else wake a parked worker, or start a thread if the pool may grow. */
+ * tasks (unless the pool stalled); else wake a parked worker, or start a thread if the pool may
+ * grow. */
 static void ensure_worker(thread_pool *pool)
 {
     uint32_t idle = atomic_load_explicit(&pool->idle, SC);
-    if (idle & IDLE_SPINNING)
+    bool spinning = idle & IDLE_SPINNING;
+    if (spinning && !pool_stalled(pool))
         return;
     unsigned parked = idle / IDLE_PARKED_ONE;
     unsigned threads = atomic_load_explicit(&pool->nthreads, SC);
     if (!parked && threads >= pool->max_workers)
         return; /* every thread is awake: one will come back to the queue */
     unsigned busy = atomic_load_explicit(&pool->nbusy, SC);
-    if (threads > parked + busy)
+    if (!spinning && threads > parked + busy && !pool_stalled(pool))
         return; /* a worker between tasks will look at the queue */
     worker *w = NULL;
     cf__lock_acquire(&pool->lock);
