@@ -21,6 +21,22 @@ static int count_task(void *arg, void **result)
     return 0;
 }
 
+/* Occupies the pool's one worker with a gate task until the gate is released. */
+static cf_future *block_worker(cf_executor *ex, cf_test_gate *g)
+{
+    cf_test_gate_init(g);
+    cf_future *blocker = submit(ex, cf_test_gate_task, g);
+    ck_assert(cf_test_latch_wait(&g->started, 1, CF_TEST_LONG));
+    return blocker;
+}
+
+/* Queues n counting tasks behind the blocked worker. */
+static void queue_counts(cf_executor *ex, cf_future **queued, int n, atomic_int *ran)
+{
+    for (int i = 0; i < n; i++)
+        queued[i] = submit(ex, count_task, ran);
+}
+
 static void unref_all(cf_future **fs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -65,8 +81,7 @@ START_TEST(test_wait_waits_for_running_and_queued_work)
     ck_assert(cf_test_latch_wait(&g.started, 2, CF_TEST_LONG));
     atomic_int ran = 0;
     cf_future *queued[Q];
-    for (int i = 0; i < Q; i++)
-        queued[i] = submit(ex, count_task, &ran);
+    queue_counts(ex, queued, Q, &ran);
     releaser r;
     pthread_t t;
     start_releaser(&r, &t, &g);
@@ -142,13 +157,10 @@ START_TEST(test_no_wait_returns_at_once_and_work_completes)
     enum { Q = 3 };
     cf_executor *ex = cf_test_pool(1);
     cf_test_gate g;
-    cf_test_gate_init(&g);
-    cf_future *blocker = submit(ex, cf_test_gate_task, &g);
-    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
+    cf_future *blocker = block_worker(ex, &g);
     atomic_int ran = 0;
     cf_future *queued[Q];
-    for (int i = 0; i < Q; i++)
-        queued[i] = submit(ex, count_task, &ran);
+    queue_counts(ex, queued, Q, &ran);
     ck_assert_int_eq(cf_executor_shutdown(ex, false, false), 0);
     /* Returned while the blocker cannot have finished. */
     ck_assert(cf_future_running(blocker));
@@ -190,9 +202,7 @@ static void check_cancel_futures(bool wait)
     enum { Q = 5 };
     cf_executor *ex = cf_test_pool(1);
     cf_test_gate g;
-    cf_test_gate_init(&g);
-    cf_future *blocker = submit(ex, cf_test_gate_task, &g);
-    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
+    cf_future *blocker = block_worker(ex, &g);
     cancel_log log = {.caller = pthread_self()};
     atomic_int ran = 0;
     cf_future *queued[Q];
@@ -255,9 +265,7 @@ START_TEST(test_idempotent)
 {
     cf_executor *ex = cf_test_pool(1);
     cf_test_gate g;
-    cf_test_gate_init(&g);
-    cf_future *blocker = submit(ex, cf_test_gate_task, &g);
-    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
+    cf_future *blocker = block_worker(ex, &g);
     atomic_int ran = 0;
     cf_future *q1 = submit(ex, count_task, &ran);
     cf_future *q2 = submit(ex, count_task, &ran);
@@ -418,9 +426,7 @@ START_TEST(test_shutdown_from_callback_of_a_cancelled_future)
     enum { Q = 3 };
     cf_executor *ex = cf_test_pool(1);
     cf_test_gate g;
-    cf_test_gate_init(&g);
-    cf_future *blocker = submit(ex, cf_test_gate_task, &g);
-    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
+    cf_future *blocker = block_worker(ex, &g);
     atomic_int ran = 0;
     cf_future *queued[Q];
     self_shutdown s[Q];
@@ -495,8 +501,7 @@ static void check_from_task_two_workers(bool free_it)
     ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
     cf_future *self = submit(ex, shutdown_inside_task, &s);
     cf_future *queued[Q];
-    for (int i = 0; i < Q; i++)
-        queued[i] = submit(ex, count_task, &ran);
+    queue_counts(ex, queued, Q, &ran);
     cf_test_event_set(&s.go);
     ck_assert(cf_test_event_wait(&s.calling, CF_TEST_LONG));
     cf_test_wait_asleep(s.tid, CF_TEST_LONG);
@@ -548,8 +553,7 @@ static void check_from_task_single_worker(bool free_it)
     cf_test_event_init(&s.calling);
     cf_future *self = submit(ex, shutdown_inside_task, &s);
     cf_future *queued[Q];
-    for (int i = 0; i < Q; i++)
-        queued[i] = submit(ex, count_task, &ran);
+    queue_counts(ex, queued, Q, &ran);
     cf_test_event_set(&s.go);
     ck_assert_int_eq(cf_future_result(NULL, self, CF_TEST_LONG), 0);
     ck_assert_int_eq(s.rc, 0);
@@ -604,13 +608,10 @@ START_TEST(test_concurrent_shutdown_with_wait)
     enum { T = 4, Q = 3 };
     cf_executor *ex = cf_test_pool(1);
     cf_test_gate g;
-    cf_test_gate_init(&g);
-    cf_future *blocker = submit(ex, cf_test_gate_task, &g);
-    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
+    cf_future *blocker = block_worker(ex, &g);
     atomic_int ran = 0;
     cf_future *queued[Q];
-    for (int i = 0; i < Q; i++)
-        queued[i] = submit(ex, count_task, &ran);
+    queue_counts(ex, queued, Q, &ran);
     cf_test_latch ready;
     cf_test_latch_init(&ready);
     concurrent_shutdown c[T];
@@ -653,9 +654,7 @@ START_TEST(test_concurrent_shutdown_with_cancel)
     for (int round = 0; round < 20; round++) {
         cf_executor *ex = cf_test_pool(1);
         cf_test_gate g;
-        cf_test_gate_init(&g);
-        cf_future *blocker = submit(ex, cf_test_gate_task, &g);
-        ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
+        cf_future *blocker = block_worker(ex, &g);
         atomic_int ran = 0, callbacks = 0;
         cf_future *queued[Q];
         for (int i = 0; i < Q; i++) {
@@ -698,13 +697,10 @@ START_TEST(test_free_without_shutdown_completes_queued_work)
     enum { Q = 10 };
     cf_executor *ex = cf_test_pool(1);
     cf_test_gate g;
-    cf_test_gate_init(&g);
-    cf_future *blocker = submit(ex, cf_test_gate_task, &g);
-    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
+    cf_future *blocker = block_worker(ex, &g);
     atomic_int ran = 0;
     cf_future *queued[Q];
-    for (int i = 0; i < Q; i++)
-        queued[i] = submit(ex, count_task, &ran);
+    queue_counts(ex, queued, Q, &ran);
     releaser r;
     pthread_t t;
     start_releaser(&r, &t, &g);
@@ -728,9 +724,7 @@ START_TEST(test_free_after_shutdown_no_wait)
 {
     cf_executor *ex = cf_test_pool(2);
     cf_test_gate g;
-    cf_test_gate_init(&g);
-    cf_future *blocker = submit(ex, cf_test_gate_task, &g);
-    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
+    cf_future *blocker = block_worker(ex, &g);
     ck_assert_int_eq(cf_executor_shutdown(ex, false, false), 0);
     releaser r;
     pthread_t t;
