@@ -143,6 +143,39 @@ uint64_t bench_spin(uint64_t iters, uint64_t seed)
     return x;
 }
 
+void bench_cpu_slot_run(bench_cpu_slot *slot)
+{
+    slot->out = bench_spin(slot->iters, slot->seed);
+}
+
+void bench_cpu_prepare(bench_cpu *c, char **args)
+{
+    c->n = bench_arg_count(args[0], "N");
+    c->iters = bench_arg_count(args[1], "ITERS");
+    c->slots = bench_xcalloc(c->n, sizeof(*c->slots));
+    c->expect = bench_xmalloc(c->n * sizeof(*c->expect));
+    for (size_t i = 0; i < c->n; i++)
+        c->slots[i] = (bench_cpu_slot){.seed = i * 0x9E3779B97F4A7C15ull + 1, .iters = c->iters};
+    int64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < c->n; i++)
+        c->expect[i] = bench_spin(c->iters, c->slots[i].seed);
+    c->seq_s = bench_since_s(t0);
+}
+
+void bench_cpu_finish(bench_cpu *c, double parallel_s, unsigned workers)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->slots[i].out != c->expect[i])
+            BENCH_FAIL("cpu task", "result differs from the sequential run");
+    }
+    free(c->expect);
+    free(c->slots);
+    double speedup = c->seq_s / parallel_s;
+    bench_report("cpu", (double)c->n, parallel_s, parallel_s * 1e9 / (double)c->n,
+                 " seq_s=%.6f speedup=%.3f efficiency=%.3f iters=%zu", c->seq_s, speedup,
+                 speedup / workers, c->iters);
+}
+
 void bench_gate_init(bench_gate *g)
 {
     if (pthread_mutex_init(&g->mu, NULL) != 0 || pthread_cond_init(&g->cv, NULL) != 0)

@@ -78,6 +78,32 @@ void *bench_xcalloc(size_t n, size_t size);
  * vectorise it. Lives in its own translation unit so every program runs identical code. */
 uint64_t bench_spin(uint64_t iters, uint64_t seed);
 
+/* One task of the cpu workload, padded so that tasks on different workers never share a line. */
+typedef struct bench_cpu_slot {
+    uint64_t seed;
+    uint64_t iters;
+    uint64_t out;
+    char pad[40];
+} bench_cpu_slot;
+
+/* The task body every program runs for one slot. */
+void bench_cpu_slot_run(bench_cpu_slot *slot);
+
+/* The cpu workload around each program's own pool: bench_cpu_prepare() reads N and ITERS from
+ * args, seeds the slots and times the sequential reference; the program then runs every slot
+ * on its pool and passes the time to bench_cpu_finish(), which checks each result against the
+ * reference, prints the line and frees the slots. */
+typedef struct bench_cpu {
+    size_t n;
+    size_t iters;
+    bench_cpu_slot *slots;
+    uint64_t *expect;
+    double seq_s;
+} bench_cpu;
+
+void bench_cpu_prepare(bench_cpu *c, char **args);
+void bench_cpu_finish(bench_cpu *c, double parallel_s, unsigned workers);
+
 /* A gate that holds tasks until it opens: workloads use it to keep the workers busy so that
  * further submissions stay queued. */
 typedef struct bench_gate {

@@ -19,17 +19,9 @@ static void job_gate(void *arg)
     bench_gate_pass(arg);
 }
 
-typedef struct cpu_slot {
-    uint64_t seed;
-    uint64_t iters;
-    uint64_t out;
-    char pad[40];
-} cpu_slot;
-
 static void job_cpu(void *arg)
 {
-    cpu_slot *s = arg;
-    s->out = bench_spin(s->iters, s->seed);
+    bench_cpu_slot_run(arg);
 }
 
 static void add(threadpool pool, void (*fn)(void *), void *arg)
@@ -79,34 +71,16 @@ static int wl_pingpong(char **args)
 
 static int wl_cpu(char **args)
 {
-    size_t n = bench_arg_count(args[0], "N");
-    size_t iters = bench_arg_count(args[1], "ITERS");
-    cpu_slot *slots = bench_xcalloc(n, sizeof(*slots));
-    uint64_t *expect = bench_xmalloc(n * sizeof(*expect));
-    for (size_t i = 0; i < n; i++)
-        slots[i] = (cpu_slot){.seed = i * 0x9E3779B97F4A7C15ull + 1, .iters = iters};
-    int64_t t0 = bench_now_ns();
-    for (size_t i = 0; i < n; i++)
-        expect[i] = bench_spin(iters, slots[i].seed);
-    double seq_s = bench_since_s(t0);
-
+    bench_cpu c;
+    bench_cpu_prepare(&c, args);
     threadpool pool = pool_new_warm();
-    t0 = bench_now_ns();
-    for (size_t i = 0; i < n; i++)
-        add(pool, job_cpu, &slots[i]);
+    int64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < c.n; i++)
+        add(pool, job_cpu, &c.slots[i]);
     thpool_wait(pool);
     double s = bench_since_s(t0);
     thpool_destroy(pool);
-    for (size_t i = 0; i < n; i++) {
-        if (slots[i].out != expect[i])
-            BENCH_FAIL("cpu task", "result differs from the sequential run");
-    }
-    free(expect);
-    free(slots);
-    double speedup = seq_s / s;
-    bench_report("cpu", (double)n, s, s * 1e9 / (double)n,
-                 " seq_s=%.6f speedup=%.3f efficiency=%.3f iters=%zu", seq_s, speedup, speedup / 2,
-                 iters);
+    bench_cpu_finish(&c, s, 2);
     return 0;
 }
 

@@ -92,17 +92,9 @@ static void fn_gate(btask *t)
     bench_gate_pass(t->arg);
 }
 
-typedef struct cpu_slot {
-    uint64_t seed;
-    uint64_t iters;
-    uint64_t out;
-    char pad[40];
-} cpu_slot;
-
 static void fn_cpu(btask *t)
 {
-    cpu_slot *s = t->arg;
-    s->out = bench_spin(s->iters, s->seed);
+    bench_cpu_slot_run(t->arg);
 }
 
 static void burst(GThreadPool *pool, size_t n, void (*fn)(btask *), void *args, size_t arg_size)
@@ -146,32 +138,14 @@ static int wl_pingpong(char **args)
 
 static int wl_cpu(char **args)
 {
-    size_t n = bench_arg_count(args[0], "N");
-    size_t iters = bench_arg_count(args[1], "ITERS");
-    cpu_slot *slots = bench_xcalloc(n, sizeof(*slots));
-    uint64_t *expect = bench_xmalloc(n * sizeof(*expect));
-    for (size_t i = 0; i < n; i++)
-        slots[i] = (cpu_slot){.seed = i * 0x9E3779B97F4A7C15ull + 1, .iters = iters};
-    int64_t t0 = bench_now_ns();
-    for (size_t i = 0; i < n; i++)
-        expect[i] = bench_spin(iters, slots[i].seed);
-    double seq_s = bench_since_s(t0);
-
+    bench_cpu c;
+    bench_cpu_prepare(&c, args);
     GThreadPool *pool = pool_new_warm();
-    t0 = bench_now_ns();
-    burst(pool, n, fn_cpu, slots, sizeof(*slots));
+    int64_t t0 = bench_now_ns();
+    burst(pool, c.n, fn_cpu, c.slots, sizeof(*c.slots));
     double s = bench_since_s(t0);
     pool_free(pool);
-    for (size_t i = 0; i < n; i++) {
-        if (slots[i].out != expect[i])
-            BENCH_FAIL("cpu task", "result differs from the sequential run");
-    }
-    free(expect);
-    free(slots);
-    double speedup = seq_s / s;
-    bench_report("cpu", (double)n, s, s * 1e9 / (double)n,
-                 " seq_s=%.6f speedup=%.3f efficiency=%.3f iters=%zu", seq_s, speedup, speedup / 2,
-                 iters);
+    bench_cpu_finish(&c, s, 2);
     return 0;
 }
 

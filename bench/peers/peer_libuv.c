@@ -31,18 +31,9 @@ static void work_gate(uv_work_t *req)
     bench_gate_pass(req->data);
 }
 
-typedef struct cpu_slot {
-    uv_work_t req;
-    uint64_t seed;
-    uint64_t iters;
-    uint64_t out;
-    char pad[40];
-} cpu_slot;
-
 static void work_cpu(uv_work_t *req)
 {
-    cpu_slot *s = (cpu_slot *)req;
-    s->out = bench_spin(s->iters, s->seed);
+    bench_cpu_slot_run(req->data);
 }
 
 typedef struct bloop {
@@ -126,39 +117,23 @@ static int wl_pingpong(char **args)
 
 static int wl_cpu(char **args)
 {
-    size_t n = bench_arg_count(args[0], "N");
-    size_t iters = bench_arg_count(args[1], "ITERS");
-    cpu_slot *slots = bench_xcalloc(n, sizeof(*slots));
-    uint64_t *expect = bench_xmalloc(n * sizeof(*expect));
-    for (size_t i = 0; i < n; i++) {
-        slots[i].seed = i * 0x9E3779B97F4A7C15ull + 1;
-        slots[i].iters = iters;
-    }
-    int64_t t0 = bench_now_ns();
-    for (size_t i = 0; i < n; i++)
-        expect[i] = bench_spin(iters, slots[i].seed);
-    double seq_s = bench_since_s(t0);
-
+    bench_cpu c;
+    bench_cpu_prepare(&c, args);
+    uv_work_t *reqs = bench_xcalloc(c.n, sizeof(*reqs));
     bloop l;
     bloop_init(&l);
     pool_warm(&l);
     size_t base = l.done;
-    t0 = bench_now_ns();
-    for (size_t i = 0; i < n; i++)
-        UV_CHECK(uv_queue_work(&l.loop, &slots[i].req, work_cpu, after_count));
-    bloop_drain(&l, base + n);
+    int64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < c.n; i++) {
+        reqs[i].data = &c.slots[i];
+        UV_CHECK(uv_queue_work(&l.loop, &reqs[i], work_cpu, after_count));
+    }
+    bloop_drain(&l, base + c.n);
     double s = bench_since_s(t0);
     bloop_close(&l);
-    for (size_t i = 0; i < n; i++) {
-        if (slots[i].out != expect[i])
-            BENCH_FAIL("cpu task", "result differs from the sequential run");
-    }
-    free(expect);
-    free(slots);
-    double speedup = seq_s / s;
-    bench_report("cpu", (double)n, s, s * 1e9 / (double)n,
-                 " seq_s=%.6f speedup=%.3f efficiency=%.3f iters=%zu", seq_s, speedup, speedup / 2,
-                 iters);
+    free(reqs);
+    bench_cpu_finish(&c, s, 2);
     return 0;
 }
 
