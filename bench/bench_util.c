@@ -250,3 +250,46 @@ int bench_main(const char *lib, const bench_workload *table, size_t n, int argc,
     }
     bench_usage_error("unknown workload '%s' (try: list)", argv[1]);
 }
+
+typedef struct submitter {
+    pthread_t thread;
+    bench_submit_fn body;
+    void *ctx;
+    size_t share;
+    pthread_barrier_t *start;
+} submitter;
+
+static void *submitter_main(void *arg)
+{
+    submitter *sub = arg;
+    sub->body(sub->ctx, sub->share, sub->start);
+    return NULL;
+}
+
+void bench_submitters(char **args, bench_submit_fn body, void (*after)(void *ctx), void *ctx)
+{
+    size_t n = bench_arg_count(args[0], "N");
+    size_t t = bench_arg_count(args[1], "T");
+    if (t > n || t > 1024)
+        bench_usage_error("T must be at most N and at most 1024");
+    submitter *subs = bench_xcalloc(t, sizeof(*subs));
+    pthread_barrier_t start;
+    if (pthread_barrier_init(&start, NULL, (unsigned)t + 1) != 0)
+        BENCH_FAIL("pthread_barrier_init", NULL);
+    for (size_t i = 0; i < t; i++) {
+        subs[i] =
+            (submitter){.body = body, .ctx = ctx, .share = bench_share(n, t, i), .start = &start};
+        if (pthread_create(&subs[i].thread, NULL, submitter_main, &subs[i]) != 0)
+            BENCH_FAIL("pthread_create", NULL);
+    }
+    pthread_barrier_wait(&start);
+    int64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < t; i++)
+        pthread_join(subs[i].thread, NULL);
+    if (after)
+        after(ctx);
+    double s = bench_since_s(t0);
+    pthread_barrier_destroy(&start);
+    free(subs);
+    bench_report("submitters", (double)n, s, s * 1e9 / (double)n, " threads=%zu", t);
+}

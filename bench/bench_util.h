@@ -124,6 +124,13 @@ void bench_gate_open(bench_gate *g);
 /* Splits `total` items over `parts` workers: the share of worker `i`. */
 size_t bench_share(size_t total, size_t parts, size_t i);
 
+/* The submitters workload's harness. Reads N and T from args, runs `body` in T threads, each
+ * with its share of N, and then `after` (if not NULL) in the calling thread; prints the line
+ * with the time from the threads' common start to the end of `after`. Each body does its own
+ * untimed setup first, then calls pthread_barrier_wait(start), which starts them together. */
+typedef void (*bench_submit_fn)(void *ctx, size_t share, pthread_barrier_t *start);
+void bench_submitters(char **args, bench_submit_fn body, void (*after)(void *ctx), void *ctx);
+
 #define BENCH_FAIL(what, detail) bench_fail(__FILE__, __LINE__, (what), (detail))
 
 /* Evaluates a call that returns 0 on success; on anything else reports it and exits. */

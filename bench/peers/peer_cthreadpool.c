@@ -84,49 +84,24 @@ static int wl_cpu(char **args)
     return 0;
 }
 
-typedef struct submitter {
-    pthread_t thread;
-    threadpool pool;
-    pthread_barrier_t *start;
-    size_t n;
-} submitter;
-
-static void *submitter_main(void *arg)
+/* The submitters only add; the main thread waits once they are all done adding. */
+static void submit_adds(void *pool, size_t share, pthread_barrier_t *start)
 {
-    submitter *sub = arg;
-    pthread_barrier_wait(sub->start);
-    for (size_t i = 0; i < sub->n; i++)
-        add(sub->pool, job_empty, NULL);
-    return NULL;
+    pthread_barrier_wait(start);
+    for (size_t i = 0; i < share; i++)
+        add(pool, job_empty, NULL);
 }
 
-/* The submitters only add; the main thread waits once they are all done adding. */
+static void wait_all(void *pool)
+{
+    thpool_wait(pool);
+}
+
 static int wl_submitters(char **args)
 {
-    size_t n = bench_arg_count(args[0], "N");
-    size_t t = bench_arg_count(args[1], "T");
-    if (t > n || t > 1024)
-        bench_usage_error("T must be at most N and at most 1024");
     threadpool pool = pool_new_warm();
-    submitter *subs = bench_xcalloc(t, sizeof(*subs));
-    pthread_barrier_t start;
-    if (pthread_barrier_init(&start, NULL, (unsigned)t + 1) != 0)
-        BENCH_FAIL("pthread_barrier_init", NULL);
-    for (size_t i = 0; i < t; i++) {
-        subs[i] = (submitter){.pool = pool, .start = &start, .n = bench_share(n, t, i)};
-        if (pthread_create(&subs[i].thread, NULL, submitter_main, &subs[i]) != 0)
-            BENCH_FAIL("pthread_create", NULL);
-    }
-    pthread_barrier_wait(&start);
-    int64_t t0 = bench_now_ns();
-    for (size_t i = 0; i < t; i++)
-        pthread_join(subs[i].thread, NULL);
-    thpool_wait(pool);
-    double s = bench_since_s(t0);
-    pthread_barrier_destroy(&start);
-    free(subs);
+    bench_submitters(args, submit_adds, wait_all, pool);
     thpool_destroy(pool);
-    bench_report("submitters", (double)n, s, s * 1e9 / (double)n, " threads=%zu", t);
     return 0;
 }
 

@@ -137,52 +137,25 @@ static int wl_cpu(char **args)
     return 0;
 }
 
-/* Each submitter has its own loop (libuv loops are single-threaded); all share the one
- * process-wide pool. */
-typedef struct submitter {
-    pthread_t thread;
-    pthread_barrier_t *start;
-    size_t n;
-} submitter;
-
-static void *submitter_main(void *arg)
+/* Each submitter has its own loop (libuv loops are single-threaded), set up before the start;
+ * all share the one process-wide pool. */
+static void submit_burst(void *ctx, size_t share, pthread_barrier_t *start)
 {
-    submitter *sub = arg;
+    (void)ctx;
     bloop l;
     bloop_init(&l);
-    pthread_barrier_wait(sub->start);
-    burst(&l, sub->n);
+    pthread_barrier_wait(start);
+    burst(&l, share);
     bloop_close(&l);
-    return NULL;
 }
 
 static int wl_submitters(char **args)
 {
-    size_t n = bench_arg_count(args[0], "N");
-    size_t t = bench_arg_count(args[1], "T");
-    if (t > n || t > 1024)
-        bench_usage_error("T must be at most N and at most 1024");
     bloop main_loop;
     bloop_init(&main_loop);
     pool_warm(&main_loop);
-    submitter *subs = bench_xcalloc(t, sizeof(*subs));
-    pthread_barrier_t start;
-    if (pthread_barrier_init(&start, NULL, (unsigned)t + 1) != 0)
-        BENCH_FAIL("pthread_barrier_init", NULL);
-    for (size_t i = 0; i < t; i++) {
-        subs[i] = (submitter){.start = &start, .n = bench_share(n, t, i)};
-        if (pthread_create(&subs[i].thread, NULL, submitter_main, &subs[i]) != 0)
-            BENCH_FAIL("pthread_create", NULL);
-    }
-    pthread_barrier_wait(&start);
-    int64_t t0 = bench_now_ns();
-    for (size_t i = 0; i < t; i++)
-        pthread_join(subs[i].thread, NULL);
-    double s = bench_since_s(t0);
-    pthread_barrier_destroy(&start);
-    free(subs);
+    bench_submitters(args, submit_burst, NULL, NULL);
     bloop_close(&main_loop);
-    bench_report("submitters", (double)n, s, s * 1e9 / (double)n, " threads=%zu", t);
     return 0;
 }
 
