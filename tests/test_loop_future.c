@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cf_test.h"
+#include "cf_test_sync.h"
 
 static cf_loop *new_loop(void)
 {
@@ -169,35 +169,6 @@ static int fail_task(void *arg, void **result)
     return cf_task_fail(-42, "failed on purpose");
 }
 
-typedef struct gate {
-    cf_test_event started;
-    cf_test_event release;
-    bool ran;
-} gate;
-
-static void gate_init(gate *g)
-{
-    cf_test_event_init(&g->started);
-    cf_test_event_init(&g->release);
-    g->ran = false;
-}
-
-static void gate_destroy(gate *g)
-{
-    cf_test_event_destroy(&g->started);
-    cf_test_event_destroy(&g->release);
-}
-
-static int gated_task(void *arg, void **result)
-{
-    gate *g = arg;
-    g->ran = true;
-    cf_test_event_set(&g->started);
-    ck_assert(cf_test_event_wait(&g->release, CF_TEST_LONG));
-    *result = (void *)"gated";
-    return 0;
-}
-
 START_TEST(test_run_in_executor_result_on_loop_thread)
 {
     cf_loop *loop = new_loop();
@@ -347,13 +318,13 @@ START_TEST(test_cancel_loop_side_pending)
 {
     cf_loop *loop = new_loop();
     cf_executor *ex = new_pool(1);
-    gate busy, never;
-    gate_init(&busy);
-    gate_init(&never);
+    cf_test_gate busy, never;
+    cf_test_gate_init(&busy);
+    cf_test_gate_init(&never);
     cf_future *blocker, *src, *w;
-    ck_assert_int_eq(cf_executor_submit(&blocker, ex, gated_task, &busy), 0);
-    ck_assert(cf_test_event_wait(&busy.started, CF_TEST_LONG));
-    ck_assert_int_eq(cf_executor_submit(&src, ex, gated_task, &never), 0);
+    ck_assert_int_eq(cf_executor_submit(&blocker, ex, cf_test_gate_task, &busy), 0);
+    ck_assert(cf_test_latch_wait(&busy.started, 1, CF_TEST_LONG));
+    ck_assert_int_eq(cf_executor_submit(&src, ex, cf_test_gate_task, &never), 0);
     ck_assert_int_eq(cf_loop_wrap_future(&w, loop, src), 0);
     ck_assert(cf_future_cancel(w));
     ck_assert(cf_future_cancelled(w));
@@ -363,14 +334,14 @@ START_TEST(test_cancel_loop_side_pending)
     spin_once(loop);
     ck_assert(cf_future_cancelled(w));
     cf_executor_shutdown(ex, true, false);
-    ck_assert(!never.ran);
+    ck_assert_uint_eq(cf_test_latch_count(&never.started), 0);
     cf_future_unref(blocker);
     cf_future_unref(src);
     cf_future_unref(w);
     cf_loop_free(loop);
     cf_executor_free(ex);
-    gate_destroy(&busy);
-    gate_destroy(&never);
+    cf_test_gate_destroy(&busy);
+    cf_test_gate_destroy(&never);
 }
 END_TEST
 
@@ -380,13 +351,13 @@ START_TEST(test_cancel_loop_side_running)
 {
     cf_loop *loop = new_loop();
     cf_executor *ex = new_pool(1);
-    gate g;
-    gate_init(&g);
+    cf_test_gate g;
+    cf_test_gate_init(&g);
     cf_future *w;
-    ck_assert_int_eq(cf_loop_run_in_executor(&w, loop, ex, gated_task, &g), 0);
+    ck_assert_int_eq(cf_loop_run_in_executor(&w, loop, ex, cf_test_gate_task, &g), 0);
     seen s = {0};
     ck_assert_int_eq(cf_future_add_done_callback(w, record_cb, &s), 0);
-    ck_assert(cf_test_event_wait(&g.started, CF_TEST_LONG));
+    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
     ck_assert(cf_future_cancel(w));
     ck_assert(cf_future_cancelled(w));
     cf_test_event_set(&g.release);
@@ -399,7 +370,7 @@ START_TEST(test_cancel_loop_side_running)
     cf_future_unref(w);
     cf_loop_free(loop);
     cf_executor_free(ex);
-    gate_destroy(&g);
+    cf_test_gate_destroy(&g);
 }
 END_TEST
 
@@ -408,11 +379,11 @@ START_TEST(test_cancel_executor_side)
 {
     cf_loop *loop = new_loop();
     cf_executor *ex = new_pool(1);
-    gate busy;
-    gate_init(&busy);
+    cf_test_gate busy;
+    cf_test_gate_init(&busy);
     cf_future *blocker, *src, *w;
-    ck_assert_int_eq(cf_executor_submit(&blocker, ex, gated_task, &busy), 0);
-    ck_assert(cf_test_event_wait(&busy.started, CF_TEST_LONG));
+    ck_assert_int_eq(cf_executor_submit(&blocker, ex, cf_test_gate_task, &busy), 0);
+    ck_assert(cf_test_latch_wait(&busy.started, 1, CF_TEST_LONG));
     ck_assert_int_eq(cf_executor_submit(&src, ex, return_arg, NULL), 0);
     ck_assert_int_eq(cf_loop_wrap_future(&w, loop, src), 0);
     seen s = {0};
@@ -430,7 +401,7 @@ START_TEST(test_cancel_executor_side)
     cf_future_unref(w);
     cf_loop_free(loop);
     cf_executor_free(ex);
-    gate_destroy(&busy);
+    cf_test_gate_destroy(&busy);
 }
 END_TEST
 
@@ -439,14 +410,14 @@ START_TEST(test_close_with_inflight_executor_future)
 {
     cf_loop *loop = new_loop();
     cf_executor *ex = new_pool(1);
-    gate g;
-    gate_init(&g);
+    cf_test_gate g;
+    cf_test_gate_init(&g);
     cf_future *w, *w2;
-    ck_assert_int_eq(cf_loop_run_in_executor(&w, loop, ex, gated_task, &g), 0);
+    ck_assert_int_eq(cf_loop_run_in_executor(&w, loop, ex, cf_test_gate_task, &g), 0);
     ck_assert_int_eq(cf_loop_run_in_executor(&w2, loop, NULL, return_arg, NULL), 0);
     seen s = {0};
     ck_assert_int_eq(cf_future_add_done_callback(w, record_cb, &s), 0);
-    ck_assert(cf_test_event_wait(&g.started, CF_TEST_LONG));
+    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
     ck_assert_int_eq(cf_loop_close(loop), 0);
     cf_test_event_set(&g.release);
     cf_executor_shutdown(ex, true, false);
@@ -458,7 +429,7 @@ START_TEST(test_close_with_inflight_executor_future)
     ck_assert_int_eq(cf_loop_free(loop), 0);
     ck_assert_int_eq(s.calls, 0);
     cf_executor_free(ex);
-    gate_destroy(&g);
+    cf_test_gate_destroy(&g);
 }
 END_TEST
 
@@ -692,11 +663,11 @@ START_TEST(test_wait_for_executor_timeout)
 {
     cf_loop *loop = new_loop();
     cf_executor *ex = new_pool(1);
-    gate g;
-    gate_init(&g);
+    cf_test_gate g;
+    cf_test_gate_init(&g);
     cf_future *src, *w;
-    ck_assert_int_eq(cf_executor_submit(&src, ex, gated_task, &g), 0);
-    ck_assert(cf_test_event_wait(&g.started, CF_TEST_LONG));
+    ck_assert_int_eq(cf_executor_submit(&src, ex, cf_test_gate_task, &g), 0);
+    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
     ck_assert_int_eq(cf_loop_wait_for(&w, loop, src, 0.01), 0);
     ck_assert_int_eq(drive(loop, w), CF_ETASK);
     int code;
@@ -709,7 +680,7 @@ START_TEST(test_wait_for_executor_timeout)
     cf_future_unref(src);
     cf_loop_free(loop);
     cf_executor_free(ex);
-    gate_destroy(&g);
+    cf_test_gate_destroy(&g);
 }
 END_TEST
 

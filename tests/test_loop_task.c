@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cf_test.h"
+#include "cf_test_sync.h"
 
 static cf_loop *new_loop(void)
 {
@@ -26,32 +26,6 @@ static cf_future *spawn(cf_loop *loop, cf_fn fn, void *arg)
 static int run(cf_loop *loop, cf_future *f, void **value)
 {
     return cf_loop_run_until_complete(value, loop, f);
-}
-
-typedef struct gate {
-    cf_test_event started;
-    cf_test_event release;
-} gate;
-
-static void gate_init(gate *g)
-{
-    cf_test_event_init(&g->started);
-    cf_test_event_init(&g->release);
-}
-
-static void gate_destroy(gate *g)
-{
-    cf_test_event_destroy(&g->started);
-    cf_test_event_destroy(&g->release);
-}
-
-static int gated_work(void *arg, void **result)
-{
-    gate *g = arg;
-    cf_test_event_set(&g->started);
-    ck_assert(cf_test_event_wait(&g->release, CF_TEST_LONG));
-    *result = (void *)"work done";
-    return 0;
 }
 
 static int return_arg(void *arg, void **result)
@@ -386,7 +360,7 @@ END_TEST
 
 typedef struct cancel_ctx {
     cf_executor *ex;
-    gate *g;
+    cf_test_gate *g;
     cf_future *work;
     int await_rc;
     bool after_await;
@@ -396,7 +370,7 @@ static int await_gated_work(void *arg, void **result)
 {
     (void)result;
     cancel_ctx *c = arg;
-    ck_assert_int_eq(cf_executor_submit(&c->work, c->ex, gated_work, c->g), 0);
+    ck_assert_int_eq(cf_executor_submit(&c->work, c->ex, cf_test_gate_task, c->g), 0);
     c->await_rc = cf_await(NULL, c->work);
     c->after_await = true;
     return c->await_rc;
@@ -413,14 +387,14 @@ static void cancel_cb(cf_loop *loop, void *data)
 START_TEST(test_cancel_task_awaiting_running_work)
 {
     cf_loop *loop = new_loop();
-    gate g;
-    gate_init(&g);
+    cf_test_gate g;
+    cf_test_gate_init(&g);
     cancel_ctx c = {.g = &g};
     ck_assert_int_eq(cf_thread_pool_new(&c.ex, NULL), 0);
     cf_future *t = spawn(loop, await_gated_work, &c);
     ck_assert_int_eq(cf_loop_stop(loop), 0);
     ck_assert_int_eq(cf_loop_run_forever(loop), 0); /* the task starts and parks */
-    ck_assert(cf_test_event_wait(&g.started, CF_TEST_LONG));
+    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
     ck_assert(cf_future_cancel(t));
     ck_assert_int_eq(run(loop, t, NULL), CF_ECANCELLED);
     ck_assert(cf_future_cancelled(t));
@@ -433,7 +407,7 @@ START_TEST(test_cancel_task_awaiting_running_work)
     cf_future_unref(t);
     cf_loop_free(loop);
     cf_executor_free(c.ex);
-    gate_destroy(&g);
+    cf_test_gate_destroy(&g);
 }
 END_TEST
 
@@ -871,9 +845,9 @@ static int sleep_forever(void *arg, void **result)
 static int await_executor_forever(void *arg, void **result)
 {
     (void)result;
-    gate *g = arg;
+    cf_test_gate *g = arg;
     cf_future *f;
-    ck_assert_int_eq(cf_loop_run_in_executor(&f, cf_loop_current(), NULL, gated_work, g), 0);
+    ck_assert_int_eq(cf_loop_run_in_executor(&f, cf_loop_current(), NULL, cf_test_gate_task, g), 0);
     int rc = cf_await(NULL, f);
     cf_future_unref(f);
     return rc;
@@ -885,8 +859,8 @@ START_TEST(test_close_with_live_tasks)
 {
     cf_loop *loop = new_loop();
     closing_ctx a = {0}, b = {0};
-    gate g;
-    gate_init(&g);
+    cf_test_gate g;
+    cf_test_gate_init(&g);
     bool ran = false;
     cf_future *ta = spawn(loop, await_forever, &a);
     cf_future *tb = spawn(loop, sleep_forever, &b);
@@ -894,7 +868,7 @@ START_TEST(test_close_with_live_tasks)
     ck_assert_int_eq(cf_loop_stop(loop), 0);
     ck_assert_int_eq(cf_loop_run_forever(loop), 0);  /* all three park */
     cf_future *td = spawn(loop, must_not_run, &ran); /* never started */
-    ck_assert(cf_test_event_wait(&g.started, CF_TEST_LONG));
+    ck_assert(cf_test_latch_wait(&g.started, 1, CF_TEST_LONG));
     ck_assert_int_eq(cf_loop_close(loop), 0);
     ck_assert(a.finished && b.finished);
     ck_assert_int_eq(a.await_rc, CF_ECANCELLED);
@@ -912,7 +886,7 @@ START_TEST(test_close_with_live_tasks)
     cf_future_unref(td);
     ck_assert_int_eq(cf_loop_create_task(&ta, loop, must_not_run, &ran, NULL), CF_ECLOSED);
     ck_assert_int_eq(cf_loop_free(loop), 0);
-    gate_destroy(&g);
+    cf_test_gate_destroy(&g);
 }
 END_TEST
 
