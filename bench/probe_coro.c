@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "coro.h"
+#include "loop/coro.h"
 
 static double now(void)
 {

@@ -1,5 +1,5 @@
-/* libFuzzer target for the process pool's frame decoder (lib/proc_frame.c), the code that reads
- * bytes written by worker processes. The input is treated as a stream received on a worker's
+/* libFuzzer target for the process pool's frame decoder (lib/process_pool/frame.c), the code that
+ * reads bytes written by worker processes. The input is treated as a stream received on a worker's
  * socket and decoded frame by frame, as the parent does; it lives in a heap block of exactly its
  * size, so AddressSanitizer reports any read outside it. For every frame accepted, the decoder's
  * promises are checked: the bytes consumed are within the input, a multiple of 16 and what
@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "proc_frame.h"
+#include "core/internal.h"
+#include "process_pool/frame.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

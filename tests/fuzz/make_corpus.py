@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of fuzz_frame (tests/fuzz/corpus_frame/): valid frames of every type,
-streams of several frames, truncations and near misses. Layout: lib/proc_frame.c (48-byte
+streams of several frames, truncations and near misses. Layout: lib/process_pool/frame.c (48-byte
 little-endian header, payload padded to 16). Run from anywhere; overwrites the directory."""
 import os
 import struct

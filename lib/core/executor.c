@@ -1,0 +1,96 @@
+/* The executor interface: argument checks, task futures, and dispatch through the vtable. */
+#include <math.h>
+
+#include "core/internal.h"
+
+void cf__executor_init(cf_executor *ex, const cf__executor_vtable *vt)
+{
+    cf__fork_init();
+    ex->vt = vt;
+    ex->fork_gen = cf__fork_gen();
+}
+
+int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len)
+{
+    cf_future *f = cf__future_alloc(2);
+    if (!f)
+        return CF_ENOMEM;
+    f->fn = fn;
+    if (bytes) {
+        cf__bytes *copy = cf__bytes_new(arg, len);
+        if (!copy) {
+            cf__task_future_discard(f);
+            return CF_ENOMEM;
+        }
+        f->arg = copy;
+        atomic_store_explicit(&f->state, CF__F_TASK_BYTES, memory_order_relaxed);
+    } else {
+        f->arg = (void *)arg;
+    }
+    *out = f;
+    return 0;
+}
+
+void cf__task_future_discard(cf_future *f)
+{
+    atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+    cf_future_unref(f);
+}
+
+int cf__executor_check(const cf_executor *ex, bool bytes)
+{
+    if (cf__executor_forked(ex))
+        return CF_EFORKED;
+    if (!bytes && !ex->vt->pointer_tasks)
+        return CF_ENOTSUP;
+    return 0;
+}
+
+static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const void *arg,
+                  size_t len)
+{
+    if (!out)
+        return CF_EINVAL;
+    *out = NULL;
+    if (!ex || !fn || (bytes && !arg && len))
+        return CF_EINVAL;
+    int rc = cf__executor_check(ex, bytes);
+    if (rc)
+        return rc;
+    cf_future *f;
+    rc = cf__task_future_new(&f, fn, bytes, arg, len);
+    if (rc)
+        return rc;
+    rc = ex->vt->submit(ex, &f, 1);
+    if (rc) {
+        cf__task_future_discard(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int cf_executor_submit(cf_future **out, cf_executor *ex, cf_fn fn, void *arg)
+{
+    return submit(out, ex, (void *)fn, false, arg, 0);
+}
+
+int cf_executor_submit_bytes(cf_future **out, cf_executor *ex, cf_bytes_fn fn, const void *arg,
+                             size_t len)
+{
+    return submit(out, ex, (void *)fn, true, arg, len);
+}
+
+int cf_executor_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
+{
+    if (!ex)
+        return CF_EINVAL;
+    if (cf__executor_forked(ex))
+        return CF_EFORKED;
+    return ex->vt->shutdown(ex, wait, cancel_futures);
+}
+
+int cf_executor_free(cf_executor *ex)
+{
+    return ex ? ex->vt->destroy(ex) : 0;
+}

@@ -1,0 +1,328 @@
+/* cfutures internals shared by the library's source files. Not installed. */
+#ifndef CFUTURES_INTERNAL_H
+#define CFUTURES_INTERNAL_H
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfutures.h"
+
+#define CF__LIKELY(x)   __builtin_expect(!!(x), 1)
+#define CF__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CF__CACHELINE   64
+#define CF__FOREVER_NS  INT64_MAX
+
+/* ---- memory (alloc.c); every allocation goes through here so faults can be injected ---- */
+
+void *cf__malloc(size_t size);
+void *cf__calloc(size_t n, size_t size);
+void cf__free(void *p);
+/* Zeroed memory aligned to `align` (a power of two, multiple of sizeof(void *)), for structs
+ * with cache-line-aligned members. Freed with cf__free. */
+void *cf__calloc_aligned(size_t align, size_t size);
+/* The same without zeroing, so large blocks stay lazily committed. Freed with cf__free. */
+void *cf__malloc_aligned(size_t align, size_t size);
+char *cf__strdup(const char *s);
+
+/* Fault injection (compiled in with -Dfault_injection=true). cf__fault(kind) returns true when
+ * the current operation of that kind must fail. Tests arm it with cf__fault_arm(). */
+typedef enum cf__fault_kind {
+    CF__FAULT_ALLOC = 1u << 0,
+    CF__FAULT_THREAD = 1u << 1,
+    CF__FAULT_FD = 1u << 2, /* pipe, eventfd, epoll, timerfd, pidfd, socketpair */
+    CF__FAULT_MMAP = 1u << 3,
+    CF__FAULT_FORK = 1u << 4,
+} cf__fault_kind;
+
+#ifdef CF_FAULT_INJECTION
+bool cf__fault(cf__fault_kind kind);
+/* From now on, the `nth` (1-based) operation of any kind in `kinds` fails, once. 0 disarms. */
+void cf__fault_arm(unsigned kinds, unsigned long nth);
+/* Operations of the armed kinds counted since the last arm; whether the fault fired. */
+unsigned long cf__fault_count(void);
+bool cf__fault_fired(void);
+#else
+static inline bool cf__fault(cf__fault_kind kind)
+{
+    (void)kind;
+    return false;
+}
+#endif
+
+/* ---- time and blocking (sync.c) ---- */
+
+int64_t cf__now_ns(void); /* CLOCK_MONOTONIC */
+/* Converts a public timeout in seconds to an absolute deadline in ns (CF__FOREVER_NS for no
+ * limit). Returns 0 or CF_EINVAL for NaN. */
+int cf__deadline(double timeout, int64_t *deadline_ns);
+/* Sleeps while *addr == expected, until woken or the deadline. Returns 0 (woken, spurious, or
+ * value changed) or CF_ETIMEDOUT. Retries EINTR internally, keeping the deadline. */
+int cf__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns);
+void cf__futex_wake(_Atomic uint32_t *addr, int n);
+/* Absolute CLOCK_MONOTONIC timespec for pthread_cond_timedwait on a cond using that clock. */
+struct timespec cf__timespec(int64_t ns);
+int cf__cond_init_monotonic(pthread_cond_t *cond);
+/* Waits on `cond` until signalled or the deadline; returns 0 or CF_ETIMEDOUT. */
+int cf__cond_wait(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ns);
+
+/* A 4-byte mutex (futex based), so that small objects such as futures stay small. */
+typedef struct cf__lock {
+    _Atomic uint32_t word; /* 0 free, 1 locked, 2 locked with sleepers */
+} cf__lock;
+
+void cf__lock_slow(cf__lock *l);
+void cf__unlock_slow(cf__lock *l);
+
+static inline void cf__lock_acquire(cf__lock *l)
+{
+    uint32_t expected = 0;
+    if (!atomic_compare_exchange_strong_explicit(&l->word, &expected, 1, memory_order_acquire,
+                                                 memory_order_relaxed))
+        cf__lock_slow(l);
+}
+
+static inline void cf__lock_release(cf__lock *l)
+{
+    if (atomic_exchange_explicit(&l->word, 0, memory_order_release) == 2)
+        cf__unlock_slow(l);
+}
+
+/* A condition variable over cf__lock: a futex sequence word. `waiters` is guarded by the lock,
+ * so a broadcast with nobody waiting costs no system call. */
+typedef struct cf__cond {
+    _Atomic uint32_t seq;
+    uint32_t waiters;
+} cf__cond;
+
+/* With `l` held: releases it, sleeps until a broadcast or the deadline, re-acquires it.
+ * Returns 0 (woken or spurious: re-check the condition) or CF_ETIMEDOUT. */
+int cf__cond_wait_lock(cf__cond *c, cf__lock *l, int64_t deadline_ns);
+/* With the lock held: wakes every waiter. */
+void cf__cond_broadcast(cf__cond *c);
+
+/* Every thread-local of the library: the initial-exec model avoids a __tls_get_addr call per
+ * access in the shared library (a few per task on the submit and completion paths). It takes
+ * static TLS space (under 100 bytes in all), which glibc keeps in reserve for libraries that are
+ * dlopen()ed as well. */
+#define CF__TLS_FAST __attribute__((tls_model("initial-exec")))
+
+static inline void cf__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* One step of a spin-wait: `pause` for the first few microseconds, then yield the CPU, so that a
+ * spinner on an oversubscribed machine lets the thread it waits for run. */
+static inline void cf__spin_step(unsigned iteration)
+{
+    if (iteration < 256)
+        cf__cpu_relax();
+    else
+        sched_yield();
+}
+
+/* Number of CPUs this process may run on (affinity aware), at least 1. */
+unsigned cf__cpu_count(void);
+
+/* ---- fork (core/atfork.c) ---- */
+
+/* Incremented in the child of every fork(); objects record the value they were created with. */
+extern _Atomic uint32_t cf__fork_generation;
+void cf__fork_init(void); /* idempotent; registers the pthread_atfork handlers */
+
+static inline uint32_t cf__fork_gen(void)
+{
+    return atomic_load_explicit(&cf__fork_generation, memory_order_relaxed);
+}
+
+/* ---- futures (future.c) ---- */
+
+/* The outcome of running a task function, before it is stored anywhere. */
+typedef struct cf__outcome {
+    int rc;        /* 0 success, else the failure code */
+    void *value;   /* pointer result, or malloc'd bytes for a bytes task */
+    size_t len;    /* bytes result length */
+    cf_dtor dtor;  /* pointer result destructor */
+    char *message; /* malloc'd failure message or NULL */
+} cf__outcome;
+
+/* A hook is the single mechanism behind done-callbacks, cf_wait() and as_completed: a node
+ * linked into a pending future and fired exactly once, by the thread that makes it done, after
+ * the state change and outside the future's lock. A hook's fire function must not touch the
+ * hook (or anything it points to) after its last action that publishes "fired", because the
+ * owner of the hook may then free it: see wait.c. */
+typedef struct cf__hook cf__hook;
+typedef void (*cf__hook_fn)(cf__hook *hook, cf_future *future);
+struct cf__hook {
+    cf__hook *next;
+    cf__hook_fn fire;
+};
+
+/* Per-kind behaviour of special futures (loop futures and tasks); NULL for plain futures. */
+typedef struct cf__future_ops {
+    /* Deliver a user done-callback instead of calling it inline (a loop schedules it). */
+    void (*schedule_callback)(cf_future *f, cf_done_cb cb, void *data);
+    /* Replace cf_future_cancel() (a task requests cancellation of its coroutine). */
+    bool (*cancel)(cf_future *f);
+    /* Release the memory of a future whose last reference went away. */
+    void (*release)(cf_future *f);
+} cf__future_ops;
+
+enum {
+    CF__S_PENDING = 0,
+    CF__S_RUNNING = 1,
+    CF__S_FINISHED = 2,
+    CF__S_CANCELLED = 3,
+    CF__S_MASK = 3,
+    CF__F_FAILED = 1u << 2,       /* FINISHED with an error */
+    CF__F_WAITERS = 1u << 3,      /* some thread sleeps on the state word */
+    CF__F_RESULT_BYTES = 1u << 4, /* value is a malloc'd buffer of `len` bytes */
+    CF__F_TASK_BYTES = 1u << 5,   /* fn is a cf_bytes_fn and arg a cf__bytes block we own */
+};
+
+struct cf_future {
+    /* First, so that a queue can keep its producer end and its sentinel's link on one line. */
+    _Atomic(cf_future *) next; /* executor queue and cache link (see cf__next/cf__set_next) */
+    _Atomic uint32_t state;    /* CF__S_* | CF__F_* */
+    _Atomic uint32_t refs;
+    cf__lock lock;   /* guards `hooks` and the move to a done state */
+    int32_t err;     /* error code when CF__F_FAILED */
+    cf__hook *hooks; /* newest first; fired oldest first */
+    void *value;
+    size_t len; /* length of a bytes result */
+    cf_dtor dtor;
+    char *message;
+    /* The task record, for executors. */
+    void *fn;
+    void *arg;
+    const cf__future_ops *ops;
+};
+
+/* The link of a future in a queue or cache. Relaxed: where several threads race on a link
+ * (the thread pool's lock-free queue) the callers order it with their own atomics. */
+static inline cf_future *cf__next(const cf_future *f)
+{
+    return atomic_load_explicit(&((cf_future *)f)->next, memory_order_relaxed);
+}
+static inline void cf__set_next(cf_future *f, cf_future *next)
+{
+    atomic_store_explicit(&f->next, next, memory_order_relaxed);
+}
+
+/* A heap block of bytes with its length in front: the private copy of a bytes task's argument. */
+typedef struct cf__bytes {
+    size_t len;
+    _Alignas(16) unsigned char data[];
+} cf__bytes;
+
+cf__bytes *cf__bytes_new(const void *data, size_t len);
+
+/* Loops that touch each of many futures once (wait, as_completed, map) miss the cache on every
+ * one when there are more than the cache holds, and the hardware cannot guess pointers read from
+ * an array: fetch the future a few entries ahead. */
+#define CF__PREFETCH_AHEAD 8
+static inline void cf__prefetch_ahead(cf_future *const *fs, size_t i, size_t n)
+{
+    if (i + CF__PREFETCH_AHEAD < n)
+        __builtin_prefetch(fs[i + CF__PREFETCH_AHEAD], 1);
+}
+
+/* Allocates a pending future with `refs` references, from the calling thread's cache. */
+cf_future *cf__future_alloc(uint32_t refs);
+/* Initialises a future embedded in a larger object released through ops->release. */
+void cf__future_init(cf_future *f, uint32_t refs, const cf__future_ops *ops);
+
+static inline bool cf__state_done(uint32_t s)
+{
+    return (s & CF__S_MASK) >= CF__S_FINISHED;
+}
+static inline uint32_t cf__future_load(const cf_future *f)
+{
+    return atomic_load_explicit(&((cf_future *)f)->state, memory_order_acquire);
+}
+
+/* Links `hook` into a pending future and returns 0, or returns 1 without linking it if the
+ * future is already done (the caller handles that case itself). */
+int cf__future_add_hook(cf_future *f, cf__hook *hook);
+/* Unlinks a hook; true if it was still linked (it will never fire), false if it has fired or
+ * is firing. */
+bool cf__future_remove_hook(cf_future *f, cf__hook *hook);
+
+/* Completes a future with an outcome whose memory it adopts (rc != 0: failed with that code;
+ * `bytes`: value/len is a malloc'd bytes result). Returns 0, or CF_EINVALSTATE if the future was
+ * already done (then nothing was adopted). */
+int cf__future_finish(cf_future *f, const cf__outcome *o, bool bytes);
+/* As cf__future_finish, and calls released(ctx) exactly once: before the future becomes done if
+ * it has no hooks (so a thread woken by the result already sees its effect), otherwise after
+ * the hooks have run (they run on the calling thread, which is not free until they return).
+ * Also called, once, when the future was already done. */
+int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void (*released)(void *),
+                           void *ctx);
+/* Waits until the future is done or the deadline passes: 0 or CF_ETIMEDOUT. */
+int cf__future_wait(cf_future *f, int64_t deadline_ns);
+/* Cancels ignoring ops->cancel (the plain state transition). */
+bool cf__future_cancel_plain(cf_future *f);
+
+/* ---- tasks (task.c) ---- */
+
+/* Runs fn(arg) (or, with `bytes`, the bytes function on arg/len) with the thread's task context
+ * set, so cf_task_fail() and cf_task_set_result_dtor() work. */
+void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, size_t len);
+/* Runs the task recorded in `f` and completes `f` (set_running_or_notify_cancel first). */
+void cf__task_run(cf_future *f);
+/* Invokes the task recorded in `f` (which the caller has set running). The argument copy of a
+ * bytes task is released as soon as the function returns. */
+void cf__task_invoke_future(cf__outcome *out, cf_future *f);
+/* Moves an outcome into a future (or frees it if the future was completed meanwhile). */
+void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes);
+/* The same through cf__future_finish_then. */
+void cf__task_complete_then(cf_future *f, cf__outcome *o, bool bytes, void (*released)(void *),
+                            void *ctx);
+/* Frees what an outcome owns. */
+void cf__outcome_discard(cf__outcome *o, bool bytes);
+/* Installs `ctx` as the calling thread's current task context and returns the previous one.
+ * For schedulers that interleave several running task functions on one thread (the event
+ * loop's coroutines): each keeps its own context across its suspensions. */
+void *cf__task_context_swap(void *ctx);
+
+/* ---- executors (executor.c) ---- */
+
+typedef struct cf__executor_vtable {
+    const char *name;
+    bool pointer_tasks; /* accepts cf_fn tasks (the process pool does not) */
+    /* Queues `n` futures, each built with two references (caller and executor), all or
+     * nothing: on success the executor owns one reference of each; on error none was queued. */
+    int (*submit)(cf_executor *ex, cf_future **fs, size_t n);
+    int (*shutdown)(cf_executor *ex, bool wait, bool cancel_futures);
+    int (*destroy)(cf_executor *ex); /* shut down with wait and free */
+    /* The chunk size map uses when the caller passes 0, and the largest it accepts. */
+    size_t (*default_chunksize)(cf_executor *ex, size_t n);
+    size_t (*max_chunksize)(cf_executor *ex);
+} cf__executor_vtable;
+
+struct cf_executor {
+    const cf__executor_vtable *vt;
+    uint32_t fork_gen;
+};
+
+void cf__executor_init(cf_executor *ex, const cf__executor_vtable *vt);
+static inline bool cf__executor_forked(const cf_executor *ex)
+{
+    return ex->fork_gen != cf__fork_gen();
+}
+/* CF_EFORKED for an inherited executor, CF_ENOTSUP for a pointer task it cannot run, else 0. */
+int cf__executor_check(const cf_executor *ex, bool bytes);
+/* Builds a task future (two references) for fn/arg; with `bytes`, copies arg/len. */
+int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len);
+/* Releases a task future that was never queued. */
+void cf__task_future_discard(cf_future *f);
+
+#endif

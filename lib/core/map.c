@@ -1,0 +1,161 @@
+/* cf_executor_map: submit every call in chunks, then yield the results in input order. */
+#include <math.h>
+
+#include "core/internal.h"
+
+struct cf_map {
+    cf_future **fs;
+    size_t n;
+    size_t next;        /* index of the next future to yield */
+    int64_t deadline;   /* fixed at the map() call, as Python does */
+    cf_future *current; /* last yielded, released at the next call */
+    bool finished;
+};
+
+static void release_range(cf_future **fs, size_t from, size_t to, bool cancel)
+{
+    for (size_t i = from; i < to; i++) {
+        if (cancel)
+            cf_future_cancel(fs[i]);
+        cf_future_unref(fs[i]);
+    }
+}
+
+static void discard_range(cf_future **fs, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        cf__task_future_discard(fs[i]);
+}
+
+static int build_futures(cf_map *it, void *fn, bool bytes, const void *args)
+{
+    for (size_t i = 0; i < it->n; i++) {
+        const void *arg;
+        size_t len = 0;
+        if (bytes) {
+            const cf_bytes *b = (const cf_bytes *)args + i;
+            if (!b->data && b->len) {
+                discard_range(it->fs, 0, i);
+                return CF_EINVAL;
+            }
+            arg = b->data;
+            len = b->len;
+        } else {
+            arg = ((void *const *)args)[i];
+        }
+        int rc = cf__task_future_new(&it->fs[i], fn, bytes, arg, len);
+        if (rc) {
+            discard_range(it->fs, 0, i);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static size_t pick_chunksize(cf_executor *ex, size_t n, size_t chunksize)
+{
+    if (chunksize == 0)
+        chunksize = ex->vt->default_chunksize(ex, n);
+    size_t max = ex->vt->max_chunksize(ex);
+    if (chunksize > max)
+        chunksize = max;
+    return chunksize ? chunksize : 1;
+}
+
+/* Queues all futures chunk by chunk. If a chunk is refused, the chunks already queued are
+ * cancelled (those that have not started) and every future is released. */
+static int submit_chunks(cf_map *it, cf_executor *ex, size_t chunksize)
+{
+    for (size_t i = 0; i < it->n; i += chunksize) {
+        size_t count = it->n - i < chunksize ? it->n - i : chunksize;
+        int rc = ex->vt->submit(ex, it->fs + i, count);
+        if (rc) {
+            release_range(it->fs, 0, i, true);
+            discard_range(it->fs, i, it->n);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int map_common(cf_map **out, cf_executor *ex, void *fn, bool bytes, const void *args,
+                      size_t n, double timeout, size_t chunksize)
+{
+    if (!out)
+        return CF_EINVAL;
+    *out = NULL;
+    if (!ex || !fn || !args || n == 0 || isnan(timeout))
+        return CF_EINVAL;
+    int rc = cf__executor_check(ex, bytes);
+    if (rc)
+        return rc;
+    cf_map *it = cf__calloc(1, sizeof(*it));
+    cf_future **fs = n <= SIZE_MAX / sizeof(*fs) ? cf__malloc(n * sizeof(*fs)) : NULL;
+    if (!it || !fs) {
+        cf__free(it);
+        cf__free(fs);
+        return CF_ENOMEM;
+    }
+    *it = (cf_map){.fs = fs, .n = n};
+    cf__deadline(timeout, &it->deadline);
+    rc = build_futures(it, fn, bytes, args);
+    if (rc == 0)
+        rc = submit_chunks(it, ex, pick_chunksize(ex, n, chunksize));
+    if (rc) {
+        cf__free(fs);
+        cf__free(it);
+        return rc;
+    }
+    *out = it;
+    return 0;
+}
+
+int cf_executor_map(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args, size_t n,
+                    double timeout, size_t chunksize)
+{
+    return map_common(out, ex, (void *)fn, false, args, n, timeout, chunksize);
+}
+
+int cf_executor_map_bytes(cf_map **out, cf_executor *ex, cf_bytes_fn fn, const cf_bytes *args,
+                          size_t n, double timeout, size_t chunksize)
+{
+    return map_common(out, ex, (void *)fn, true, args, n, timeout, chunksize);
+}
+
+int cf_map_next(void **value, cf_map *it)
+{
+    if (value)
+        *value = NULL;
+    if (!it)
+        return CF_EINVAL;
+    cf_future_unref(it->current);
+    it->current = NULL;
+    if (it->finished || it->next == it->n)
+        return CF_EOF;
+    cf_future *f = it->fs[it->next];
+    if (cf__future_wait(f, it->deadline) == CF_ETIMEDOUT) {
+        /* Python cancels the call it was waiting for and every later one, then stops. */
+        release_range(it->fs, it->next, it->n, true);
+        it->next = it->n;
+        it->finished = true;
+        return CF_ETIMEDOUT;
+    }
+    it->next++;
+    it->current = f;
+    return cf_future_result(value, f, 0);
+}
+
+cf_future *cf_map_current(cf_map *it)
+{
+    return it ? it->current : NULL;
+}
+
+void cf_map_free(cf_map *it)
+{
+    if (!it)
+        return;
+    cf_future_unref(it->current);
+    release_range(it->fs, it->next, it->n, true);
+    cf__free(it->fs);
+    cf__free(it);
+}

@@ -1,0 +1,136 @@
+/* Clocks, deadlines, futexes and the small lock used inside futures. */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <math.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+
+int64_t cf__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int cf__deadline(double timeout, int64_t *deadline_ns)
+{
+    if (isnan(timeout))
+        return CF_EINVAL;
+    /* Beyond ~292 years the nanosecond clock would overflow: treat it as no limit. */
+    if (timeout < 0 || timeout > 9.0e9) {
+        *deadline_ns = CF__FOREVER_NS;
+        return 0;
+    }
+    *deadline_ns = cf__now_ns() + (int64_t)(timeout * 1e9);
+    return 0;
+}
+
+struct timespec cf__timespec(int64_t ns)
+{
+    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+    return ts;
+}
+
+int cf__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns)
+{
+    for (;;) {
+        if (atomic_load_explicit(addr, memory_order_acquire) != expected)
+            return 0;
+        struct timespec ts, *tsp = NULL;
+        if (deadline_ns != CF__FOREVER_NS) {
+            if (cf__now_ns() >= deadline_ns)
+                return CF_ETIMEDOUT;
+            ts = cf__timespec(deadline_ns);
+            tsp = &ts;
+        }
+        /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, so a retry after EINTR
+         * keeps the original deadline. */
+        long rc = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tsp,
+                          NULL, FUTEX_BITSET_MATCH_ANY);
+        if (rc == 0 || errno == EAGAIN)
+            return 0;
+        if (errno == ETIMEDOUT)
+            return CF_ETIMEDOUT;
+        /* EINTR: go round again with the same deadline. */
+    }
+}
+
+void cf__futex_wake(_Atomic uint32_t *addr, int n)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
+}
+
+int cf__cond_init_monotonic(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc ? CF_ENOMEM : 0;
+}
+
+int cf__cond_wait(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ns)
+{
+    if (deadline_ns == CF__FOREVER_NS) {
+        pthread_cond_wait(cond, mu);
+        return 0;
+    }
+    struct timespec ts = cf__timespec(deadline_ns);
+    return pthread_cond_timedwait(cond, mu, &ts) == ETIMEDOUT ? CF_ETIMEDOUT : 0;
+}
+
+/* Drepper's three-state futex mutex ("Futexes are tricky", mutex #3). */
+void cf__lock_slow(cf__lock *l)
+{
+    for (int spin = 0; spin < 64; spin++) {
+        uint32_t expected = 0;
+        if (atomic_compare_exchange_weak_explicit(&l->word, &expected, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return;
+        cf__cpu_relax();
+    }
+    while (atomic_exchange_explicit(&l->word, 2, memory_order_acquire) != 0)
+        cf__futex_wait(&l->word, 2, CF__FOREVER_NS);
+}
+
+void cf__unlock_slow(cf__lock *l)
+{
+    cf__futex_wake(&l->word, 1);
+}
+
+int cf__cond_wait_lock(cf__cond *c, cf__lock *l, int64_t deadline_ns)
+{
+    uint32_t seen = atomic_load_explicit(&c->seq, memory_order_relaxed);
+    c->waiters++;
+    cf__lock_release(l);
+    int rc = cf__futex_wait(&c->seq, seen, deadline_ns);
+    cf__lock_acquire(l);
+    c->waiters--;
+    return rc;
+}
+
+void cf__cond_broadcast(cf__cond *c)
+{
+    if (c->waiters) {
+        atomic_fetch_add_explicit(&c->seq, 1, memory_order_release);
+        cf__futex_wake(&c->seq, INT_MAX);
+    }
+}
+
+unsigned cf__cpu_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0)
+            return (unsigned)n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}

@@ -1,0 +1,120 @@
+/* Running a task function with its per-thread context, and storing its outcome. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "core/internal.h"
+
+enum { MESSAGE_MAX = 4096 };
+
+/* What a running task may set besides its return value. Lives on the invoking stack frame;
+ * nested invocations (a task that runs another synchronously) save and restore it. */
+typedef struct task_context {
+    cf_dtor dtor;
+    char *message;
+} task_context;
+
+static _Thread_local task_context *current CF__TLS_FAST;
+
+void *cf__task_context_swap(void *ctx)
+{
+    task_context *old = current;
+    current = ctx;
+    return old;
+}
+
+int cf_task_fail(int code, const char *fmt, ...)
+{
+    if (code == 0)
+        code = CF_ETASK;
+    if (!current || !fmt)
+        return code;
+    char *msg = cf__malloc(MESSAGE_MAX);
+    if (!msg)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, MESSAGE_MAX, fmt, ap);
+    va_end(ap);
+    cf__free(current->message);
+    current->message = msg;
+    return code;
+}
+
+void cf_task_set_result_dtor(cf_dtor dtor)
+{
+    if (current)
+        current->dtor = dtor;
+}
+
+void cf__outcome_discard(cf__outcome *o, bool bytes)
+{
+    if (bytes)
+        cf__free(o->value);
+    else if (o->dtor && o->value)
+        o->dtor(o->value);
+    cf__free(o->message);
+    *o = (cf__outcome){0};
+}
+
+void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, size_t len)
+{
+    task_context ctx = {0};
+    task_context *saved = current;
+    current = &ctx;
+    void *value = NULL;
+    size_t value_len = 0;
+    int rc;
+    if (bytes)
+        rc = ((cf_bytes_fn)fn)(arg, len, &value, &value_len);
+    else
+        rc = ((cf_fn)fn)((void *)arg, &value);
+    current = saved;
+    if (bytes && !value)
+        value_len = 0; /* a NULL buffer has no bytes, whatever length the task claimed */
+    *out = (cf__outcome){.rc = rc, .value = value, .len = value_len, .dtor = ctx.dtor};
+    if (rc) {
+        /* A failed task's result is discarded (freed, or passed to its destructor). */
+        out->message = NULL;
+        cf__outcome_discard(out, bytes);
+        out->rc = rc;
+        out->message = ctx.message;
+    } else {
+        cf__free(ctx.message);
+    }
+}
+
+void cf__task_invoke_future(cf__outcome *out, cf_future *f)
+{
+    bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
+    if (!bytes) {
+        cf__task_invoke(out, f->fn, false, f->arg, 0);
+        return;
+    }
+    cf__bytes *arg = f->arg;
+    cf__task_invoke(out, f->fn, true, arg->data, arg->len);
+    /* Only this thread touches the argument while the task runs; free it early. */
+    f->arg = NULL;
+    cf__free(arg);
+}
+
+void cf__task_complete_then(cf_future *f, cf__outcome *o, bool bytes, void (*released)(void *),
+                            void *ctx)
+{
+    if (cf__future_finish_then(f, o, bytes, released, ctx) != 0)
+        cf__outcome_discard(o, bytes);
+}
+
+void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes)
+{
+    cf__task_complete_then(f, o, bytes, NULL, NULL);
+}
+
+void cf__task_run(cf_future *f)
+{
+    if (cf_future_set_running_or_notify_cancel(f) != 1)
+        return;
+    bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
+    cf__outcome o;
+    cf__task_invoke_future(&o, f);
+    cf__task_complete(f, &o, bytes);
+}

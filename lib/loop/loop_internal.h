@@ -1,0 +1,214 @@
+/* Event-loop internals shared by loop.c, loop/future.c, loop/combinators.c and loop/task.c.
+ * Not installed.
+ *
+ * Threads. One thread drives a loop (the "loop thread": the thread running cf_loop_run_forever
+ * or cf_loop_dispatch, or the creating thread before that). Everything marked "loop thread"
+ * below is touched by that thread only and needs no synchronisation. Other threads reach the
+ * loop only through the inbox (a lock-free MPSC stack of handles) and the eventfd.
+ *
+ * Handles. Every unit of work the loop runs is a cf_loop_handle: user callbacks, timers,
+ * done-callbacks of loop futures, task steps, completions of executor futures. A handle's kind
+ * says how to run it and how to discard it unrun (close). Handles are either pooled (storage
+ * owned by the loop, reference counted, recycled through a per-loop free list) or embedded in
+ * an owner object (a task, a wrapped future...), whose kind functions manage the owner. */
+#ifndef CFUTURES_LOOP_INTERNAL_H
+#define CFUTURES_LOOP_INTERNAL_H
+
+#include "cfutures/loop.h"
+#include "cfutures/loop_task.h"
+#include "core/internal.h"
+#include "loop/slab.h"
+#include "loop/timer_heap.h"
+
+typedef struct cf__handle_kind {
+    /* Runs the handle on the loop thread. For an embedded handle, the owner may be freed by
+     * this call: the loop does not touch the handle afterwards. */
+    void (*run)(cf_loop *loop, cf_loop_handle *h);
+    /* Discards a handle that will never run (loop closed); NULL: nothing to do. Kinds that
+     * travel through the inbox may be dropped on the posting thread. */
+    void (*drop)(cf_loop_handle *h);
+} cf__handle_kind;
+
+enum {
+    CF__H_CANCELLED = 1u << 0,
+    CF__H_IN_HEAP = 1u << 1,  /* a timer still in the heap (maybe cancelled) */
+    CF__H_EMBEDDED = 1u << 2, /* storage belongs to an owner object */
+    CF__H_DONE = 1u << 3,     /* ran or was dropped */
+    CF__H_LOOP_REF = 1u << 4, /* handed to the user: holds a reference on the loop */
+    CF__H_QUEUED = 1u << 5,   /* in the ready queue */
+    CF__H_HEAP = 1u << 6,     /* from cf__malloc (made off the loop thread, or for the user) */
+};
+
+struct cf_loop_handle {
+    cf_loop_handle *next; /* ready queue, inbox or free list */
+    const cf__handle_kind *kind;
+    void *fn; /* the callback the kind calls */
+    void *data;
+    void *aux; /* a second argument some kinds need (a future) */
+    cf_loop *loop;
+    int64_t when;  /* timers: deadline, CLOCK_MONOTONIC ns */
+    uint32_t refs; /* pooled handles: queue + user + owner references (loop thread) */
+    uint32_t flags;
+};
+
+/* White-box counters, for tests (never for speed measurements). */
+typedef struct cf__loop_stats {
+    uint64_t wake_writes; /* eventfd writes by producers (and by dispatch re-arming itself) */
+    uint64_t sleeps;      /* windows in which the loop allowed producers to wake it */
+    uint64_t drains;      /* inbox drains that found work */
+    uint64_t iterations;
+} cf__loop_stats;
+
+struct cf_loop {
+    /* ---- shared with other threads ---- */
+    _Alignas(CF__CACHELINE) _Atomic(cf_loop_handle *) inbox; /* newest first; or CLOSED */
+    /* 1 while the loop is awake or a wake-up is already on its way: producers then skip the
+     * eventfd write. The loop clears it only just before it may sleep. */
+    _Atomic uint32_t wake_pending;
+    _Atomic uint32_t refs;        /* the user's, one per loop future, transient posters */
+    _Atomic size_t outstanding;   /* executor completions the loop is waiting for */
+    _Atomic uintptr_t owner;      /* pthread_self() of the loop thread */
+    _Atomic uint64_t wake_writes; /* stats */
+    _Atomic uint32_t closed_flag; /* mirror of `closed` for other threads */
+    _Atomic uint32_t busy;        /* 0 idle, else running or dispatching (claims the loop) */
+
+    /* ---- loop thread ---- */
+    _Alignas(CF__CACHELINE) cf_loop_handle *ready_head;
+    cf_loop_handle *ready_tail;
+    cf__timer_heap timers;
+    size_t timers_cancelled; /* cancelled handles still in the heap */
+    uint64_t timer_seq;
+    cf__slab_cache handles; /* storage of pooled handles */
+    cf_future *current_task;
+    void *tasks; /* unfinished tasks (loop/task.c) */
+    /* Tasks that have run and not finished, and the thread they run on: coroutines never
+     * migrate, so while there are any, no other thread may run the loop. */
+    size_t tasks_live;
+    uintptr_t tasks_thread;
+    cf_executor *default_executor;
+    int epfd, efd, tfd; /* tfd: only once embedded */
+    int64_t tfd_armed;  /* deadline the timerfd is armed for, CF__FOREVER_NS if none */
+    int64_t spin_max_ns;
+    int64_t spin_ns; /* current adaptive spin budget */
+    uint64_t sleeps, drains, iterations;
+    unsigned default_workers;
+    uint32_t fork_gen;
+    bool running;     /* inside run_forever */
+    bool dispatching; /* inside dispatch */
+    bool stopping;
+    bool closed;
+    bool closing;   /* tasks are being wound down by close */
+    bool embedded;  /* cf_loop_fd was called */
+    bool efd_stale; /* a producer announced a wake-up whose write had not landed yet */
+};
+
+/* ---- threads and references (loop.c) ---- */
+
+static inline bool cf__loop_on_thread(cf_loop *loop)
+{
+    return atomic_load_explicit(&loop->owner, memory_order_relaxed) == (uintptr_t)pthread_self();
+}
+
+static inline void cf__loop_ref(cf_loop *loop)
+{
+    atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
+}
+void cf__loop_unref(cf_loop *loop);
+
+/* ---- handles (loop.c) ---- */
+
+/* A pooled handle (slab storage) with one reference (the queue's), or NULL. Loop thread. */
+cf_loop_handle *cf__loop_handle_alloc(cf_loop *loop, const cf__handle_kind *kind, void *fn,
+                                      void *data);
+/* Drops one reference of a pooled handle; the last one frees it. Loop thread (any thread for
+ * CF__H_HEAP handles once the loop is closed). */
+void cf__loop_handle_release(cf_loop *loop, cf_loop_handle *h);
+/* Initialises a handle embedded in an owner object. */
+void cf__loop_handle_embed(cf_loop_handle *h, cf_loop *loop, const cf__handle_kind *kind,
+                           void *data);
+/* Appends to the ready queue (loop thread; the loop must not be closed). */
+void cf__loop_ready_push(cf_loop *loop, cf_loop_handle *h);
+/* Schedules a handle from any thread: the ready queue on the loop thread, else the inbox and
+ * a wake-up. On a closed loop the handle is dropped (kind->drop) instead. */
+void cf__loop_post(cf_loop *loop, cf_loop_handle *h);
+/* Arms a pooled handle as a timer due at `when` (ns). Returns 0 or CF_ENOMEM (the handle is
+ * then untouched). Loop thread. */
+int cf__loop_timer_start(cf_loop *loop, cf_loop_handle *h, int64_t when);
+/* Marks a handle cancelled (a no-op once it ran). Loop thread. */
+void cf__loop_handle_cancel(cf_loop_handle *h);
+
+/* Checks shared by the public entry points that need the loop thread of an open loop. */
+int cf__loop_check(cf_loop *loop);
+
+/* Moves what other threads posted to the ready queue (loop thread, open loop). */
+void cf__loop_collect_inbox(cf_loop *loop);
+
+void cf__loop_get_stats(cf_loop *loop, cf__loop_stats *out);
+
+/* ---- loop futures (loop/future.c) ---- */
+
+/* The header of every loop-bound future (plain ones, wrapped executor futures, combinators,
+ * tasks). Its ops->schedule_callback is cf__loop_schedule_callback. */
+typedef struct cf__loop_future {
+    cf_future base;
+    cf_loop *loop; /* holds a reference on the loop */
+} cf__loop_future;
+
+void cf__loop_schedule_callback(cf_future *f, cf_done_cb cb, void *data);
+/* Initialises a loop future embedded in a larger object with `refs` references. */
+void cf__loop_future_init(cf__loop_future *lf, cf_loop *loop, uint32_t refs,
+                          const cf__future_ops *ops);
+/* Releases the loop reference of a loop future whose memory the caller frees. */
+void cf__loop_future_fini(cf__loop_future *lf);
+
+static inline cf_loop *cf__future_loop(const cf_future *f)
+{
+    return f->ops && f->ops->schedule_callback == cf__loop_schedule_callback
+               ? ((const cf__loop_future *)f)->loop
+               : NULL;
+}
+
+/* Completes `dest` (pending) with the final state of `src` (done): cancelled, failed (code and
+ * a copy of the message) or finished with src's value. The value (and bytes) stay owned by
+ * src, so `dest` must keep a reference on src for as long as it lives. Returns whether dest
+ * changed (false if it was done already). Any thread. */
+bool cf__loop_future_copy(cf_future *dest, cf_future *src);
+/* Fails a future with `code` and a static message. */
+void cf__loop_future_fail(cf_future *dest, int code, const char *message);
+
+/* A hook on a future whose firing posts an embedded handle to a loop: the way loop code learns
+ * that a future (of any kind, completed on any thread) is done, without allocating. */
+typedef struct cf__loop_waiter {
+    cf__hook hook;
+    cf_loop_handle handle;
+} cf__loop_waiter;
+
+void cf__loop_waiter_init(cf__loop_waiter *w, cf_loop *loop, const cf__handle_kind *kind,
+                          void *data);
+/* Starts watching `f`; if it is already done the handle is posted at once (so the reaction
+ * still happens on a later iteration, never inline). */
+void cf__loop_waiter_watch(cf__loop_waiter *w, cf_future *f);
+/* Stops watching; true if the handle will never be posted, false if it has been or is being
+ * posted. */
+bool cf__loop_waiter_unwatch(cf__loop_waiter *w, cf_future *f);
+
+/* Wraps `f` in a loop future of `loop` unless it already is one of that loop (then it only
+ * takes a reference). */
+int cf__loop_ensure_future(cf_future **out, cf_loop *loop, cf_future *f);
+
+/* ---- combinators (loop/combinators.c) ---- */
+
+/* Whether a cf_loop_wait_for() future ended because its timeout passed. */
+bool cf__loop_wait_for_timed_out(cf_future *f);
+
+/* ---- tasks (loop/task.c) ---- */
+
+/* Called by close: winds down every unfinished task (each pending await returns
+ * CF_ECANCELLED) and frees their coroutines. */
+void cf__loop_close_tasks(cf_loop *loop);
+/* Called by close after every handle was discarded: runs every unfinished task to its end, or,
+ * on a thread other than the one its coroutine runs on, frees the coroutine without resuming
+ * it (coroutines must not migrate). */
+void cf__loop_tasks_closed(cf_loop *loop);
+
+#endif

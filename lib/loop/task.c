@@ -1,0 +1,423 @@
+/* Loop tasks: a cf_fn running on a stackful coroutine, stepped by the loop (asyncio's Task).
+ *
+ * A task is parked on at most one thing at a time: a future (a loop waiter hooked on it), a
+ * timer (cf_sleep), or the ready queue (a fresh task, cf_sleep(0), a wake-up on its way). One
+ * embedded handle, the waiter's, carries every wake-up, so waking a task never allocates; the
+ * only allocation while a task runs is the pooled timer handle of a positive sleep.
+ *
+ * Each task switches only between the loop's own stack and its coroutine (never task to task),
+ * and the thread's task context (cf_task_fail) is swapped with it. */
+#include <math.h>
+#include <sched.h>
+
+#include "loop/coro.h"
+#include "loop/loop_internal.h"
+
+typedef enum park {
+    PARK_NONE = 0, /* running, or finished */
+    PARK_READY,    /* its step handle is queued */
+    PARK_FUTURE,   /* its waiter is hooked on `waiting_on` */
+    PARK_TIMER,    /* sleeping on `timer` */
+} park;
+
+typedef struct loop_task loop_task;
+
+struct loop_task {
+    cf__loop_future lf;
+    cf__coro *coro; /* NULL once finished */
+    cf_fn fn;
+    void *arg;
+    cf__loop_waiter waiter; /* its handle is the task's step */
+    cf_future *waiting_on;
+    cf_loop_handle *timer;
+    void *context;          /* the task's cf_task_fail context while it is suspended */
+    loop_task *prev, *next; /* the loop's unfinished tasks */
+    cf__outcome outcome;
+    uint32_t cancels; /* cancellation requests received */
+    uint8_t park;
+    bool started;
+    bool live;        /* its coroutine has run: counted in loop->tasks_live */
+    bool must_cancel; /* deliver CF_ECANCELLED at the next suspension point */
+};
+
+static _Thread_local loop_task *current CF__TLS_FAST;
+
+/* ---- the loop's list of unfinished tasks ---- */
+
+static void list_add(cf_loop *loop, loop_task *t)
+{
+    loop_task *head = loop->tasks;
+    t->prev = NULL;
+    t->next = head;
+    if (head)
+        head->prev = t;
+    loop->tasks = t;
+}
+
+static void list_remove(cf_loop *loop, loop_task *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        loop->tasks = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+}
+
+/* ---- stepping ---- */
+
+static void task_main(void *arg)
+{
+    loop_task *t = arg;
+    cf__task_invoke(&t->outcome, (void *)t->fn, false, t->arg, 0);
+}
+
+static void task_finish(loop_task *t)
+{
+    cf_loop *loop = t->lf.loop;
+    cf__coro_free(t->coro);
+    t->coro = NULL;
+    list_remove(loop, t);
+    if (t->live)
+        loop->tasks_live--;
+    cf_future *f = &t->lf.base;
+    /* asyncio: a task ends cancelled when its coroutine exits with CancelledError, or when a
+     * cancellation was still pending as it returned. */
+    if (t->outcome.rc == CF_ECANCELLED || t->must_cancel) {
+        cf__outcome_discard(&t->outcome, false);
+        cf__future_cancel_plain(f);
+    } else {
+        cf__task_complete(f, &t->outcome, false);
+    }
+    cf_future_unref(f); /* the loop's reference */
+}
+
+static void task_step(loop_task *t)
+{
+    t->park = PARK_NONE;
+    cf_loop *loop = t->lf.loop;
+    if (!t->started) {
+        t->started = true;
+        if (t->must_cancel) { /* cancelled before it ever ran */
+            t->outcome.rc = CF_ECANCELLED;
+            task_finish(t);
+            return;
+        }
+        t->live = true;
+        if (loop->tasks_live++ == 0)
+            loop->tasks_thread = (uintptr_t)pthread_self();
+    }
+    loop_task *saved = current;
+    current = t;
+    loop->current_task = &t->lf.base;
+    void *saved_context = cf__task_context_swap(t->context);
+    bool finished = cf__coro_resume(t->coro);
+    t->context = cf__task_context_swap(saved_context);
+    loop->current_task = saved ? &saved->lf.base : NULL;
+    current = saved;
+    if (finished)
+        task_finish(t);
+}
+
+static void step_run(cf_loop *loop, cf_loop_handle *h)
+{
+    (void)loop;
+    task_step(h->data);
+}
+
+/* Dropped only by close, which winds the task down itself. */
+static const cf__handle_kind step_kind = {.run = step_run};
+
+static void timer_run(cf_loop *loop, cf_loop_handle *h)
+{
+    loop_task *t = h->data;
+    t->timer = NULL;
+    cf__loop_handle_release(loop, h); /* the task's reference */
+    task_step(t);
+}
+
+static const cf__handle_kind timer_kind = {.run = timer_run};
+
+static void make_ready(loop_task *t)
+{
+    t->park = PARK_READY;
+    cf__loop_ready_push(t->lf.loop, &t->waiter.handle);
+}
+
+/* Suspends the running task until its step runs; returns CF_ECANCELLED if a cancellation was
+ * delivered meanwhile, else 0. */
+static int suspend(loop_task *t)
+{
+    cf__coro_yield();
+    if (t->must_cancel) {
+        t->must_cancel = false;
+        return CF_ECANCELLED;
+    }
+    return 0;
+}
+
+/* ---- cancellation ---- */
+
+static bool task_cancel_here(loop_task *t)
+{
+    if (cf_future_done(&t->lf.base))
+        return false;
+    t->cancels++;
+    switch (t->park) {
+    case PARK_FUTURE:
+        /* Cancelling the awaited future wakes the task with CF_ECANCELLED from it. */
+        if (cf_future_cancel(t->waiting_on))
+            return true;
+        break;
+    case PARK_TIMER:
+        cf__loop_handle_cancel(t->timer);
+        cf__loop_handle_release(t->lf.loop, t->timer);
+        t->timer = NULL;
+        make_ready(t);
+        break;
+    default:
+        break;
+    }
+    t->must_cancel = true;
+    return true;
+}
+
+static void cancel_request_run(cf_loop *loop, cf_loop_handle *h)
+{
+    (void)loop;
+    task_cancel_here(h->data);
+    cf_future_unref(h->data);
+}
+
+static void cancel_request_drop(cf_loop_handle *h)
+{
+    cf_future_unref(h->data);
+}
+
+static const cf__handle_kind cancel_request_kind = {.run = cancel_request_run,
+                                                    .drop = cancel_request_drop};
+
+static bool task_cancel(cf_future *f)
+{
+    loop_task *t = (loop_task *)f;
+    cf_loop *loop = t->lf.loop;
+    if (cf__loop_on_thread(loop))
+        return !loop->closed && task_cancel_here(t);
+    /* The task's state belongs to the loop thread: send the request there. */
+    if (cf_future_done(f) || cf_loop_is_closed(loop))
+        return false;
+    cf_loop_handle *h = cf__malloc(sizeof(*h));
+    if (!h)
+        return false;
+    *h = (cf_loop_handle){.kind = &cancel_request_kind,
+                          .data = cf_future_ref(f),
+                          .loop = loop,
+                          .refs = 1,
+                          .flags = CF__H_HEAP};
+    cf__loop_post(loop, h);
+    return true;
+}
+
+static void task_release(cf_future *f)
+{
+    loop_task *t = (loop_task *)f;
+    cf_loop *loop = t->lf.loop;
+    cf__coro_free(t->coro);
+    cf__free(t);
+    cf__loop_unref(loop);
+}
+
+static const cf__future_ops task_ops = {
+    .schedule_callback = cf__loop_schedule_callback,
+    .cancel = task_cancel,
+    .release = task_release,
+};
+
+/* ---- public ---- */
+
+int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
+                        const cf_loop_task_options *options)
+{
+    if (!out)
+        return CF_EINVAL;
+    *out = NULL;
+    if (!fn)
+        return CF_EINVAL;
+    int rc = cf__loop_check(loop);
+    if (rc)
+        return rc;
+    loop_task *t = cf__calloc(1, sizeof(*t));
+    if (!t)
+        return CF_ENOMEM;
+    rc = cf__coro_new(&t->coro, task_main, t, options ? options->stack_size : 0);
+    if (rc) {
+        cf__free(t);
+        return rc;
+    }
+    /* The caller's reference and the loop's (until the task finishes). */
+    cf__loop_future_init(&t->lf, loop, 2, &task_ops);
+    t->fn = fn;
+    t->arg = arg;
+    cf__loop_waiter_init(&t->waiter, loop, &step_kind, t);
+    list_add(loop, t);
+    make_ready(t);
+    *out = &t->lf.base;
+    return 0;
+}
+
+cf_future *cf_current_task(void)
+{
+    return current ? &current->lf.base : NULL;
+}
+
+/* Awaits a loop future of the task's own loop. */
+static int await_here(void **value, loop_task *t, cf_future *f)
+{
+    if (cf_future_done(f))
+        return cf_future_result(value, f, 0);
+    if (t->lf.loop->closing)
+        return CF_ECANCELLED;
+    /* asyncio: a task that yields while a cancellation is pending cancels what it awaits. */
+    if (t->must_cancel && cf_future_cancel(f))
+        t->must_cancel = false;
+    t->park = PARK_FUTURE;
+    t->waiting_on = f;
+    cf__loop_waiter_watch(&t->waiter, f);
+    int rc = suspend(t);
+    t->waiting_on = NULL;
+    return rc ? rc : cf_future_result(value, f, 0);
+}
+
+int cf_await(void **value, cf_future *future)
+{
+    if (value)
+        *value = NULL;
+    loop_task *t = current;
+    if (!t)
+        return CF_EINVALSTATE;
+    if (!future || future == &t->lf.base)
+        return CF_EINVAL;
+    cf_loop *loop = t->lf.loop;
+    if (cf__future_loop(future) == loop || cf_future_done(future))
+        return await_here(value, t, future);
+    cf_future *wrapped;
+    int rc = cf_loop_wrap_future(&wrapped, loop, future);
+    if (rc)
+        return rc;
+    rc = await_here(value, t, wrapped); /* the value is borrowed from `future` */
+    cf_future_unref(wrapped);
+    return rc;
+}
+
+int cf_sleep(double delay)
+{
+    loop_task *t = current;
+    if (!t)
+        return CF_EINVALSTATE;
+    if (isnan(delay))
+        return CF_EINVAL;
+    cf_loop *loop = t->lf.loop;
+    if (loop->closing)
+        return CF_ECANCELLED;
+    if (t->must_cancel) {
+        t->must_cancel = false;
+        return CF_ECANCELLED;
+    }
+    if (delay <= 0) {
+        make_ready(t);
+        return suspend(t);
+    }
+    cf_loop_handle *h = cf__loop_handle_alloc(loop, &timer_kind, NULL, t);
+    if (!h)
+        return CF_ENOMEM;
+    int64_t now = cf__now_ns();
+    int64_t when = delay >= 9.0e9 ? CF__FOREVER_NS : now + (int64_t)(delay * 1e9);
+    if (cf__loop_timer_start(loop, h, when) != 0) {
+        cf__loop_handle_release(loop, h);
+        return CF_ENOMEM;
+    }
+    h->refs++; /* the task's, so that it can cancel the timer */
+    t->timer = h;
+    t->park = PARK_TIMER;
+    return suspend(t);
+}
+
+int cf_gather(void **values, cf_future *const *fs, size_t n)
+{
+    loop_task *t = current;
+    if (!t)
+        return CF_EINVALSTATE;
+    cf_future *g;
+    int rc = cf_loop_gather(&g, t->lf.loop, fs, n);
+    if (rc)
+        return rc;
+    void **results;
+    rc = cf_await((void **)&results, g);
+    if (rc == 0 && values)
+        for (size_t i = 0; i < n; i++)
+            values[i] = results[i];
+    cf_future_unref(g);
+    return rc;
+}
+
+int cf_wait_for(void **value, cf_future *future, double timeout)
+{
+    if (value)
+        *value = NULL;
+    loop_task *t = current;
+    if (!t)
+        return CF_EINVALSTATE;
+    cf_future *w;
+    int rc = cf_loop_wait_for(&w, t->lf.loop, future, timeout);
+    if (rc)
+        return rc;
+    rc = cf_await(value, w);
+    if (rc == CF_ETASK && cf__loop_wait_for_timed_out(w))
+        rc = CF_ETIMEDOUT;
+    cf_future_unref(w);
+    return rc;
+}
+
+/* ---- close ---- */
+
+void cf__loop_close_tasks(cf_loop *loop)
+{
+    for (loop_task *t = loop->tasks; t; t = t->next) {
+        if (t->park == PARK_FUTURE && !cf__loop_waiter_unwatch(&t->waiter, t->waiting_on)) {
+            /* Its wake-up is being posted by the thread that completed the future: let it
+             * land before the inbox closes, so that thread is done with the task. */
+            while (!(t->waiter.handle.flags & CF__H_QUEUED)) {
+                cf__loop_collect_inbox(loop);
+                if (!(t->waiter.handle.flags & CF__H_QUEUED))
+                    sched_yield();
+            }
+        } else if (t->park == PARK_TIMER) {
+            cf__loop_handle_cancel(t->timer);
+            cf__loop_handle_release(loop, t->timer);
+            t->timer = NULL;
+        }
+        t->park = PARK_NONE;
+    }
+}
+
+void cf__loop_tasks_closed(cf_loop *loop)
+{
+    bool foreign = loop->tasks_live && loop->tasks_thread != (uintptr_t)pthread_self();
+    /* Every await and sleep now returns CF_ECANCELLED at once, so each task runs to its end in
+     * one resume. */
+    while (loop->tasks) {
+        loop_task *t = loop->tasks;
+        cf_future_ref(&t->lf.base);
+        t->must_cancel = true;
+        if (foreign && t->live) {
+            /* Resuming it here would migrate it: drop it where it stands (what it owns on its
+             * stack is lost). */
+            t->outcome.rc = CF_ECANCELLED;
+            task_finish(t);
+        }
+        while (t->coro)
+            task_step(t);
+        cf_future_unref(&t->lf.base);
+    }
+}

@@ -1,0 +1,144 @@
+/* Internals shared by the process pool's files: buffered socket channels that carry frames and
+ * file descriptors, memfd payloads, function translation, the fork server and the worker. Not
+ * installed. */
+#ifndef CFUTURES_PROC_H
+#define CFUTURES_PROC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "process_pool/frame.h"
+
+/* ---- channels (process_pool/channel.c) ---- */
+
+/* Bytes waiting to be sent, with the descriptors to attach at given byte positions. A descriptor
+ * is sent with the send that starts at its position, so it reaches the peer no later than the
+ * first byte of the frame it belongs to. Pending descriptors are owned (closed when sent or
+ * freed). */
+typedef struct cf__outbuf {
+    unsigned char *buf;
+    size_t head, tail, cap;
+    struct cf__outfd {
+        size_t pos;
+        int fd;
+    } * fds;
+    size_t nfds, fds_cap;
+} cf__outbuf;
+
+/* Reserves room for `n` more bytes and returns where to write them (NULL: out of memory). */
+unsigned char *cf__outbuf_reserve(cf__outbuf *b, size_t n);
+/* Appends a frame (and its memfd, owned from now on, when CF__FRAME_FD is set). Returns 0 or
+ * CF_ENOMEM (then `fd` is closed). */
+int cf__outbuf_frame(cf__outbuf *b, const cf__frame *f, const void *payload, int fd);
+/* Sends what it can. With `block`, until everything is sent. Returns 1 when empty, 0 when data
+ * is left (the socket is full), or a negative error (the peer is gone). */
+int cf__outbuf_flush(cf__outbuf *b, int sock, bool block);
+/* Sends `len` bytes with `fd` attached (-1: none) in one sendmsg, retrying EINTR. Returns the
+ * bytes sent (possibly fewer) or a negative code (CF_EAGAIN when it would block). */
+ssize_t cf__send_with_fd(int sock, const void *data, size_t len, int fd, bool block);
+static inline bool cf__outbuf_empty(const cf__outbuf *b)
+{
+    return b->head == b->tail;
+}
+void cf__outbuf_free(cf__outbuf *b);
+
+enum { CF__INBUF_FDS = 64 };
+
+/* Bytes received and not yet decoded, and the descriptors received with them (in order). */
+typedef struct cf__inbuf {
+    unsigned char *buf; /* 16-byte aligned, CF__INBUF_CAP bytes */
+    size_t head, tail;
+    int fds[CF__INBUF_FDS];
+    unsigned fd_head, fd_count;
+} cf__inbuf;
+
+#define CF__INBUF_CAP (2 * CF__FRAME_MAX)
+
+int cf__inbuf_init(cf__inbuf *b);
+void cf__inbuf_free(cf__inbuf *b);
+/* Receives once. Returns the number of bytes received (> 0); 0 at end of stream; CF_EAGAIN if
+ * nothing is available (non-blocking sockets); CF_EINVAL if the peer sent more descriptors than
+ * fit; another negative error for a broken socket. */
+int cf__inbuf_fill(cf__inbuf *b, int sock);
+/* Decodes the next complete frame: 1 (consumed from the buffer; an inline payload stays valid
+ * until the next fill), 0 (incomplete), CF_EINVAL (malformed). */
+int cf__inbuf_next(cf__inbuf *b, cf__frame *f, const unsigned char **payload);
+/* Takes the oldest received descriptor, or returns -1. */
+int cf__inbuf_pop_fd(cf__inbuf *b);
+
+/* ---- memfd payloads (process_pool/channel.c) ---- */
+
+/* Creates a sealed memfd holding a copy of `len` bytes at `data`. */
+int cf__memfd_from(int *out, const void *data, size_t len);
+/* Reads `len` bytes of a received payload memfd into `dst` after the same checks as
+ * cf__memfd_map(). Returns 0 or CF_EINVAL / another error. */
+int cf__memfd_read(int fd, void *dst, size_t len);
+/* Asks for huge pages on a large buffer about to be filled (a hint; errors are ignored). */
+void cf__advise_large(void *p, size_t len);
+/* Maps a received payload memfd of `len` bytes after checking that it is sealed against
+ * shrinking and large enough, so the peer cannot make reading it fault. With `private_copy` the
+ * mapping is copy-on-write (the reader may modify it). Returns 0 or CF_EINVAL / CF_ENOMEM. */
+int cf__memfd_map(void **out, int fd, size_t len, bool private_copy);
+void cf__memfd_unmap(void *addr, size_t len);
+
+/* Converts errno to a CF_E* code. */
+int cf__errno_code(int err);
+/* Makes `fd` non-blocking. */
+int cf__set_nonblock(int fd);
+
+/* ---- function translation (symbol.c) ---- */
+
+/* Finds the loaded module whose executable segment contains `fn`: copies its path into `name`
+ * ("" for the main program; `cap` bytes at most) and stores `fn`'s offset from the module's load
+ * address. Returns 0 or CF_EINVAL (not inside any loaded module's code). */
+int cf__symbol_locate(char *name, size_t cap, uintptr_t *offset, const void *fn);
+
+/* A module as seen in the worker. */
+typedef struct cf__module {
+    uintptr_t base;
+    uintptr_t lo, hi; /* offsets spanned by the executable segments */
+    bool found;
+} cf__module;
+
+/* Looks up the module called `name` in this process, loading it with dlopen() if needed.
+ * Returns 0 or CF_EINVAL (with a reason in `why`). */
+int cf__symbol_open(cf__module *m, const char *name, char *why, size_t why_cap);
+/* The function at `offset` in `m`, or NULL if the offset is not in its code. */
+void *cf__symbol_at(const cf__module *m, uint64_t offset);
+
+/* ---- fork server (fork_server.c) ---- */
+
+typedef enum cf__ctl_type {
+    CF__CTL_HELLO = 1,   /* server -> parent: pid */
+    CF__CTL_SPAWN = 2,   /* parent -> server: token, one descriptor (the worker's socket) */
+    CF__CTL_SPAWNED = 3, /* server -> parent: token, pid */
+    CF__CTL_FAILED = 4,  /* server -> parent: token, value = errno */
+    CF__CTL_KILL = 5,    /* parent -> server: token, value = signal */
+    CF__CTL_EXITED = 6,  /* server -> parent: token, pid, value = wait status */
+    CF__CTL_EXIT = 7,    /* parent -> server: kill what is left and exit */
+} cf__ctl_type;
+
+typedef struct cf__ctl {
+    uint32_t type;
+    uint32_t token;
+    int32_t pid;
+    int32_t value;
+} cf__ctl;
+
+/* Starts a fork server: a fresh image of this program, talking over the returned SEQPACKET
+ * socket (its end-of-stream means the server exited). Waits for its hello. Returns 0, or CF_ESYSTEM
+ * / CF_EAGAIN / CF_EMFILE / CF_ENOMEM. */
+int cf__forkserver_start(pid_t *pid, int *sock);
+/* Sends one control message (and a descriptor, or -1), without blocking. */
+int cf__ctl_send(int sock, const cf__ctl *m, int fd);
+/* Receives one control message. Returns 1, 0 (end of stream), CF_EAGAIN or an error. */
+int cf__ctl_recv(int sock, cf__ctl *m, int *fd);
+
+/* ---- worker (process_pool/worker.c) ---- */
+
+/* The worker's main loop on its socket. Never returns. */
+_Noreturn void cf__worker_main(int sock);
+
+#endif

@@ -1,0 +1,1313 @@
+/* The process-pool executor (see process_pool.h and docs/process_pool.md).
+ *
+ * Parent side. Submitted tasks become jobs in a FIFO queue under `mu`. Each worker process has
+ * one socket; up to WINDOW jobs are dispatched to a worker ahead of its progress (the future turns
+ * RUNNING then) and their frames are written straight from the submitting thread, so a lone task
+ * costs no thread hop on the way out. A manager thread owns an epoll set with every worker's
+ * socket, the fork server's control socket, and an eventfd for wake-ups: it decodes
+ * results, completes futures (outside the lock, in batches), refills windows, replaces retired
+ * workers, notices deaths (end-of-stream on a socket, exit reports from the fork server) and
+ * drives shutdown. Nothing relies on SIGCHLD.
+ *
+ * Invariants (mu held):
+ *   - a job is in exactly one place: the queue, a worker's in-flight list, or `finished` (its
+ *     outcome set, to be delivered by whoever unlocks next);
+ *   - a worker's in-flight jobs are answered in order (the worker is sequential), so a result
+ *     matches the head of the list;
+ *   - once `broken` is set, the queue and every in-flight list are empty and stay empty. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "process_pool/proc.h"
+
+enum {
+    WINDOW = 8,         /* jobs dispatched to one worker ahead of its results */
+    FN_CACHE = 16,      /* translated functions remembered per pool */
+    MAX_MODULES = 1024, /* distinct modules per pool (the worker's table) */
+    MAX_WORKERS = 4096,
+    STATUS_WAIT_MS = 5000, /* how long a death waits for its exit status before reporting */
+};
+
+enum { TAG_WAKE = 1, TAG_CTL = 2, TAG_WORKER = 4 };
+
+typedef struct job {
+    struct job *next;
+    cf_future *f;
+    uint64_t id;
+    uint32_t module;
+    uint64_t offset;
+    int fd;     /* memfd holding a large argument, or -1 */
+    size_t len; /* argument length */
+    cf__outcome out;
+} job;
+
+typedef struct worker {
+    struct worker *next;
+    uint32_t token;
+    int fd; /* -1 once end-of-stream was seen */
+    pid_t pid;
+    bool ready;
+    bool told_exit;  /* an EXIT frame was queued */
+    bool exited;     /* the fork server reported its exit (or cannot anymore) */
+    bool awaiting;   /* died unexpectedly: waiting for its status to report it */
+    bool out_armed;  /* EPOLLOUT is registered */
+    int status;      /* wait status, valid when exited and spawn_errno == 0 */
+    int spawn_errno; /* the server could not fork it */
+    int64_t deadline;
+    job *head, *tail; /* in flight, oldest first */
+    unsigned inflight;
+    uint64_t sent, done;
+    uint32_t modules_known;
+    cf__outbuf out;
+    cf__inbuf in;
+} worker;
+
+typedef struct process_pool process_pool;
+struct process_pool {
+    cf_executor base;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;                   /* the manager finished */
+    process_pool *prev_pool, *next_pool; /* all pools, for the fork handlers */
+    job *head, *tail;
+    size_t queued;
+    job *finished; /* outcomes to deliver, in any order */
+    worker *workers;
+    uint32_t next_token;
+    uint64_t next_id;
+    int epfd, wakefd, ctl;
+    pid_t server_pid;
+    pthread_t manager;
+    bool manager_done, shutdown, broken, server_gone, server_exit_sent;
+    int forcing; /* 0, or 1 (terminate: SIGTERM) / 2 (kill: SIGKILL) */
+    bool free_on_exit;
+    bool forked_fds_closed; /* a fork() child closed our descriptors: touch none */
+    /* options */
+    unsigned max_workers;
+    uint64_t max_tasks;
+    bool has_init;
+    uint32_t init_module;
+    uint64_t init_offset;
+    cf__bytes *init_arg;
+    /* function translation */
+    char **modules;
+    uint32_t nmodules, modules_cap;
+    struct {
+        const void *fn;
+        uint32_t module;
+        uint64_t offset;
+    } cache[FN_CACHE];
+};
+
+static _Thread_local process_pool *current_manager CF__TLS_FAST;
+
+/* ---- all pools, and fork() ---- */
+
+static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
+static process_pool *pools;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void before_fork(void)
+{
+    pthread_mutex_lock(&pools_mu);
+    for (process_pool *p = pools; p; p = p->next_pool)
+        pthread_mutex_lock(&p->mu);
+}
+
+static void after_fork_parent(void)
+{
+    for (process_pool *p = pools; p; p = p->next_pool)
+        pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&pools_mu);
+}
+
+static void outbuf_forget_fds(cf__outbuf *b)
+{
+    for (size_t i = 0; i < b->nfds; i++)
+        close(b->fds[i].fd);
+    b->nfds = 0;
+}
+
+/* In the child: close every descriptor of every inherited pool, so that the child can neither
+ * talk to the parent's server and workers nor keep them alive (they watch for end-of-stream). */
+static void after_fork_child(void)
+{
+    for (process_pool *p = pools; p; p = p->next_pool) {
+        close_fd(&p->epfd);
+        close_fd(&p->wakefd);
+        close_fd(&p->ctl);
+        for (worker *w = p->workers; w; w = w->next) {
+            close_fd(&w->fd);
+            outbuf_forget_fds(&w->out);
+            int fd;
+            while ((fd = cf__inbuf_pop_fd(&w->in)) >= 0)
+                close(fd);
+            for (job *j = w->head; j; j = j->next)
+                close_fd(&j->fd);
+        }
+        for (job *j = p->head; j; j = j->next)
+            close_fd(&j->fd);
+        p->forked_fds_closed = true;
+        pthread_mutex_init(&p->mu, NULL);
+    }
+    pthread_mutex_init(&pools_mu, NULL);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
+
+static void pools_add(process_pool *p)
+{
+    pthread_mutex_lock(&pools_mu);
+    p->next_pool = pools;
+    if (pools)
+        pools->prev_pool = p;
+    pools = p;
+    pthread_mutex_unlock(&pools_mu);
+}
+
+static void pools_remove(process_pool *p)
+{
+    pthread_mutex_lock(&pools_mu);
+    if (p->prev_pool)
+        p->prev_pool->next_pool = p->next_pool;
+    else if (pools == p)
+        pools = p->next_pool;
+    if (p->next_pool)
+        p->next_pool->prev_pool = p->prev_pool;
+    pthread_mutex_unlock(&pools_mu);
+}
+
+/* ---- small helpers ---- */
+
+static void wake_manager(process_pool *pool)
+{
+    uint64_t one = 1;
+    ssize_t n = write(pool->wakefd, &one, sizeof(one));
+    (void)n; /* an eventfd never fills up with one-increments; failure only means closed */
+}
+
+static void job_free(job *j)
+{
+    close_fd(&j->fd);
+    cf__outcome_discard(&j->out, true);
+    cf__free(j);
+}
+
+static void finish_job(process_pool *pool, job *j, int code, const char *message)
+{
+    j->out = (cf__outcome){.rc = code, .message = message ? cf__strdup(message) : NULL};
+    j->next = pool->finished;
+    pool->finished = j;
+}
+
+/* Completes (outside the lock) the futures whose outcomes were collected. */
+static void deliver(job *list)
+{
+    while (list) {
+        job *j = list;
+        list = j->next;
+        cf__task_complete(j->f, &j->out, true);
+        j->out = (cf__outcome){0};
+        cf_future_unref(j->f);
+        job_free(j);
+    }
+}
+
+static void unlock_and_deliver(process_pool *pool)
+{
+    job *list = pool->finished;
+    pool->finished = NULL;
+    pthread_mutex_unlock(&pool->mu);
+    deliver(list);
+}
+
+static void epoll_watch(process_pool *pool, int op, int fd, uint64_t tag, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.u64 = tag};
+    epoll_ctl(pool->epfd, op, fd, &ev);
+}
+
+static uint64_t worker_tag(const worker *w)
+{
+    return ((uint64_t)w->token << 8) | TAG_WORKER;
+}
+
+/* Describes how a worker ended, for the messages of the futures it takes down. */
+static void describe_end(char *buf, size_t cap, const process_pool *pool, const worker *w)
+{
+    char pid[32] = "";
+    if (w->pid > 0)
+        snprintf(pid, sizeof(pid), " (pid %d)", (int)w->pid);
+    if (pool->forcing)
+        snprintf(buf, cap, "a worker process%s was stopped by cf_process_pool_%s()", pid,
+                 pool->forcing == 2 ? "kill" : "terminate");
+    else if (w->spawn_errno)
+        snprintf(buf, cap, "a worker process could not be started: %s", strerror(w->spawn_errno));
+    else if (!w->exited)
+        snprintf(buf, cap, "a worker process%s terminated abruptly (exit status unknown)", pid);
+    else if (WIFSIGNALED(w->status))
+        snprintf(buf, cap, "a worker process%s terminated abruptly: killed by signal %d (%s)", pid,
+                 WTERMSIG(w->status), strsignal(WTERMSIG(w->status)));
+    else
+        snprintf(buf, cap, "a worker process%s terminated abruptly with exit code %d", pid,
+                 WEXITSTATUS(w->status));
+}
+
+/* ---- breaking ---- */
+
+static void kill_worker(process_pool *pool, worker *w, int sig)
+{
+    if (pool->server_gone || w->exited || pool->ctl < 0)
+        return;
+    cf__ctl m = {.type = CF__CTL_KILL, .token = w->token, .value = sig};
+    cf__ctl_send(pool->ctl, &m, -1);
+}
+
+static void fail_list(process_pool *pool, job *list, const char *message)
+{
+    while (list) {
+        job *j = list;
+        list = j->next;
+        finish_job(pool, j, CF_EBROKEN, message);
+    }
+}
+
+/* Marks the pool broken: every queued and in-flight future fails with CF_EBROKEN and `why`, the
+ * remaining workers are killed, later submits fail. Idempotent. */
+static void pool_break(process_pool *pool, const char *why)
+{
+    if (pool->broken)
+        return;
+    pool->broken = true;
+    char message[1024];
+    snprintf(message, sizeof(message),
+             "%s while the future was running or pending; the process pool is not usable "
+             "anymore",
+             why);
+    for (worker *w = pool->workers; w; w = w->next) {
+        fail_list(pool, w->head, message);
+        w->head = w->tail = NULL;
+        w->inflight = 0;
+        kill_worker(pool, w, SIGKILL);
+    }
+    fail_list(pool, pool->head, message);
+    pool->head = pool->tail = NULL;
+    pool->queued = 0;
+    wake_manager(pool);
+}
+
+static void worker_died(process_pool *pool, worker *w)
+{
+    char why[512];
+    describe_end(why, sizeof(why), pool, w);
+    pool_break(pool, why);
+}
+
+/* ---- function translation ---- */
+
+static int module_id(process_pool *pool, const char *name, uint32_t *out)
+{
+    for (uint32_t i = 0; i < pool->nmodules; i++) {
+        if (strcmp(pool->modules[i], name) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    if (pool->nmodules == MAX_MODULES)
+        return CF_ENOMEM;
+    if (pool->nmodules == pool->modules_cap) {
+        uint32_t cap = pool->modules_cap ? 2 * pool->modules_cap : 4;
+        char **nm = cf__malloc(cap * sizeof(*nm));
+        if (!nm)
+            return CF_ENOMEM;
+        if (pool->nmodules)
+            memcpy(nm, pool->modules, pool->nmodules * sizeof(*nm));
+        cf__free(pool->modules);
+        pool->modules = nm;
+        pool->modules_cap = cap;
+    }
+    char *copy = cf__strdup(name);
+    if (!copy)
+        return CF_ENOMEM;
+    pool->modules[pool->nmodules] = copy;
+    *out = pool->nmodules++;
+    return 0;
+}
+
+/* fn -> (module number, offset), through a small cache (mu held). */
+static int translate(process_pool *pool, const void *fn, uint32_t *module, uint64_t *offset)
+{
+    size_t h = ((uintptr_t)fn >> 4) % FN_CACHE;
+    if (pool->cache[h].fn == fn) {
+        *module = pool->cache[h].module;
+        *offset = pool->cache[h].offset;
+        return 0;
+    }
+    char name[CF__FRAME_NAME_MAX + 1];
+    uintptr_t off;
+    int rc = cf__symbol_locate(name, sizeof(name), &off, fn);
+    if (rc == 0)
+        rc = module_id(pool, name, module);
+    if (rc)
+        return rc;
+    *offset = off;
+    pool->cache[h].fn = fn;
+    pool->cache[h].module = *module;
+    pool->cache[h].offset = off;
+    return 0;
+}
+
+/* ---- sending ---- */
+
+static void flush_worker(process_pool *pool, worker *w)
+{
+    if (w->fd < 0)
+        return;
+    int rc = cf__outbuf_flush(&w->out, w->fd, false);
+    if (rc < 0) {
+        /* The worker is gone; its end-of-stream will be noticed on the read side. */
+        outbuf_forget_fds(&w->out);
+        w->out.head = w->out.tail = 0;
+        rc = 1;
+    }
+    bool want = rc == 0;
+    if (want != w->out_armed) {
+        epoll_watch(pool, EPOLL_CTL_MOD, w->fd, worker_tag(w),
+                    EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0));
+        w->out_armed = want;
+    }
+}
+
+/* Queues MODULE frames so that the worker knows every module up to `module`. */
+static int send_modules(process_pool *pool, worker *w, uint32_t module)
+{
+    while (w->modules_known <= module) {
+        const char *name = pool->modules[w->modules_known];
+        cf__frame f = {.type = CF__FR_MODULE, .id = w->modules_known, .len = strlen(name)};
+        int rc = cf__outbuf_frame(&w->out, &f, name, -1);
+        if (rc)
+            return rc;
+        w->modules_known++;
+    }
+    return 0;
+}
+
+static bool accepting(const process_pool *pool, const worker *w)
+{
+    return w->fd >= 0 && !w->told_exit && !w->awaiting && !w->exited &&
+           (!pool->max_tasks || w->sent < pool->max_tasks);
+}
+
+static worker *pick_worker(process_pool *pool)
+{
+    worker *best = NULL;
+    for (worker *w = pool->workers; w; w = w->next) {
+        if (!accepting(pool, w) || w->inflight >= WINDOW)
+            continue;
+        if (!best || w->inflight < best->inflight ||
+            (w->inflight == best->inflight && w->ready && !best->ready))
+            best = w;
+    }
+    return best;
+}
+
+/* Encodes a job for `w`. On failure the job's future fails with the error. */
+static int encode_job(process_pool *pool, worker *w, job *j)
+{
+    int rc = send_modules(pool, w, j->module);
+    cf__frame f = {
+        .type = CF__FR_TASK, .id = j->id, .module = j->module, .offset = j->offset, .len = j->len};
+    const void *payload = NULL;
+    if (j->fd >= 0)
+        f.flags = CF__FRAME_FD;
+    else
+        payload = ((cf__bytes *)j->f->arg)->data;
+    if (rc == 0) {
+        rc = cf__outbuf_frame(&w->out, &f, payload, j->fd);
+        j->fd = -1; /* owned (or closed) by the buffer now */
+    }
+    /* The worker has its own copy now: release ours early. */
+    if (j->f->arg) {
+        cf__free(j->f->arg);
+        j->f->arg = NULL;
+    }
+    return rc;
+}
+
+/* Moves queued jobs into worker windows and sends them (mu held). */
+static void dispatch(process_pool *pool)
+{
+    worker *touched[8];
+    size_t ntouched = 0;
+    bool overflow = false;
+    while (pool->head) {
+        worker *w = pick_worker(pool);
+        if (!w)
+            break;
+        job *j = pool->head;
+        pool->head = j->next;
+        if (!pool->head)
+            pool->tail = NULL;
+        pool->queued--;
+        if (cf_future_set_running_or_notify_cancel(j->f) != 1) {
+            cf_future_unref(j->f);
+            job_free(j);
+            continue;
+        }
+        if (encode_job(pool, w, j) != 0) {
+            finish_job(pool, j, CF_ENOMEM, "out of memory while sending the task to a worker");
+            continue;
+        }
+        j->next = NULL;
+        if (w->tail)
+            w->tail->next = j;
+        else
+            w->head = j;
+        w->tail = j;
+        w->inflight++;
+        w->sent++;
+        size_t k = 0;
+        while (k < ntouched && touched[k] != w)
+            k++;
+        if (k == ntouched) {
+            if (ntouched < 8)
+                touched[ntouched++] = w;
+            else
+                overflow = true;
+        }
+    }
+    if (overflow) {
+        for (worker *w = pool->workers; w; w = w->next)
+            if (!cf__outbuf_empty(&w->out))
+                flush_worker(pool, w);
+        return;
+    }
+    for (size_t k = 0; k < ntouched; k++)
+        flush_worker(pool, touched[k]);
+}
+
+/* ---- workers ---- */
+
+static int queue_init_frames(process_pool *pool, worker *w)
+{
+    cf__frame f = {.type = CF__FR_INIT, .id = pool->max_tasks};
+    const void *payload = NULL;
+    int fd = -1;
+    if (pool->has_init) {
+        int rc = send_modules(pool, w, pool->init_module);
+        if (rc)
+            return rc;
+        f.flags = CF__FRAME_FN;
+        f.module = pool->init_module;
+        f.offset = pool->init_offset;
+        f.len = pool->init_arg->len;
+        payload = pool->init_arg->data;
+        if (f.len > CF__FRAME_INLINE_MAX) {
+            rc = cf__memfd_from(&fd, payload, (size_t)f.len);
+            if (rc)
+                return rc;
+            f.flags |= CF__FRAME_FD;
+        }
+    }
+    return cf__outbuf_frame(&w->out, &f, payload, fd);
+}
+
+static void worker_free(worker *w)
+{
+    if (w->fd >= 0)
+        close(w->fd);
+    cf__outbuf_free(&w->out);
+    cf__inbuf_free(&w->in);
+    cf__free(w);
+}
+
+/* Starts one worker (mu held): a socket pair, the init frames, a SPAWN request to the server.
+ * The worker's frames can be queued at once: the socket holds them until the worker runs. */
+static int spawn_worker(process_pool *pool)
+{
+    if (pool->server_gone || pool->ctl < 0)
+        return CF_EAGAIN;
+    if (cf__fault(CF__FAULT_FD))
+        return CF_EMFILE;
+    worker *w = cf__calloc(1, sizeof(*w));
+    if (!w)
+        return CF_ENOMEM;
+    w->fd = -1;
+    int rc = cf__inbuf_init(&w->in);
+    if (rc) {
+        cf__free(w);
+        return rc;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        rc = cf__errno_code(errno);
+        worker_free(w);
+        return rc;
+    }
+    w->fd = sv[0];
+    w->token = pool->next_token++;
+    rc = cf__set_nonblock(w->fd);
+    if (rc == 0)
+        rc = queue_init_frames(pool, w);
+    if (rc == 0) {
+        cf__ctl m = {.type = CF__CTL_SPAWN, .token = w->token};
+        rc = cf__ctl_send(pool->ctl, &m, sv[1]);
+        /* The server died and the manager has not read its end of stream yet: the pool is
+         * broken (the manager breaks it in a moment), not a system error. */
+        if (rc == CF_ESYSTEM)
+            rc = CF_EBROKEN;
+    }
+    close(sv[1]);
+    if (rc) {
+        worker_free(w);
+        return rc;
+    }
+    w->next = pool->workers;
+    pool->workers = w;
+    epoll_watch(pool, EPOLL_CTL_ADD, w->fd, worker_tag(w), EPOLLIN | EPOLLRDHUP);
+    flush_worker(pool, w);
+    return 0;
+}
+
+/* Starts workers for the work that the accepting ones cannot take, within max_workers (mu held).
+ * Returns an error only if work is waiting, no worker exists and none could be started. */
+static int provide_workers(process_pool *pool)
+{
+    if (pool->broken || pool->forcing)
+        return 0;
+    unsigned procs = 0, ready = 0;
+    size_t demand = pool->queued;
+    for (worker *w = pool->workers; w; w = w->next) {
+        bool acc = accepting(pool, w);
+        if (acc) {
+            ready++;
+            demand += w->inflight;
+        }
+        if (acc || (w->fd >= 0 && w->inflight))
+            procs++;
+    }
+    int rc = 0;
+    while (procs < pool->max_workers && ready < demand) {
+        rc = spawn_worker(pool);
+        if (rc)
+            break;
+        procs++;
+        ready++;
+    }
+    return rc && procs == 0 && pool->queued ? rc : 0;
+}
+
+/* ---- receiving (manager, mu held) ---- */
+
+static void protocol_error(process_pool *pool, worker *w)
+{
+    char why[128];
+    snprintf(why, sizeof(why), "a worker process (pid %d) sent a malformed message", (int)w->pid);
+    kill_worker(pool, w, SIGKILL);
+    pool_break(pool, why);
+}
+
+static int read_payload(worker *w, const cf__frame *f, const unsigned char *inl, job *j)
+{
+    size_t len = (size_t)f->len;
+    void *copy = cf__malloc(len ? len : 1);
+    if (!copy)
+        return CF_ENOMEM;
+    if (f->flags & CF__FRAME_FD) {
+        int fd = cf__inbuf_pop_fd(&w->in);
+        cf__advise_large(copy, len);
+        int rc = fd < 0 ? CF_EINVAL : cf__memfd_read(fd, copy, len);
+        if (fd >= 0)
+            close(fd);
+        if (rc) {
+            cf__free(copy);
+            return rc == CF_ENOMEM ? rc : CF_EINVAL;
+        }
+    } else if (len) {
+        memcpy(copy, inl, len);
+    }
+    j->out = (cf__outcome){.value = copy, .len = len};
+    return 0;
+}
+
+static int on_result(process_pool *pool, worker *w, const cf__frame *f, const unsigned char *p)
+{
+    job *j = w->head;
+    if (!j || j->id != f->id)
+        return CF_EINVAL;
+    w->head = j->next;
+    if (!w->head)
+        w->tail = NULL;
+    w->inflight--;
+    w->done++;
+    int rc = 0;
+    if (f->code == 0) {
+        rc = read_payload(w, f, p, j);
+        if (rc == CF_ENOMEM)
+            j->out = (cf__outcome){.rc = CF_ENOMEM};
+        else if (rc)
+            j->out = (cf__outcome){.rc = CF_EBROKEN};
+    } else {
+        char *msg = cf__malloc((size_t)f->len + 1);
+        if (msg) {
+            memcpy(msg, p ? (const char *)p : "", (size_t)f->len);
+            msg[f->len] = '\0';
+        }
+        j->out = (cf__outcome){.rc = f->code, .message = msg};
+    }
+    j->next = pool->finished;
+    pool->finished = j;
+    return rc == CF_ENOMEM ? 0 : rc;
+}
+
+static void on_init_failed(process_pool *pool, worker *w, const cf__frame *f,
+                           const unsigned char *p)
+{
+    char why[1024];
+    snprintf(why, sizeof(why),
+             "the initializer failed in worker process %d with code %d (%s)%s%.*s", (int)f->id,
+             (int)f->code, cf_err_name(f->code), f->len ? ": " : "",
+             (int)(f->len > 512 ? 512 : f->len), p ? (const char *)p : "");
+    w->told_exit = true; /* it exits by itself */
+    pool_break(pool, why);
+}
+
+static int on_frame(process_pool *pool, worker *w, const cf__frame *f, const unsigned char *p)
+{
+    switch (f->type) {
+    case CF__FR_READY:
+        w->ready = true;
+        if (w->pid <= 0)
+            w->pid = (pid_t)f->id;
+        return 0;
+    case CF__FR_INIT_FAILED:
+        on_init_failed(pool, w, f, p);
+        return 0;
+    case CF__FR_RESULT:
+        return on_result(pool, w, f, p);
+    default:
+        return CF_EINVAL;
+    }
+}
+
+/* The worker's socket reached end-of-stream. */
+static void on_eof(process_pool *pool, worker *w)
+{
+    epoll_ctl(pool->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+    close_fd(&w->fd);
+    bool retired = pool->max_tasks && w->done == pool->max_tasks;
+    if (pool->broken || (!w->inflight && (w->told_exit || retired)))
+        return; /* an expected exit: nothing was lost */
+    if (w->exited || pool->server_gone || pool->forcing) {
+        worker_died(pool, w);
+        return;
+    }
+    /* Its exit status comes from the server; make sure it is really dying meanwhile. */
+    w->awaiting = true;
+    w->deadline = cf__now_ns() + (int64_t)STATUS_WAIT_MS * 1000000;
+    kill_worker(pool, w, SIGKILL);
+}
+
+/* Reads everything the worker sent; handles frames and end-of-stream. */
+static void read_worker(process_pool *pool, worker *w)
+{
+    while (w->fd >= 0) {
+        int rc = cf__inbuf_fill(&w->in, w->fd);
+        if (rc == CF_EAGAIN)
+            return;
+        if (rc == 0) {
+            if (w->in.head != w->in.tail && !pool->broken)
+                protocol_error(pool, w); /* a truncated frame */
+            on_eof(pool, w);
+            return;
+        }
+        if (rc < 0) {
+            protocol_error(pool, w);
+            on_eof(pool, w);
+            return;
+        }
+        cf__frame f;
+        const unsigned char *p;
+        while ((rc = cf__inbuf_next(&w->in, &f, &p)) == 1) {
+            if (on_frame(pool, w, &f, p) != 0) {
+                rc = CF_EINVAL;
+                break;
+            }
+        }
+        if (rc < 0) {
+            protocol_error(pool, w);
+            on_eof(pool, w);
+            return;
+        }
+    }
+}
+
+static worker *find_worker(process_pool *pool, uint32_t token)
+{
+    for (worker *w = pool->workers; w; w = w->next)
+        if (w->token == token)
+            return w;
+    return NULL;
+}
+
+static void on_exited(process_pool *pool, worker *w, int status, int spawn_errno)
+{
+    w->exited = true;
+    w->status = status;
+    w->spawn_errno = spawn_errno;
+    /* Harvest what it sent before dying, then decide. */
+    read_worker(pool, w);
+    if (w->fd >= 0)
+        on_eof(pool, w); /* a process it started still holds the socket: it is dead anyway */
+    if (w->awaiting) {
+        w->awaiting = false;
+        worker_died(pool, w);
+    }
+}
+
+static void on_server_exit(process_pool *pool);
+
+static void read_control(process_pool *pool)
+{
+    for (;;) {
+        cf__ctl m;
+        int rc = cf__ctl_recv(pool->ctl, &m, NULL);
+        if (rc == CF_EAGAIN)
+            return;
+        if (rc <= 0) {
+            /* Only the server holds the other end (workers close it), so this is its exit. */
+            on_server_exit(pool);
+            return;
+        }
+        worker *w = find_worker(pool, m.token);
+        if (!w)
+            continue;
+        if (m.type == CF__CTL_SPAWNED) {
+            if (w->pid <= 0)
+                w->pid = m.pid;
+            if (pool->broken || pool->forcing)
+                kill_worker(pool, w, pool->forcing == 1 ? SIGTERM : SIGKILL);
+        } else if (m.type == CF__CTL_EXITED) {
+            if (w->pid <= 0)
+                w->pid = m.pid;
+            on_exited(pool, w, m.value, 0);
+        } else if (m.type == CF__CTL_FAILED) {
+            on_exited(pool, w, 0, m.value ? m.value : EAGAIN);
+        }
+    }
+}
+
+static void on_server_exit(process_pool *pool)
+{
+    epoll_ctl(pool->epfd, EPOLL_CTL_DEL, pool->ctl, NULL);
+    close_fd(&pool->ctl);
+    /* Our child, not reaped yet, so the pid is still its own. */
+    kill(pool->server_pid, SIGKILL);
+    while (waitpid(pool->server_pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    pool->server_gone = true;
+    if (!pool->server_exit_sent) {
+        char why[128];
+        snprintf(why, sizeof(why), "the fork server (pid %d) exited unexpectedly",
+                 (int)pool->server_pid);
+        pool_break(pool, why);
+    }
+    /* Its workers die with it (PR_SET_PDEATHSIG); nobody will report their status. */
+    for (worker *w = pool->workers; w; w = w->next)
+        w->exited = true;
+}
+
+/* ---- the manager's progress step (mu held) ---- */
+
+static void remove_gone_workers(process_pool *pool)
+{
+    worker **pp = &pool->workers;
+    while (*pp) {
+        worker *w = *pp;
+        if (w->fd < 0 && w->exited && !w->awaiting) {
+            *pp = w->next;
+            if (w->head) {
+                char why[512];
+                describe_end(why, sizeof(why), pool, w);
+                fail_list(pool, w->head, why);
+            }
+            worker_free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+static void check_deadlines(process_pool *pool)
+{
+    int64_t now = cf__now_ns();
+    for (worker *w = pool->workers; w; w = w->next) {
+        if (w->awaiting && now >= w->deadline) {
+            w->awaiting = false;
+            w->exited = true; /* we stop waiting for a report */
+            worker_died(pool, w);
+        }
+    }
+}
+
+/* Returns true when the manager has nothing left to do. */
+static bool progress(process_pool *pool)
+{
+    check_deadlines(pool);
+    if (provide_workers(pool) != 0)
+        pool_break(pool, "no worker process could be started");
+    dispatch(pool);
+    bool stopping = pool->shutdown || pool->broken;
+    if (stopping && !pool->head) {
+        for (worker *w = pool->workers; w; w = w->next) {
+            if (w->told_exit || w->fd < 0 || (pool->max_tasks && w->sent >= pool->max_tasks))
+                continue; /* retiring workers exit by themselves */
+            cf__frame f = {.type = CF__FR_EXIT};
+            if (cf__outbuf_frame(&w->out, &f, NULL, -1) == 0)
+                w->told_exit = true;
+            else
+                kill_worker(pool, w, SIGKILL);
+            flush_worker(pool, w);
+        }
+    }
+    remove_gone_workers(pool);
+    if (stopping && !pool->head && !pool->workers && !pool->server_gone &&
+        !pool->server_exit_sent) {
+        cf__ctl m = {.type = CF__CTL_EXIT};
+        pool->server_exit_sent = true;
+        if (pool->ctl < 0 || cf__ctl_send(pool->ctl, &m, -1) != 0)
+            on_server_exit(pool);
+    }
+    return stopping && !pool->head && !pool->workers && pool->server_gone;
+}
+
+static int next_timeout(process_pool *pool)
+{
+    int64_t first = INT64_MAX;
+    for (worker *w = pool->workers; w; w = w->next)
+        if (w->awaiting && w->deadline < first)
+            first = w->deadline;
+    if (first == INT64_MAX)
+        return -1;
+    int64_t ms = (first - cf__now_ns()) / 1000000 + 1;
+    return ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
+}
+
+static void handle_event(process_pool *pool, const struct epoll_event *ev)
+{
+    uint64_t tag = ev->data.u64;
+    switch (tag & 0xff) {
+    case TAG_WAKE: {
+        uint64_t v;
+        ssize_t n = read(pool->wakefd, &v, sizeof(v));
+        (void)n;
+        return;
+    }
+    case TAG_CTL:
+        if (pool->ctl >= 0)
+            read_control(pool);
+        return;
+    default: {
+        worker *w = find_worker(pool, (uint32_t)(tag >> 8));
+        if (!w || w->fd < 0)
+            return;
+        if (ev->events & EPOLLOUT)
+            flush_worker(pool, w);
+        if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            read_worker(pool, w);
+    }
+    }
+}
+
+static void pool_release(process_pool *pool);
+
+static void *manager_main(void *arg)
+{
+    process_pool *pool = arg;
+    current_manager = pool;
+    struct epoll_event evs[64];
+    bool done = false;
+    while (!done) {
+        pthread_mutex_lock(&pool->mu);
+        int timeout = next_timeout(pool);
+        pthread_mutex_unlock(&pool->mu);
+        int n = epoll_wait(pool->epfd, evs, 64, timeout);
+        pthread_mutex_lock(&pool->mu);
+        for (int i = 0; i < n; i++)
+            handle_event(pool, &evs[i]);
+        done = progress(pool);
+        unlock_and_deliver(pool);
+    }
+    pthread_mutex_lock(&pool->mu);
+    pool->manager_done = true;
+    bool free_now = pool->free_on_exit;
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+    current_manager = NULL;
+    if (free_now) {
+        /* cf_executor_free() was called from one of our callbacks: nobody joins us. */
+        pthread_detach(pthread_self());
+        pool_release(pool);
+    }
+    return NULL;
+}
+
+/* ---- executor interface ---- */
+
+static void jobs_discard(job *list)
+{
+    while (list) {
+        job *j = list;
+        list = j->next;
+        job_free(j);
+    }
+}
+
+/* Builds the jobs of a submission; large arguments move into sealed memfds here, outside the
+ * lock, so a big copy does not stall the pool. */
+static int make_jobs(job **out, cf_future **fs, size_t n)
+{
+    job *list = NULL, **tail = &list;
+    for (size_t i = 0; i < n; i++) {
+        job *j = cf__calloc(1, sizeof(*j));
+        if (!j) {
+            jobs_discard(list);
+            return CF_ENOMEM;
+        }
+        j->fd = -1;
+        j->f = fs[i];
+        cf__bytes *arg = fs[i]->arg;
+        j->len = arg->len;
+        *tail = j;
+        tail = &j->next;
+        if (arg->len > CF__FRAME_INLINE_MAX) {
+            int rc = cf__memfd_from(&j->fd, arg->data, arg->len);
+            if (rc) {
+                jobs_discard(list);
+                return rc;
+            }
+            /* The memfd is the copy now. (If the submit fails, the future is discarded.) */
+            cf__free(arg);
+            fs[i]->arg = NULL;
+        }
+    }
+    *out = list;
+    return 0;
+}
+
+static int pp_submit(cf_executor *ex, cf_future **fs, size_t n)
+{
+    process_pool *pool = (process_pool *)ex;
+    job *jobs;
+    int rc = make_jobs(&jobs, fs, n);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&pool->mu);
+    if (pool->shutdown)
+        rc = CF_ESHUTDOWN;
+    else if (pool->broken)
+        rc = CF_EBROKEN;
+    for (job *j = jobs; j && rc == 0; j = j->next)
+        rc = translate(pool, j->f->fn, &j->module, &j->offset);
+    if (rc) {
+        pthread_mutex_unlock(&pool->mu);
+        jobs_discard(jobs);
+        return rc;
+    }
+    job *last = jobs;
+    for (job *j = jobs; j; j = j->next) {
+        j->id = pool->next_id++;
+        last = j;
+    }
+    if (pool->tail)
+        pool->tail->next = jobs;
+    else
+        pool->head = jobs;
+    pool->tail = last;
+    pool->queued += n;
+    rc = provide_workers(pool);
+    if (rc) {
+        /* No worker exists and none could start: only this batch is queued; take it back. */
+        pool->head = pool->tail = NULL;
+        pool->queued = 0;
+        pthread_mutex_unlock(&pool->mu);
+        jobs_discard(jobs);
+        return rc;
+    }
+    dispatch(pool);
+    unlock_and_deliver(pool);
+    return 0;
+}
+
+static void cancel_jobs(job *list)
+{
+    while (list) {
+        job *j = list;
+        list = j->next;
+        cf_future_cancel(j->f);
+        cf_future_unref(j->f);
+        job_free(j);
+    }
+}
+
+static job *take_queue(process_pool *pool)
+{
+    job *list = pool->head;
+    pool->head = pool->tail = NULL;
+    pool->queued = 0;
+    return list;
+}
+
+static void wait_manager(process_pool *pool)
+{
+    if (current_manager == pool)
+        return; /* a callback on our own manager thread: it cannot wait for itself */
+    pthread_mutex_lock(&pool->mu);
+    while (!pool->manager_done)
+        pthread_cond_wait(&pool->cv, &pool->mu);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+static int pp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
+{
+    process_pool *pool = (process_pool *)ex;
+    pthread_mutex_lock(&pool->mu);
+    pool->shutdown = true;
+    job *cancelled = cancel_futures ? take_queue(pool) : NULL;
+    wake_manager(pool);
+    pthread_mutex_unlock(&pool->mu);
+    cancel_jobs(cancelled);
+    if (wait)
+        wait_manager(pool);
+    return 0;
+}
+
+static int force(cf_executor *ex, int how)
+{
+    if (!ex || ex->vt->submit != pp_submit)
+        return CF_EINVAL;
+    if (cf__executor_forked(ex))
+        return CF_EFORKED;
+    process_pool *pool = (process_pool *)ex;
+    pthread_mutex_lock(&pool->mu);
+    pool->shutdown = true;
+    job *cancelled = take_queue(pool);
+    if (!pool->broken && !pool->forcing) {
+        pool->forcing = how;
+        for (worker *w = pool->workers; w; w = w->next)
+            if (w->pid > 0)
+                kill_worker(pool, w, how == 1 ? SIGTERM : SIGKILL);
+    }
+    wake_manager(pool);
+    pthread_mutex_unlock(&pool->mu);
+    cancel_jobs(cancelled);
+    return 0;
+}
+
+int cf_process_pool_terminate(cf_executor *ex)
+{
+    return force(ex, 1);
+}
+
+int cf_process_pool_kill(cf_executor *ex)
+{
+    return force(ex, 2);
+}
+
+/* Frees the memory of a pool whose manager has finished (or, after fork, never ran here). */
+static void pool_release(process_pool *pool)
+{
+    pools_remove(pool);
+    while (pool->workers) {
+        worker *w = pool->workers;
+        pool->workers = w->next;
+        jobs_discard(w->head);
+        worker_free(w);
+    }
+    job *q = take_queue(pool);
+    while (q) {
+        job *j = q;
+        q = j->next;
+        cf_future_unref(j->f);
+        job_free(j);
+    }
+    close_fd(&pool->epfd);
+    close_fd(&pool->wakefd);
+    close_fd(&pool->ctl);
+    for (uint32_t i = 0; i < pool->nmodules; i++)
+        cf__free(pool->modules[i]);
+    cf__free(pool->modules);
+    cf__free(pool->init_arg);
+    pthread_cond_destroy(&pool->cv);
+    pthread_mutex_destroy(&pool->mu);
+    cf__free(pool);
+}
+
+static int pp_destroy(cf_executor *ex)
+{
+    process_pool *pool = (process_pool *)ex;
+    if (cf__executor_forked(ex)) {
+        /* The manager does not exist here and our descriptors were closed at fork: memory only.
+         * Unref the queued futures without completing them, as the thread pool does. */
+        pools_remove(pool);
+        while (pool->workers) {
+            worker *w = pool->workers;
+            pool->workers = w->next;
+            for (job *j = w->head; j; j = j->next)
+                cf_future_unref(j->f);
+            jobs_discard(w->head);
+            cf__free(w->out.buf);
+            cf__free(w->out.fds);
+            free(w->in.buf);
+            cf__free(w);
+        }
+        pool->epfd = pool->wakefd = pool->ctl = -1;
+        pool_release(pool);
+        return CF_EFORKED;
+    }
+    pp_shutdown(ex, true, false);
+    if (current_manager == pool) {
+        pthread_mutex_lock(&pool->mu);
+        pool->free_on_exit = true;
+        pthread_mutex_unlock(&pool->mu);
+        return 0;
+    }
+    pthread_join(pool->manager, NULL);
+    pool_release(pool);
+    return 0;
+}
+
+static size_t pp_default_chunksize(cf_executor *ex, size_t n)
+{
+    process_pool *pool = (process_pool *)ex;
+    size_t chunk = n / (4 * (size_t)pool->max_workers);
+    return chunk < 1 ? 1 : chunk > 1024 ? 1024 : chunk;
+}
+
+static size_t pp_max_chunksize(cf_executor *ex)
+{
+    (void)ex;
+    return SIZE_MAX;
+}
+
+static const cf__executor_vtable process_pool_vtable = {
+    .name = "process_pool",
+    .pointer_tasks = false,
+    .submit = pp_submit,
+    .shutdown = pp_shutdown,
+    .destroy = pp_destroy,
+    .default_chunksize = pp_default_chunksize,
+    .max_chunksize = pp_max_chunksize,
+};
+
+/* ---- construction ---- */
+
+static int check_options(const cf_process_pool_options *o)
+{
+    if (o->max_workers > MAX_WORKERS)
+        return CF_EINVAL;
+    if (!o->initializer_arg && o->initializer_arg_len)
+        return CF_EINVAL;
+    return 0;
+}
+
+static int apply_options(process_pool *pool, const cf_process_pool_options *o)
+{
+    pool->max_workers = o->max_workers ? o->max_workers : cf__cpu_count();
+    pool->max_tasks = o->max_tasks_per_child;
+    if (!o->initializer)
+        return 0;
+    int rc = translate(pool, (const void *)o->initializer, &pool->init_module, &pool->init_offset);
+    if (rc)
+        return rc;
+    pool->has_init = true;
+    pool->init_arg = cf__bytes_new(o->initializer_arg, o->initializer_arg_len);
+    return pool->init_arg ? 0 : CF_ENOMEM;
+}
+
+/* The descriptors and the manager thread. */
+static int start(process_pool *pool)
+{
+    if (cf__fault(CF__FAULT_FD))
+        return CF_EMFILE;
+    pool->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (pool->epfd < 0)
+        return cf__errno_code(errno);
+    if (cf__fault(CF__FAULT_FD))
+        return CF_EMFILE;
+    pool->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (pool->wakefd < 0)
+        return cf__errno_code(errno);
+    int rc = cf__forkserver_start(&pool->server_pid, &pool->ctl);
+    if (rc)
+        return rc;
+    epoll_watch(pool, EPOLL_CTL_ADD, pool->wakefd, TAG_WAKE, EPOLLIN);
+    epoll_watch(pool, EPOLL_CTL_ADD, pool->ctl, TAG_CTL, EPOLLIN);
+    if (cf__fault(CF__FAULT_THREAD))
+        return CF_EAGAIN;
+    /* The manager blocks no signal it did not inherit, like the caller's other threads. */
+    rc = pthread_create(&pool->manager, NULL, manager_main, pool);
+    return rc ? (rc == EAGAIN ? CF_EAGAIN : CF_ENOMEM) : 0;
+}
+
+/* Undoes a failed start(): the server (if any) exits on its own when its socket closes. */
+static void abandon(process_pool *pool)
+{
+    if (pool->ctl >= 0) {
+        close_fd(&pool->ctl);
+        while (waitpid(pool->server_pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    pool_release(pool);
+}
+
+int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *options)
+{
+    static const cf_process_pool_options defaults = {0};
+    if (!out)
+        return CF_EINVAL;
+    *out = NULL;
+    const cf_process_pool_options *o = options ? options : &defaults;
+    int rc = check_options(o);
+    if (rc)
+        return rc;
+    pthread_once(&atfork_once, register_atfork);
+    process_pool *pool = cf__calloc(1, sizeof(*pool));
+    if (!pool)
+        return CF_ENOMEM;
+    pool->epfd = pool->wakefd = pool->ctl = -1;
+    if (pthread_mutex_init(&pool->mu, NULL) != 0) {
+        cf__free(pool);
+        return CF_ENOMEM;
+    }
+    pthread_cond_init(&pool->cv, NULL);
+    pools_add(pool);
+    cf__executor_init(&pool->base, &process_pool_vtable);
+    rc = apply_options(pool, o);
+    if (rc == 0)
+        rc = start(pool);
+    if (rc) {
+        abandon(pool);
+        return rc;
+    }
+    *out = &pool->base;
+    return 0;
+}

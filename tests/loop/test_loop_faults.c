@@ -1,0 +1,155 @@
+/* Fault injection over the event loop (white-box; meaningful with -Dfault_injection=true,
+ * otherwise the walk is skipped). Every allocation, descriptor, mapping and thread creation
+ * fails in turn while a scenario uses the loop's whole surface: each call must succeed or return a
+ * documented error, the run must end (no future left pending that the scenario waits on), and
+ * the sanitizer and valgrind builds check that nothing leaks. */
+#include <stdio.h>
+
+#include "cf_test.h"
+#include "core/internal.h"
+
+#ifdef CF_FAULT_INJECTION
+static bool documented(int rc)
+{
+    return rc == 0 || rc == CF_ENOMEM || rc == CF_EMFILE || rc == CF_EAGAIN || rc == CF_ESYSTEM;
+}
+
+#define OK_OR_FAULT(call)                                                                          \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        ck_assert_msg(documented(rc_), "fault %lu: %s gave %s", nth, #call, cf_err_name(rc_));     \
+    } while (0)
+
+static void count_cb(cf_loop *loop, void *data)
+{
+    (void)loop;
+    ++*(int *)data;
+}
+
+static void done_cb(cf_future *f, void *data)
+{
+    (void)f;
+    ++*(int *)data;
+}
+
+static int return_arg(void *arg, void **result)
+{
+    *result = arg;
+    return 0;
+}
+
+static int task_body(void *arg, void **result)
+{
+    (void)result;
+    cf_executor *ex = arg;
+    cf_future *f;
+    int rc = cf_loop_run_in_executor(&f, cf_loop_current(), ex, return_arg, NULL);
+    if (rc)
+        return rc;
+    rc = cf_await(NULL, f);
+    cf_future_unref(f);
+    if (rc)
+        return rc;
+    rc = cf_sleep(0.001);
+    return rc ? rc : cf_sleep(0);
+}
+
+static void scenario(unsigned long nth)
+{
+    cf_loop *loop;
+    int rc = cf_loop_new(&loop, NULL);
+    OK_OR_FAULT(rc);
+    if (rc)
+        return;
+    int count = 0;
+    cf_loop_handle *h = NULL;
+    OK_OR_FAULT(cf_loop_call_soon(NULL, loop, count_cb, &count));
+    OK_OR_FAULT(cf_loop_call_later(&h, loop, 0.001, count_cb, &count));
+    OK_OR_FAULT(cf_loop_call_soon_threadsafe(loop, count_cb, &count));
+    cf_executor *ex = NULL;
+    OK_OR_FAULT(cf_thread_pool_new(&ex, NULL));
+    cf_future *fs[4] = {NULL, NULL, NULL, NULL}; /* loop future, executor, sleep, task */
+    size_t n = 0;
+    cf_future *f = NULL;
+    if (cf_loop_create_future(&f, loop) == 0) {
+        OK_OR_FAULT(cf_future_add_done_callback(f, done_cb, &count));
+        fs[n++] = f;
+    }
+    cf_future *w = NULL;
+    if (ex && cf_loop_run_in_executor(&w, loop, ex, return_arg, NULL) == 0)
+        fs[n++] = w;
+    cf_future *s = NULL;
+    if (cf_loop_sleep(&s, loop, 0.001, NULL) == 0)
+        fs[n++] = s;
+    cf_future *t = NULL;
+    if (ex) {
+        rc = cf_loop_create_task(&t, loop, task_body, ex, NULL);
+        ck_assert_msg(documented(rc) || rc == CF_ENOTSUP, "fault %lu: create_task %s", nth,
+                      cf_err_name(rc));
+        if (rc == 0)
+            fs[n++] = t;
+    }
+    cf_future *wf = NULL;
+    if (f)
+        OK_OR_FAULT(cf_loop_wait_for(&wf, loop, f, 10));
+    cf_future *g = NULL;
+    OK_OR_FAULT(cf_loop_gather(&g, loop, fs, n));
+    if (f)
+        ck_assert_int_eq(cf_future_set_result(f, NULL, NULL), 0);
+    if (g) {
+        rc = cf_loop_run_until_complete(NULL, loop, g);
+        /* A child may have failed for lack of memory (the task, or an executor call). */
+        ck_assert_msg(rc == 0 || rc == CF_ETASK || documented(rc), "fault %lu: run gave %s", nth,
+                      cf_err_name(rc));
+    }
+    if (wf) {
+        rc = cf_loop_run_until_complete(NULL, loop, wf);
+        ck_assert_msg(rc == 0 || documented(rc), "fault %lu: wait_for gave %s", nth,
+                      cf_err_name(rc));
+    }
+    rc = cf_loop_fd(loop);
+    ck_assert_msg(rc >= 0 || documented(rc), "fault %lu: fd gave %s", nth, cf_err_name(rc));
+    OK_OR_FAULT(cf_loop_dispatch(loop));
+    cf_loop_handle_unref(h);
+    cf_future_unref(g);
+    cf_future_unref(wf);
+    for (size_t i = 0; i < n; i++)
+        cf_future_unref(fs[i]);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+    cf_executor_free(ex);
+}
+#endif
+
+START_TEST(test_fault_walk)
+{
+#ifdef CF_FAULT_INJECTION
+    unsigned kinds = CF__FAULT_ALLOC | CF__FAULT_THREAD | CF__FAULT_FD | CF__FAULT_MMAP;
+    unsigned long nth;
+    for (nth = 1; nth < 5000; nth++) {
+        cf__fault_arm(kinds, nth);
+        scenario(nth);
+        bool fired = cf__fault_fired();
+        unsigned long ops = cf__fault_count();
+        cf__fault_arm(0, 0);
+        if (getenv("CF_TEST_VERBOSE"))
+            fprintf(stderr, "fault %lu: fired %d after %lu operations\n", nth, fired, ops);
+        if (!fired)
+            break; /* past the last fault point of the scenario */
+    }
+    ck_assert_uint_lt(nth, 5000);
+    if (getenv("CF_TEST_VERBOSE"))
+        fprintf(stderr, "loop fault walk: %lu fault points\n", nth - 1);
+#endif
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("loop_faults");
+    TCase *tc = cf_test_tcase("walk");
+    tcase_add_test(tc, test_fault_walk);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+CF_TEST_MAIN(suite)
