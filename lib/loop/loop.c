@@ -616,67 +616,6 @@ int cf_loop_run_forever(cf_loop *loop)
     return 0;
 }
 
-/* run_until_complete's "stop when done" callback. Shared by run_until_complete and its handle
- * (which may still be queued, or be dropped on another thread, after run_forever returns: the
- * loop was stopped by someone else first), hence the reference count; run_until_complete
- * disarms it before letting go. */
-typedef struct stopper {
-    cf__loop_waiter waiter;
-    _Atomic uint32_t refs;
-    bool armed;
-} stopper;
-
-static void stopper_release(stopper *s)
-{
-    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
-        cf__free(s);
-}
-
-static void stopper_run(cf_loop *loop, cf_loop_handle *h)
-{
-    stopper *s = h->data;
-    if (s->armed)
-        loop->stopping = true;
-    stopper_release(s);
-}
-
-static void stopper_drop(cf_loop_handle *h)
-{
-    stopper_release(h->data);
-}
-
-static const cf__handle_kind stopper_kind = {.run = stopper_run, .drop = stopper_drop};
-
-int cf_loop_run_until_complete(void **result, cf_loop *loop, cf_future *future)
-{
-    if (result)
-        *result = NULL;
-    if (!loop || !future)
-        return CF_EINVAL;
-    cf_future *target;
-    int rc = cf__loop_ensure_future(&target, loop, future);
-    if (rc)
-        return rc;
-    stopper *s = cf__malloc(sizeof(*s));
-    if (!s) {
-        cf_future_unref(target);
-        return CF_ENOMEM;
-    }
-    atomic_init(&s->refs, 2); /* ours and the handle's */
-    s->armed = true;
-    cf__loop_waiter_init(&s->waiter, loop, &stopper_kind, s);
-    cf__loop_waiter_watch(&s->waiter, target);
-    rc = cf_loop_run_forever(loop);
-    if (cf__loop_waiter_unwatch(&s->waiter, target))
-        stopper_release(s); /* the handle was never posted */
-    s->armed = false;
-    stopper_release(s);
-    if (rc == 0)
-        rc = cf_future_done(target) ? cf_future_result(result, target, 0) : CF_EINVALSTATE;
-    cf_future_unref(target);
-    return rc;
-}
-
 static void stop_cb(cf_loop *loop, void *data)
 {
     (void)data;
