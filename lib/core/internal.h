@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cfutures.h"
+#include "cfutures/executor_impl.h"
 
 #define CF__LIKELY(x)   __builtin_expect(!!(x), 1)
 #define CF__UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -276,8 +277,6 @@ bool cf__future_cancel_plain(cf_future *f);
 /* Runs fn(arg) (or, with `bytes`, the bytes function on arg/len) with the thread's task context
  * set, so cf_task_fail() and cf_task_set_result_dtor() work. */
 void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, size_t len);
-/* Runs the task recorded in `f` and completes `f` (set_running_or_notify_cancel first). */
-void cf__task_run(cf_future *f);
 /* Invokes the task recorded in `f` (which the caller has set running). The argument copy of a
  * bytes task is released as soon as the function returns. */
 void cf__task_invoke_future(cf__outcome *out, cf_future *f);
@@ -295,25 +294,16 @@ void *cf__task_context_swap(void *ctx);
 
 /* ---- executors (executor.c) ---- */
 
-typedef struct cf__executor_vtable {
-    const char *name;
-    bool pointer_tasks; /* accepts cf_fn tasks (the process pool does not) */
-    /* Queues `n` futures, each built with two references (caller and executor), all or
-     * nothing: on success the executor owns one reference of each; on error none was queued. */
-    int (*submit)(cf_executor *ex, cf_future **fs, size_t n);
-    int (*shutdown)(cf_executor *ex, bool wait, bool cancel_futures);
-    int (*destroy)(cf_executor *ex); /* shut down with wait and free */
-    /* The chunk size map uses when the caller passes 0, and the largest it accepts. */
-    size_t (*default_chunksize)(cf_executor *ex, size_t n);
-    size_t (*max_chunksize)(cf_executor *ex);
-} cf__executor_vtable;
-
+/* The handle behind a cf_executor: the implementation's state, a copy of its ops table (members
+ * beyond the implementer's `size` zeroed) and the table's address as its identity. Allocated on a
+ * cache line, so that a submit reads `impl`, `fork_gen` and `ops.submit` from one line. */
 struct cf_executor {
-    const cf__executor_vtable *vt;
+    void *impl;
     uint32_t fork_gen;
+    const cf_executor_ops *id;
+    cf_executor_ops ops;
 };
 
-void cf__executor_init(cf_executor *ex, const cf__executor_vtable *vt);
 static inline bool cf__executor_forked(const cf_executor *ex)
 {
     return ex->fork_gen != cf__fork_gen();

@@ -26,13 +26,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cfutures/fn_name.h"
 #include "core/internal.h"
 #include "process_pool/proc.h"
 
 enum {
-    WINDOW = 8,         /* jobs dispatched to one worker ahead of its results */
-    FN_CACHE = 16,      /* translated functions remembered per pool */
-    MAX_MODULES = 1024, /* distinct modules per pool (the worker's table) */
+    WINDOW = 8, /* jobs dispatched to one worker ahead of its results */
     MAX_WORKERS = 4096,
     STATUS_WAIT_MS = 5000, /* how long a death waits for its exit status before reporting */
 };
@@ -73,7 +72,6 @@ typedef struct worker {
 
 typedef struct process_pool process_pool;
 struct process_pool {
-    cf_executor base;
     pthread_mutex_t mu;
     pthread_cond_t cv;                   /* the manager finished */
     process_pool *prev_pool, *next_pool; /* all pools, for the fork handlers */
@@ -97,14 +95,7 @@ struct process_pool {
     uint32_t init_module;
     uint64_t init_offset;
     cf__bytes *init_arg;
-    /* function translation */
-    char **modules;
-    uint32_t nmodules, modules_cap;
-    struct {
-        const void *fn;
-        uint32_t module;
-        uint64_t offset;
-    } cache[FN_CACHE];
+    cf_fn_table *names; /* task functions as (module number, offset) */
 };
 
 static _Thread_local process_pool *current_manager CF__TLS_FAST;
@@ -321,60 +312,6 @@ static void worker_died(process_pool *pool, worker *w)
     pool_break(pool, why);
 }
 
-/* ---- function translation ---- */
-
-static int module_id(process_pool *pool, const char *name, uint32_t *out)
-{
-    for (uint32_t i = 0; i < pool->nmodules; i++) {
-        if (strcmp(pool->modules[i], name) == 0) {
-            *out = i;
-            return 0;
-        }
-    }
-    if (pool->nmodules == MAX_MODULES)
-        return CF_ENOMEM;
-    if (pool->nmodules == pool->modules_cap) {
-        uint32_t cap = pool->modules_cap ? 2 * pool->modules_cap : 4;
-        char **nm = cf__malloc(cap * sizeof(*nm));
-        if (!nm)
-            return CF_ENOMEM;
-        if (pool->nmodules)
-            memcpy(nm, pool->modules, pool->nmodules * sizeof(*nm));
-        cf__free(pool->modules);
-        pool->modules = nm;
-        pool->modules_cap = cap;
-    }
-    char *copy = cf__strdup(name);
-    if (!copy)
-        return CF_ENOMEM;
-    pool->modules[pool->nmodules] = copy;
-    *out = pool->nmodules++;
-    return 0;
-}
-
-/* fn -> (module number, offset), through a small cache (mu held). */
-static int translate(process_pool *pool, const void *fn, uint32_t *module, uint64_t *offset)
-{
-    size_t h = ((uintptr_t)fn >> 4) % FN_CACHE;
-    if (pool->cache[h].fn == fn) {
-        *module = pool->cache[h].module;
-        *offset = pool->cache[h].offset;
-        return 0;
-    }
-    char name[CF__FRAME_NAME_MAX + 1];
-    uintptr_t off;
-    int rc = cf__symbol_locate(name, sizeof(name), &off, fn);
-    if (rc == 0)
-        rc = module_id(pool, name, module);
-    if (rc)
-        return rc;
-    *offset = off;
-    pool->cache[h].fn = fn;
-    pool->cache[h].module = *module;
-    pool->cache[h].offset = off;
-    return 0;
-}
-
 /* ---- sending ---- */
 
 static void flush_worker(process_pool *pool, worker *w)
@@ -396,13 +333,24 @@ static void flush_worker(process_pool *pool, worker *w)
     }
 }
 
-/* Queues MODULE frames so that the worker knows every module up to `module`. */
+/* Queues MODULE frames so that the worker knows every module up to `module`: its identity
+ * (`code` bytes) then its path. */
 static int send_modules(process_pool *pool, worker *w, uint32_t module)
 {
     while (w->modules_known <= module) {
-        const char *name = pool->modules[w->modules_known];
-        cf__frame f = {.type = CF__FR_MODULE, .id = w->modules_known, .len = strlen(name)};
-        int rc = cf__outbuf_frame(&w->out, &f, name, -1);
+        const char *path;
+        const void *id;
+        size_t id_len;
+        cf_fn_table_module(&path, &id, &id_len, pool->names, w->modules_known);
+        size_t path_len = strlen(path);
+        unsigned char payload[CF_MODULE_ID_MAX + CF__FRAME_NAME_MAX];
+        memcpy(payload, id, id_len);
+        memcpy(payload + id_len, path, path_len);
+        cf__frame f = {.type = CF__FR_MODULE,
+                       .id = w->modules_known,
+                       .code = (int32_t)id_len,
+                       .len = id_len + path_len};
+        int rc = cf__outbuf_frame(&w->out, &f, payload, -1);
         if (rc)
             return rc;
         w->modules_known++;
@@ -439,16 +387,13 @@ static int encode_job(process_pool *pool, worker *w, job *j)
     if (j->fd >= 0)
         f.flags = CF__FRAME_FD;
     else
-        payload = ((cf__bytes *)j->f->arg)->data;
+        cf_task_bytes_arg(&payload, &(size_t){0}, j->f);
     if (rc == 0) {
         rc = cf__outbuf_frame(&w->out, &f, payload, j->fd);
         j->fd = -1; /* owned (or closed) by the buffer now */
     }
     /* The worker has its own copy now: release ours early. */
-    if (j->f->arg) {
-        cf__free(j->f->arg);
-        j->f->arg = NULL;
-    }
+    cf_task_release_arg(j->f);
     return rc;
 }
 
@@ -983,7 +928,7 @@ static void jobs_discard(job *list)
 
 /* Builds the jobs of a submission; large arguments move into sealed memfds here, outside the
  * lock, so a big copy does not stall the pool. */
-static int make_jobs(job **out, cf_future **fs, size_t n)
+static int make_jobs(job **out, cf_future *const *fs, size_t n)
 {
     job *list = NULL, **tail = &list;
     for (size_t i = 0; i < n; i++) {
@@ -994,28 +939,27 @@ static int make_jobs(job **out, cf_future **fs, size_t n)
         }
         j->fd = -1;
         j->f = fs[i];
-        cf__bytes *arg = fs[i]->arg;
-        j->len = arg->len;
+        const void *data;
+        cf_task_bytes_arg(&data, &j->len, fs[i]);
         *tail = j;
         tail = &j->next;
-        if (arg->len > CF__FRAME_INLINE_MAX) {
-            int rc = cf__memfd_from(&j->fd, arg->data, arg->len);
+        if (j->len > CF__FRAME_INLINE_MAX) {
+            int rc = cf__memfd_from(&j->fd, data, j->len);
             if (rc) {
                 jobs_discard(list);
                 return rc;
             }
             /* The memfd is the copy now. (If the submit fails, the future is discarded.) */
-            cf__free(arg);
-            fs[i]->arg = NULL;
+            cf_task_release_arg(fs[i]);
         }
     }
     *out = list;
     return 0;
 }
 
-static int pp_submit(cf_executor *ex, cf_future **fs, size_t n)
+static int pp_submit(void *impl, cf_future *const *fs, size_t n)
 {
-    process_pool *pool = (process_pool *)ex;
+    process_pool *pool = impl;
     job *jobs;
     int rc = make_jobs(&jobs, fs, n);
     if (rc)
@@ -1026,7 +970,8 @@ static int pp_submit(cf_executor *ex, cf_future **fs, size_t n)
     else if (pool->broken)
         rc = CF_EBROKEN;
     for (job *j = jobs; j && rc == 0; j = j->next)
-        rc = translate(pool, j->f->fn, &j->module, &j->offset);
+        rc = cf_fn_table_name(pool->names, (const void *)cf_task_bytes_fn(j->f), &j->module,
+                              &j->offset);
     if (rc) {
         pthread_mutex_unlock(&pool->mu);
         jobs_discard(jobs);
@@ -1086,9 +1031,9 @@ static void wait_manager(process_pool *pool)
     pthread_mutex_unlock(&pool->mu);
 }
 
-static int pp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
+static int pp_shutdown(void *impl, bool wait, bool cancel_futures)
 {
-    process_pool *pool = (process_pool *)ex;
+    process_pool *pool = impl;
     pthread_mutex_lock(&pool->mu);
     pool->shutdown = true;
     job *cancelled = cancel_futures ? take_queue(pool) : NULL;
@@ -1100,13 +1045,15 @@ static int pp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     return 0;
 }
 
+static const cf_executor_ops process_pool_ops;
+
 static int force(cf_executor *ex, int how)
 {
-    if (!ex || ex->vt->submit != pp_submit)
+    process_pool *pool = cf_executor_impl(ex, &process_pool_ops);
+    if (!pool)
         return CF_EINVAL;
     if (cf__executor_forked(ex))
         return CF_EFORKED;
-    process_pool *pool = (process_pool *)ex;
     pthread_mutex_lock(&pool->mu);
     pool->shutdown = true;
     job *cancelled = take_queue(pool);
@@ -1152,38 +1099,38 @@ static void pool_release(process_pool *pool)
     close_fd(&pool->epfd);
     close_fd(&pool->wakefd);
     close_fd(&pool->ctl);
-    for (uint32_t i = 0; i < pool->nmodules; i++)
-        cf__free(pool->modules[i]);
-    cf__free(pool->modules);
+    cf_fn_table_free(pool->names);
     cf__free(pool->init_arg);
     pthread_cond_destroy(&pool->cv);
     pthread_mutex_destroy(&pool->mu);
     cf__free(pool);
 }
 
-static int pp_destroy(cf_executor *ex)
+/* In a forked child: the manager does not exist here and our descriptors were closed at fork:
+ * memory only. Unref the queued futures without completing them, as the thread pool does. */
+static void pp_forget(void *impl)
 {
-    process_pool *pool = (process_pool *)ex;
-    if (cf__executor_forked(ex)) {
-        /* The manager does not exist here and our descriptors were closed at fork: memory only.
-         * Unref the queued futures without completing them, as the thread pool does. */
-        pools_remove(pool);
-        while (pool->workers) {
-            worker *w = pool->workers;
-            pool->workers = w->next;
-            for (job *j = w->head; j; j = j->next)
-                cf_future_unref(j->f);
-            jobs_discard(w->head);
-            cf__free(w->out.buf);
-            cf__free(w->out.fds);
-            free(w->in.buf);
-            cf__free(w);
-        }
-        pool->epfd = pool->wakefd = pool->ctl = -1;
-        pool_release(pool);
-        return CF_EFORKED;
+    process_pool *pool = impl;
+    pools_remove(pool);
+    while (pool->workers) {
+        worker *w = pool->workers;
+        pool->workers = w->next;
+        for (job *j = w->head; j; j = j->next)
+            cf_future_unref(j->f);
+        jobs_discard(w->head);
+        cf__free(w->out.buf);
+        cf__free(w->out.fds);
+        free(w->in.buf);
+        cf__free(w);
     }
-    pp_shutdown(ex, true, false);
+    pool->epfd = pool->wakefd = pool->ctl = -1;
+    pool_release(pool);
+}
+
+static int pp_destroy(void *impl)
+{
+    process_pool *pool = impl;
+    pp_shutdown(pool, true, false);
     if (current_manager == pool) {
         pthread_mutex_lock(&pool->mu);
         pool->free_on_exit = true;
@@ -1195,27 +1142,22 @@ static int pp_destroy(cf_executor *ex)
     return 0;
 }
 
-static size_t pp_default_chunksize(cf_executor *ex, size_t n)
+static size_t pp_default_chunksize(void *impl, size_t n)
 {
-    process_pool *pool = (process_pool *)ex;
+    process_pool *pool = impl;
     size_t chunk = n / (4 * (size_t)pool->max_workers);
     return chunk < 1 ? 1 : chunk > 1024 ? 1024 : chunk;
 }
 
-static size_t pp_max_chunksize(cf_executor *ex)
-{
-    (void)ex;
-    return SIZE_MAX;
-}
-
-static const cf__executor_vtable process_pool_vtable = {
+static const cf_executor_ops process_pool_ops = {
+    .size = sizeof(cf_executor_ops),
     .name = "process_pool",
-    .pointer_tasks = false,
+    .flags = CF_EXECUTOR_BYTES_ONLY,
     .submit = pp_submit,
     .shutdown = pp_shutdown,
     .destroy = pp_destroy,
+    .forget = pp_forget,
     .default_chunksize = pp_default_chunksize,
-    .max_chunksize = pp_max_chunksize,
 };
 
 /* ---- construction ---- */
@@ -1235,7 +1177,8 @@ static int apply_options(process_pool *pool, const cf_process_pool_options *o)
     pool->max_tasks = o->max_tasks_per_child;
     if (!o->initializer)
         return 0;
-    int rc = translate(pool, (const void *)o->initializer, &pool->init_module, &pool->init_offset);
+    int rc = cf_fn_table_name(pool->names, (const void *)o->initializer, &pool->init_module,
+                              &pool->init_offset);
     if (rc)
         return rc;
     pool->has_init = true;
@@ -1300,14 +1243,18 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
     }
     pthread_cond_init(&pool->cv, NULL);
     pools_add(pool);
-    cf__executor_init(&pool->base, &process_pool_vtable);
-    rc = apply_options(pool, o);
+    rc = cf_executor_new(out, &process_pool_ops, pool);
+    if (rc == 0)
+        rc = cf_fn_table_new(&pool->names);
+    if (rc == 0)
+        rc = apply_options(pool, o);
     if (rc == 0)
         rc = start(pool);
     if (rc) {
+        cf__free(*out); /* the bare handle: destroy would need a started pool */
+        *out = NULL;
         abandon(pool);
         return rc;
     }
-    *out = &pool->base;
     return 0;
 }

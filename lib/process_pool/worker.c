@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cfutures/fn_name.h"
 #include "core/internal.h"
 #include "process_pool/proc.h"
 
@@ -18,7 +19,7 @@ typedef struct worker_state {
     int sock;
     cf__inbuf in;
     cf__outbuf out;
-    cf__module modules[MAX_MODULES];
+    cf_module *modules[MAX_MODULES];
     char *module_error[MAX_MODULES]; /* why a module could not be found */
     uint32_t nmodules;
     uint64_t max_tasks, done;
@@ -79,7 +80,7 @@ static void *resolve(worker_state *w, const cf__frame *f, char *why, size_t cap)
         snprintf(why, cap, "%s", w->module_error[f->module]);
         return NULL;
     }
-    void *fn = cf__symbol_at(&w->modules[f->module], f->offset);
+    void *fn = cf_module_symbol(w->modules[f->module], f->offset);
     if (!fn)
         snprintf(why, cap, "the function's offset is outside its module's code in the worker");
     return fn;
@@ -89,11 +90,12 @@ static void add_module(worker_state *w, const cf__frame *f, const unsigned char 
 {
     if (f->id != w->nmodules || w->nmodules == MAX_MODULES)
         leave(3);
-    char name[CF__FRAME_NAME_MAX + 1];
-    memcpy(name, payload ? (const char *)payload : "", (size_t)f->len);
-    name[f->len] = '\0';
-    char why[512];
-    if (cf__symbol_open(&w->modules[w->nmodules], name, why, sizeof(why)) != 0)
+    size_t id_len = (size_t)f->code;
+    char path[CF__FRAME_NAME_MAX + 1];
+    memcpy(path, payload ? (const char *)payload + id_len : "", (size_t)f->len - id_len);
+    path[f->len - id_len] = '\0';
+    char why[1024];
+    if (cf_module_open(&w->modules[w->nmodules], path, payload, id_len, why, sizeof(why)) != 0)
         w->module_error[w->nmodules] = strdup(why);
     w->nmodules++;
 }
