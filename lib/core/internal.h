@@ -16,6 +16,35 @@
 #define CF__CACHELINE   64
 #define CF__FOREVER_NS  INT64_MAX
 
+/* ---- the ABI rule for public structs (docs/abi.md) ---- */
+
+/* A public struct with a reserved tail keeps its LP64 size forever, and `reserved` stays its last
+ * member: later releases carve new fields out of the tail. One line per struct, next to the code
+ * that reads it; tests/core/check_abi.py holds the same sizes to docs/abi.md. */
+#define CF__ABI_STRUCT(type, lp64_size)                                                            \
+    _Static_assert(sizeof(void *) != 8 || sizeof(type) == (lp64_size),                             \
+                   #type " must keep its size: carve new fields out of `reserved` (docs/abi.md)"); \
+    _Static_assert(offsetof(type, reserved) + sizeof(((type *)0)->reserved) == sizeof(type),       \
+                   #type ": `reserved` must stay the last member (docs/abi.md)")
+
+/* A frozen public struct (no reserved tail: an array element such as cf_bytes) never changes. */
+#define CF__ABI_FROZEN(type, lp64_size)                                                            \
+    _Static_assert(sizeof(void *) != 8 || sizeof(type) == (lp64_size),                             \
+                   #type " is frozen (docs/abi.md)")
+
+/* True if the reserved tail of the options struct `o` is all zero, as a caller built against
+ * these headers (or older ones) leaves it; a non-zero slot is an option this library does not
+ * know, which constructors reject with CF_EINVAL rather than ignore. */
+#define CF__RESERVED_ZERO(o) cf__all_zero((o)->reserved, sizeof((o)->reserved))
+static inline bool cf__all_zero(const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < len; i++)
+        if (b[i])
+            return false;
+    return true;
+}
+
 /* ---- memory (alloc.c); every allocation goes through here so faults can be injected ---- */
 
 void *cf__malloc(size_t size);

@@ -489,6 +489,9 @@ static int open_fds(cf_loop *loop)
     return 0;
 }
 
+CF__ABI_STRUCT(cf_loop_options, 144);
+CF__ABI_STRUCT(cf_loop_task_options, 136);
+
 int cf_loop_new(cf_loop **out, const cf_loop_options *options)
 {
     static const cf_loop_options defaults = {0};
@@ -496,7 +499,7 @@ int cf_loop_new(cf_loop **out, const cf_loop_options *options)
         return CF_EINVAL;
     *out = NULL;
     const cf_loop_options *o = options ? options : &defaults;
-    if (isnan(o->spin_time))
+    if (isnan(o->spin_time) || !CF__RESERVED_ZERO(o))
         return CF_EINVAL;
     cf__fork_init();
     cf_loop *loop = cf__calloc(1, sizeof(*loop));

@@ -1219,8 +1219,12 @@ static const cf__executor_vtable process_pool_vtable = {
 
 /* ---- construction ---- */
 
+CF__ABI_STRUCT(cf_process_pool_options, 168);
+
 static int check_options(const cf_process_pool_options *o)
 {
+    if (!CF__RESERVED_ZERO(o))
+        return CF_EINVAL;
     if (o->max_workers > MAX_WORKERS)
         return CF_EINVAL;
     if (!o->initializer_arg && o->initializer_arg_len)

@@ -779,8 +779,13 @@ static unsigned effective_max_workers(const cf_thread_pool_options *o)
     return o->max_workers ? o->max_workers : (cpus + 4 < 32 ? cpus + 4 : 32);
 }
 
+CF__ABI_STRUCT(cf_thread_pool_options, 200);
+CF__ABI_STRUCT(cf_thread_pool_stats, 160);
+
 static int check_options(const cf_thread_pool_options *o)
 {
+    if (!CF__RESERVED_ZERO(o))
+        return CF_EINVAL;
     if (o->min_workers > effective_max_workers(o))
         return CF_EINVAL;
     if (o->queue_policy != CF_QUEUE_BLOCK && o->queue_policy != CF_QUEUE_REJECT &&
