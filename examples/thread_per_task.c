@@ -164,7 +164,6 @@ static int tpt_destroy(void *impl)
 }
 
 static const cf_executor_ops tpt_ops = {
-    .size = sizeof(cf_executor_ops),
     .name = "thread_per_task",
     .submit = tpt_submit,
     .shutdown = tpt_shutdown,

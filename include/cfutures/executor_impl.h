@@ -47,16 +47,18 @@
  *     shutdown: ops.submit may run after or during ops.shutdown and must then refuse the batch
  *     with CF_ESHUTDOWN.
  *
- * ABI. cf_executor_ops may gain members in later minor versions. Set `size` to
- * sizeof(cf_executor_ops) as compiled: the library treats members beyond `size` as NULL, so an
- * implementation compiled against an older header keeps working, and it refuses (CF_ENOTSUP)
- * an ops table from a newer header that sets members it does not know.
+ * ABI (docs/abi.md). cf_executor_ops follows the rule of every public struct: it ends in a
+ * reserved tail that must be zero, and later releases carve new members out of that tail, where
+ * a NULL function pointer means "not provided". Define the table as a static const object with
+ * designated initialisers, so that everything you do not set (the tail included) is zero: a
+ * table built against these headers keeps working, unchanged, with later releases.
  */
 #ifndef CFUTURES_EXECUTOR_IMPL_H
 #define CFUTURES_EXECUTOR_IMPL_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "executor.h"
 #include "future.h"
@@ -73,13 +75,12 @@ enum cf_executor_flags {
     CF_EXECUTOR_BYTES_ONLY = 1u << 0,
 };
 
-/* An executor implementation. Members marked optional may be NULL. */
+/* An executor implementation. Members marked optional may be NULL. Zero-initialise it (a static
+ * const object with designated initialisers): the reserved tail must be zero. */
 typedef struct cf_executor_ops {
-    /* sizeof(cf_executor_ops) as compiled by the implementation (see ABI above). */
-    size_t size;
     /* A short static name ("thread_pool", "mpi"), returned by cf_executor_name(). */
     const char *name;
-    /* cf_executor_flags. */
+    /* cf_executor_flags (an unknown flag is CF_EINVAL). */
     unsigned flags;
     /* Accepts `n` >= 1 fresh PENDING futures (the array is the caller's, valid during the call),
      * all or nothing. Returns 0 (the implementation now owns one reference to each); or an error
@@ -106,14 +107,15 @@ typedef struct cf_executor_ops {
     size_t (*default_chunksize)(void *impl, size_t n);
     /* Optional. The largest batch ops.submit accepts from cf_executor_map(). NULL: no limit. */
     size_t (*max_chunksize)(void *impl);
+    uint64_t reserved[16]; /* must be zero (see ABI above) */
 } cf_executor_ops;
 
 /* Wraps an implementation into an executor handle, stored in `*out`. `ops` must stay valid and
- * unchanged for the executor's life (a static const table); it is also the implementation's
- * identity for cf_executor_impl(). `impl` is passed to every op. Returns 0; CF_EINVAL (NULL
- * out, ops or impl; size too small for the mandatory members; a NULL submit, shutdown or
- * destroy); CF_ENOTSUP (an ops table from a newer header using members this library does not
- * know); CF_ENOMEM. On error nothing is kept and `impl` stays the caller's. Thread-safe. */
+ * unchanged for the executor's life (a static const table): the library copies it, but its
+ * address is the implementation's identity for cf_executor_impl(). `impl` is passed to every op.
+ * Returns 0; CF_EINVAL (NULL out, ops or impl; a NULL submit, shutdown or destroy; a non-zero
+ * reserved slot, which is a member of a later release that this library does not know);
+ * CF_ENOMEM. On error nothing is kept and `impl` stays the caller's. Thread-safe. */
 int cf_executor_new(cf_executor **out, const cf_executor_ops *ops, void *impl);
 
 /* The `impl` of an executor made with this very `ops` table, or NULL (a NULL executor, or one

@@ -52,18 +52,11 @@ static int build_futures(cf_map *it, void *fn, bool bytes, const void *args)
     return 0;
 }
 
-/* The default when an implementation has no opinion: about four chunks per CPU. */
-static size_t generic_chunksize(size_t n)
-{
-    size_t chunk = n / (4 * (size_t)cf__cpu_count());
-    return chunk < 1 ? 1 : chunk > 1024 ? 1024 : chunk;
-}
-
 static size_t pick_chunksize(cf_executor *ex, size_t n, size_t chunksize)
 {
     if (chunksize == 0)
         chunksize = ex->ops.default_chunksize ? ex->ops.default_chunksize(ex->impl, n)
-                                              : generic_chunksize(n);
+                                              : cf__chunksize_for(n, cf__cpu_count());
     size_t max = ex->ops.max_chunksize ? ex->ops.max_chunksize(ex->impl) : SIZE_MAX;
     if (chunksize > max)
         chunksize = max;
@@ -123,6 +116,8 @@ int cf_executor_map(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args, 
 {
     return map_common(out, ex, (void *)fn, false, args, n, timeout, chunksize);
 }
+
+CF__ABI_FROZEN(cf_bytes, 16);
 
 int cf_executor_map_bytes(cf_map **out, cf_executor *ex, cf_bytes_fn fn, const cf_bytes *args,
                           size_t n, double timeout, size_t chunksize)

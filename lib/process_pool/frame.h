@@ -20,6 +20,7 @@
 #define CF__FRAME_INLINE_MAX    (64u * 1024u) /* larger payloads travel in a memfd */
 #define CF__FRAME_NAME_MAX      4096u         /* module path */
 #define CF__FRAME_MODULE_ID_MAX 64u           /* module identity (CF_MODULE_ID_MAX) */
+#define CF__FRAME_MODULES_MAX   1024u         /* MODULE ids per worker: 0 to this - 1 */
 #define CF__FRAME_MAX           (CF__FRAME_HEADER + CF__FRAME_INLINE_MAX)
 
 typedef enum cf__frame_type {
