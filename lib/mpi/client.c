@@ -637,7 +637,8 @@ static void backoff_wait(client *c, backoff *b)
     pthread_mutex_unlock(&c->mu);
     if (progress_possible)
         return;
-    int64_t ns = backoff_next(b);
+    /* With tasks out, a result (possibly megabytes to pull in) may come at any moment. */
+    int64_t ns = backoff_next(b, !idle);
     if (!ns)
         return;
     pthread_mutex_lock(&c->mu);

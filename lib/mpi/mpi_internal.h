@@ -136,8 +136,9 @@ static inline void backoff_reset(backoff *b)
 {
     b->idle_since = 0;
 }
-/* Nanoseconds to sleep before the next poll (0: poll again at once, after a pause or yield). */
-int64_t backoff_next(backoff *b);
+/* Nanoseconds to sleep before the next poll (0: poll again at once, after a pause or yield).
+ * `transfer`: a payload is moving, which needs both sides to keep polling. */
+int64_t backoff_next(backoff *b, bool transfer);
 
 /* ---- the two sides (client.c, worker.c) ---- */
 

@@ -101,12 +101,13 @@ int64_t now_ns(void)
 }
 
 enum {
-    SPIN_NS = 20 * 1000,    /* poll flat out this long after the last activity */
-    YIELD_NS = 200 * 1000,  /* then yield the CPU between polls until this */
-    SLEEP_MAX_NS = 1000000, /* then sleep, a quarter of the idle time, at most this */
+    SPIN_NS = 20 * 1000,              /* poll flat out this long after the last activity */
+    YIELD_NS = 200 * 1000,            /* then yield the CPU between polls until this */
+    TRANSFER_YIELD_NS = 20 * 1000000, /* ... or this, while a payload is on its way */
+    SLEEP_MAX_NS = 1000000,           /* then sleep, a quarter of the idle time, at most this */
 };
 
-int64_t backoff_next(backoff *b)
+int64_t backoff_next(backoff *b, bool transfer)
 {
     int64_t now = now_ns();
     if (!b->idle_since) {
@@ -116,7 +117,10 @@ int64_t backoff_next(backoff *b)
     int64_t idle = now - b->idle_since;
     if (idle < SPIN_NS)
         return 0;
-    if (idle < YIELD_NS) {
+    /* A large message moves only while both sides call into MPI (Open MPI's shared-memory
+     * transport copies it in fragments, or the receiver pulls it when it polls): sleeping then
+     * would stall it, so a side with a transfer in progress keeps yielding far longer. */
+    if (idle < (transfer ? TRANSFER_YIELD_NS : YIELD_NS)) {
         sched_yield();
         return 0;
     }

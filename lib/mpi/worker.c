@@ -38,9 +38,9 @@ static void pause_ns(int64_t ns)
 }
 
 /* Backs off one step; CF_EBROKEN if the client is gone. */
-static int idle_step(worker *w, backoff *b)
+static int idle_step(worker *w, backoff *b, bool transfer)
 {
-    int64_t ns = backoff_next(b);
+    int64_t ns = backoff_next(b, transfer);
     if (!ns)
         return 0;
     if (peer_gone(w->client_pidfd))
@@ -76,7 +76,7 @@ static int receive(worker *w, int tag, size_t *len)
             *len = (size_t)count;
             return 0;
         }
-        if ((rc = idle_step(w, &b)) != 0)
+        if ((rc = idle_step(w, &b, false)) != 0)
             return rc;
     }
 }
@@ -87,7 +87,7 @@ static int complete(worker *w, xfer *x)
     backoff b = {0};
     int rc;
     while ((rc = xfer_test(x)) == 0)
-        if ((rc = idle_step(w, &b)) != 0)
+        if ((rc = idle_step(w, &b, true)) != 0)
             break;
     if (rc != 1)
         xfer_abandon(x);
