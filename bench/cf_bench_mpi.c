@@ -110,8 +110,8 @@ static int wl_mpi_bytes(char **args)
     }
     free(payload);
     double mib_s = 2.0 * (double)size * (double)rounds / s / (double)(1 << 20);
-    bench_report("mpi-bytes", (double)rounds, s, s * 1e9 / (double)rounds,
-                 " bytes=%zu mib_s=%.1f", size, mib_s);
+    bench_report("mpi-bytes", (double)rounds, s, s * 1e9 / (double)rounds, " bytes=%zu mib_s=%.1f",
+                 size, mib_s);
     return 0;
 }
 
@@ -132,8 +132,8 @@ int main(int argc, char **argv)
     CF_CHECK(cf_mpi_executor_new(&ex, MPI_COMM_WORLD, NULL));
     int rc = 0;
     if (ex) { /* rank 0; the other ranks served until the executor was freed */
-        rc = bench_main("cfutures", workloads, sizeof(workloads) / sizeof(workloads[0]), argc,
-                        argv);
+        rc =
+            bench_main("cfutures", workloads, sizeof(workloads) / sizeof(workloads[0]), argc, argv);
         CF_CHECK(cf_executor_free(ex));
     }
     MPI_Finalize();

@@ -1,4 +1,5 @@
-/* cfutures: naming task functions across processes.
+/** @file
+ * cfutures: naming task functions across processes.
  *
  * A function pointer means nothing in another process: every module (the main program and each
  * shared library) is loaded at a different address there. An executor that runs tasks in other
@@ -30,22 +31,22 @@
 extern "C" {
 #endif
 
-/* The longest module identity, in bytes. */
+/** The longest module identity, in bytes. */
 #define CF_MODULE_ID_MAX 64
 
-/* The most modules one table numbers. */
+/** The most modules one table numbers. */
 #define CF_FN_TABLE_MAX_MODULES 1024
 
-/* Sender side: numbers the modules of the functions it names, densely from 0. */
+/** Sender side: numbers the modules of the functions it names, densely from 0. */
 typedef struct cf_fn_table cf_fn_table;
 
-/* Creates an empty table in `*out`. Returns 0, CF_EINVAL (NULL out), CF_ENOMEM. */
+/** Creates an empty table in `*out`. Returns 0, CF_EINVAL (NULL out), CF_ENOMEM. */
 int cf_fn_table_new(cf_fn_table **out);
 
-/* Frees a table. NULL is ignored. */
+/** Frees a table. NULL is ignored. */
 void cf_fn_table_free(cf_fn_table *table);
 
-/* Names `fn`: stores the number of the module whose executable code contains it (a new number
+/** Names `fn`: stores the number of the module whose executable code contains it (a new number
  * the first time a module is seen, with its path and identity recorded) and fn's offset in that
  * module. Recently named functions are answered from a cache. Returns 0; CF_EINVAL (NULL
  * arguments; `fn` is not inside any loaded module's code: data, heap, stack, JIT code; a module
@@ -53,7 +54,7 @@ void cf_fn_table_free(cf_fn_table *table);
  * already). Not thread-safe: one table per lock. */
 int cf_fn_table_name(cf_fn_table *table, const void *fn, uint32_t *module, uint64_t *offset);
 
-/* Describes module number `module` of the table for the receiver: its path as the dynamic
+/** Describes module number `module` of the table for the receiver: its path as the dynamic
  * loader recorded it ("" for the main program) and its identity (`*id_len` bytes, at most
  * CF_MODULE_ID_MAX). Both are borrowed from the table, valid until it is freed. Any out
  * pointer may be NULL. Returns 0, or CF_EINVAL (NULL table, unknown number). Not thread-safe
@@ -61,10 +62,10 @@ int cf_fn_table_name(cf_fn_table *table, const void *fn, uint32_t *module, uint6
 int cf_fn_table_module(const char **path, const void **id, size_t *id_len, const cf_fn_table *table,
                        uint32_t module);
 
-/* Receiver side: a module found (or loaded) in this process. */
+/** Receiver side: a module found (or loaded) in this process. */
 typedef struct cf_module cf_module;
 
-/* Finds the module called `path` in this process ("" for the main program), loading it with
+/** Finds the module called `path` in this process ("" for the main program), loading it with
  * dlopen(RTLD_NOW | RTLD_LOCAL) if it is not loaded (it then stays loaded for the life of the
  * process), and checks that its identity is the `id_len` bytes at `id` (pass NULL and 0 to skip
  * the check). Returns 0 and the handle in `*out`; CF_EINVAL when the module cannot be found or
@@ -74,11 +75,11 @@ typedef struct cf_module cf_module;
 int cf_module_open(cf_module **out, const char *path, const void *id, size_t id_len, char *why,
                    size_t why_cap);
 
-/* The function at `offset` in the module, or NULL if the offset is outside its executable code.
+/** The function at `offset` in the module, or NULL if the offset is outside its executable code.
  * Thread-safe. */
 void *cf_module_symbol(const cf_module *module, uint64_t offset);
 
-/* Frees the handle (the module stays loaded). NULL is ignored. */
+/** Frees the handle (the module stays loaded). NULL is ignored. */
 void cf_module_close(cf_module *module);
 
 #ifdef __cplusplus

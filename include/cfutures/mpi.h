@@ -1,4 +1,5 @@
-/* cfutures: an executor on MPI ranks (libcfutures-mpi; pkg-config cfutures-mpi).
+/** @file
+ * cfutures: an executor on MPI ranks (libcfutures-mpi; pkg-config cfutures-mpi).
  *
  * mpi4py.futures for C. Bytes tasks (cf_bytes_fn, task.h) run on worker ranks of an MPI job; the
  * returned cf_executor is used with executor.h like any other (submit_bytes, map_bytes, shutdown,
@@ -50,28 +51,28 @@
 extern "C" {
 #endif
 
-/* The most tasks in flight per worker. */
+/** The most tasks in flight per worker. */
 #define CF_MPI_WINDOW_MAX 1024
 
-/* Options. Zero-initialise, then set what you need: every zero field means "default". Only the
+/** Options. Zero-initialise, then set what you need: every zero field means "default". Only the
  * client's options matter, except `root`, which every rank must pass alike. */
 typedef struct cf_mpi_options {
-    /* Tasks dispatched to one worker ahead of its results, so that a burst does not pay one
+    /** Tasks dispatched to one worker ahead of its results, so that a burst does not pay one
      * round trip per task. 0: 16. At most CF_MPI_WINDOW_MAX. */
     unsigned window;
-    /* cf_mpi_executor_new(): the client's rank in `comm`. 0: rank 0. */
+    /** cf_mpi_executor_new(): the client's rank in `comm`. 0: rank 0. */
     int root;
-    /* cf_mpi_executor_spawn(): the program to start. NULL: this program (/proc/self/exe). Another
+    /** cf_mpi_executor_spawn(): the program to start. NULL: this program (/proc/self/exe). Another
      * program must call cf_mpi_executor_spawn() too, and its task functions must live in shared
      * libraries that both load (the main programs differ). Copied. */
     const char *command;
-    /* cf_mpi_executor_spawn(): the arguments after the program name, NULL-terminated. NULL: none
+    /** cf_mpi_executor_spawn(): the arguments after the program name, NULL-terminated. NULL: none
      * (MPI_ARGV_NULL). Copied. */
     char *const *argv;
-    uint64_t reserved[16]; /* must be zero (docs/abi.md) */
+    uint64_t reserved[16]; /**< must be zero (docs/abi.md) */
 } cf_mpi_options;
 
-/* Collective over `comm`: every rank calls it with the same `root`. On the client (rank `root`)
+/** Collective over `comm`: every rank calls it with the same `root`. On the client (rank `root`)
  * stores a new executor in `*out` whose workers are the other ranks of `comm`. On every other rank
  * it serves tasks until the client's executor is shut down, then stores NULL in `*out` and returns
  * 0. `options` may be NULL for all defaults. MPI must be initialised (on the client with
@@ -84,7 +85,7 @@ typedef struct cf_mpi_options {
  * client) or until the client is done (the workers). Thread-safe, but collective. */
 int cf_mpi_executor_new(cf_executor **out, MPI_Comm comm, const cf_mpi_options *options);
 
-/* In a process that was not spawned by cf_mpi_executor_spawn(): starts `workers` processes of
+/** In a process that was not spawned by cf_mpi_executor_spawn(): starts `workers` processes of
  * options->command (default: this program) with MPI_Comm_spawn(), passing `info` (placement:
  * "host", "hostfile", "wdir" and so on; MPI_INFO_NULL for none), and stores in `*out` an executor
  * whose workers are those processes. In a process spawned that way: serves its parent until the
@@ -98,7 +99,7 @@ int cf_mpi_executor_new(cf_executor **out, MPI_Comm comm, const cf_mpi_options *
 int cf_mpi_executor_spawn(cf_executor **out, int workers, MPI_Info info,
                           const cf_mpi_options *options);
 
-/* The number of worker ranks of an MPI executor (they may have died since), or CF_EINVAL if
+/** The number of worker ranks of an MPI executor (they may have died since), or CF_EINVAL if
  * `executor` is not one. Thread-safe. */
 int cf_mpi_executor_workers(const cf_executor *executor);
 

@@ -14,7 +14,7 @@ int64_t cf__now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t)ts.tv_sec * CF__NS_PER_S + ts.tv_nsec;
 }
 
 int64_t cf__seconds_to_ns(double seconds)
@@ -52,7 +52,7 @@ int cf__timeout_ms(int64_t timeout_ns)
 
 struct timespec cf__timespec(int64_t ns)
 {
-    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+    struct timespec ts = {.tv_sec = ns / CF__NS_PER_S, .tv_nsec = ns % CF__NS_PER_S};
     return ts;
 }
 
@@ -106,6 +106,7 @@ void cf__unlock_slow(cf__lock *l)
 
 int cf__cond_wait_lock(cf__cond *c, cf__lock *l, int64_t deadline_ns)
 {
+    CF__ASSERT_LOCK_HELD(l);
     uint32_t seen = atomic_load_explicit(&c->seq, memory_order_relaxed);
     c->waiters++;
     cf__lock_release(l);
@@ -115,8 +116,9 @@ int cf__cond_wait_lock(cf__cond *c, cf__lock *l, int64_t deadline_ns)
     return rc;
 }
 
-void cf__cond_broadcast(cf__cond *c)
+void cf__cond_broadcast(cf__cond *c, cf__lock *l)
 {
+    CF__ASSERT_LOCK_HELD(l);
     if (c->waiters) {
         atomic_fetch_add_explicit(&c->seq, 1, memory_order_release);
         cf__futex_wake(&c->seq, INT_MAX);

@@ -35,6 +35,9 @@ enum {
     MESSAGE_MAX = 1024,
 };
 
+/* How long cf_executor_free() waits for spawned workers to exit. */
+#define SPAWNED_EXIT_WAIT_NS (10 * 1000000000LL)
+
 typedef struct job {
     struct job *next;
     struct job *next_ool; /* in its worker's list of arguments to send out of line */
@@ -581,6 +584,22 @@ static void wind_down(client *c, bool stopping)
     c->finished = all_told && !unsent && !c->sends && !c->receiving.head;
 }
 
+/* Spawned workers end their program after they let go of us: wait (a bounded time) until the
+ * ones on this machine have exited, so that no worker outlives cf_executor_free() and the next
+ * spawn does not overlap their exit (Open MPI 4.1 can hang a spawn that races the end of the
+ * previous job). */
+static void await_spawned_exit(client *c)
+{
+    int64_t deadline = now_ns() + SPAWNED_EXIT_WAIT_NS;
+    for (int i = 0; i < c->s.nworkers; i++) {
+        int fd = c->w[i].pidfd;
+        while (fd >= 0 && !peer_gone(fd) && now_ns() < deadline) {
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            poll(&p, 1, 10);
+        }
+    }
+}
+
 static void session_end(client *c)
 {
     bool any_dead = false;
@@ -591,6 +610,8 @@ static void session_end(client *c)
         MPI_Comm_disconnect(&c->s.comm);
     else
         MPI_Comm_free(&c->s.comm);
+    if (c->s.spawned)
+        await_spawned_exit(c);
 }
 
 /* ---- the manager ---- */
