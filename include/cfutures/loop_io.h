@@ -60,8 +60,9 @@ typedef void (*cf_loop_io_cb)(cf_loop *loop, int fd, unsigned events, void *data
  * readable, has an error, or was hung up (level-triggered: as long as that lasts), until
  * cf_loop_remove_reader(). A second call for the same descriptor replaces the callback and data
  * (asyncio's rule); a writer on the same descriptor is independent. The callback may add and
- * remove watchers, including its own. Returns 0; CF_EINVAL (NULL loop or cb, negative fd,
- * descriptor not open); CF_ENOTSUP (a descriptor epoll cannot watch: regular file, directory);
+ * remove watchers, including its own. Returns 0; CF_EINVAL (NULL loop or cb, negative fd, the
+ * loop's own descriptor); CF_EBADF (not an open descriptor); CF_ENOTSUP (a descriptor epoll
+ * cannot watch: regular file, directory);
  * CF_EINVALSTATE (the descriptor is being awaited); CF_ECLOSED; CF_EPERM (not the loop thread);
  * CF_ENOMEM. Loop thread. */
 int cf_loop_add_reader(cf_loop *loop, int fd, cf_loop_io_cb cb, void *data);
@@ -87,8 +88,8 @@ int cf_loop_remove_writer(cf_loop *loop, int fd);
  * any thread). Any number of futures may wait on one descriptor; each completes. If the
  * descriptor is forgotten (cf_loop_forget_fd) first, the future fails with code CF_ECLOSED;
  * if the loop closes first, it ends cancelled. Returns 0; CF_EINVAL (NULL, negative fd, events
- * without READABLE or WRITABLE, descriptor not open); CF_ENOTSUP; CF_EINVALSTATE (the descriptor
- * has readiness callbacks); CF_ECLOSED; CF_EPERM; CF_ENOMEM. Loop thread. */
+ * without READABLE or WRITABLE, or with unknown bits); CF_EBADF; CF_ENOTSUP; CF_EINVALSTATE (the
+ * descriptor has readiness callbacks); CF_ECLOSED; CF_EPERM; CF_ENOMEM. Loop thread. */
 int cf_loop_wait_fd(cf_future **out, cf_loop *loop, int fd, unsigned events);
 
 /* Drops everything the loop holds for `fd`: its readiness callbacks (a call due in this

@@ -9,6 +9,7 @@
  * its record with one reference; whatever unlinks it (an event, its deadline, a cancellation,
  * forget, close) completes it and drops that reference. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <string.h>
@@ -83,6 +84,10 @@ int cf__io_get(cf__io **out, cf_loop *loop, int fd)
         return CF_EINVAL;
     cf__io *io = cf__io_find(loop, fd);
     if (!io) {
+        /* The table is indexed by number: make sure a number beyond it names a descriptor
+         * before making room for it (INT_MAX would ask for 16 GiB). */
+        if ((size_t)fd >= loop->io_cap && fcntl(fd, F_GETFD) < 0)
+            return CF_EBADF;
         if ((size_t)fd >= loop->io_cap && grow_table(loop, fd) != 0)
             return CF_ENOMEM;
         io = cf__calloc(1, sizeof(*io));
