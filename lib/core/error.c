@@ -1,4 +1,4 @@
-/* Error codes to text. */
+/* Error codes to text, and errno values to error codes. */
 #include <errno.h>
 
 #include "core/internal.h"
@@ -14,6 +14,27 @@ _Static_assert(CF_EINVAL == -EINVAL && CF_ENOMEM == -ENOMEM && CF_EAGAIN == -EAG
                    CF_ENOTCONN == -ENOTCONN && CF_ECONNREFUSED == -ECONNREFUSED &&
                    CF_EHOSTUNREACH == -EHOSTUNREACH,
                "cfutures error codes must equal the negated errno values");
+
+int cf__errno_code(int err)
+{
+    switch (err) {
+    case ENOMEM:
+    case ENOBUFS:
+        return CF_ENOMEM;
+    case EMFILE:
+    case ENFILE:
+        return CF_EMFILE;
+    case EAGAIN:
+        return CF_EAGAIN;
+    case EPERM:
+    case EACCES:
+        return CF_EPERM;
+    case ENOSYS:
+        return CF_ENOSYS;
+    default:
+        return CF_ESYSTEM;
+    }
+}
 
 const char *cf_strerror(int code)
 {

@@ -17,14 +17,19 @@
 
 #include "loop/io.h"
 
-struct cf__io_wait {
+typedef struct cf__io_wait {
     cf__loop_future lf;
-    cf__io_wait *prev, *next;
+    cf__dlink link;        /* on its record's waiters */
     cf__io *io;            /* the record it is linked on; NULL once unlinked */
     unsigned events;       /* CF_IO_READABLE and/or CF_IO_WRITABLE */
     cf_loop_handle *timer; /* its deadline, if any (pooled, one reference is ours) */
     cf_loop_handle unlink; /* embedded: a cancellation made on another thread */
-};
+} cf__io_wait;
+
+static cf__io_wait *wait_of(cf__dlink *l)
+{
+    return CF__CONTAINER_OF(l, cf__io_wait, link);
+}
 
 #define ASK_READ  (CF_IO_READABLE | CF_IO_WRITABLE)
 #define AWAIT_SET (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
@@ -40,6 +45,8 @@ static unsigned public_events(uint32_t e)
            (e & EPOLLERR ? CF_IO_ERROR : 0u) | (e & (EPOLLHUP | EPOLLRDHUP) ? CF_IO_HANGUP : 0u);
 }
 
+/* epoll_ctl's errno in the terms of this API; what is not specific to epoll goes through the
+ * library's one translation. */
 static int epoll_errno_code(int e)
 {
     switch (e) {
@@ -47,14 +54,13 @@ static int epoll_errno_code(int e)
         return CF_EBADF;
     case EPERM: /* a regular file or a directory */
         return CF_ENOTSUP;
-    case ENOMEM:
     case ENOSPC: /* fs.epoll.max_user_watches */
         return CF_ENOMEM;
     case EINVAL: /* the loop's own descriptor */
     case ELOOP:  /* an epoll descriptor that watches this loop's */
         return CF_EINVAL;
     default:
-        return CF_ESYSTEM;
+        return cf__errno_code(e);
     }
 }
 
@@ -62,17 +68,10 @@ static int epoll_errno_code(int e)
 
 static int grow_table(cf_loop *loop, int fd)
 {
-    size_t cap = loop->io_cap ? loop->io_cap : 64;
-    while (cap <= (size_t)fd)
-        cap *= 2;
-    cf__io **table = cf__calloc(cap, sizeof(*table));
-    if (!table)
+    size_t old = loop->io_cap;
+    if (cf__grow(&loop->io, &loop->io_cap, (size_t)fd + 1, sizeof(*loop->io)) != 0)
         return CF_ENOMEM;
-    if (loop->io_cap)
-        memcpy(table, loop->io, loop->io_cap * sizeof(*table));
-    cf__free(loop->io);
-    loop->io = table;
-    loop->io_cap = cap;
+    memset(loop->io + old, 0, (loop->io_cap - old) * sizeof(*loop->io));
     return 0;
 }
 
@@ -295,14 +294,7 @@ static void stop_timer(cf_loop *loop, cf__io_wait *w)
 /* Takes a pending wait off its record (the caller then drops the link's reference). */
 static void unlink_wait(cf_loop *loop, cf__io_wait *w)
 {
-    cf__io *io = w->io;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        io->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->prev = w->next = NULL;
+    cf__dlist_remove(&w->io->waiters, &w->link);
     w->io = NULL;
     stop_timer(loop, w);
 }
@@ -460,11 +452,7 @@ static void link_wait(cf__io *io, cf__io_wait *w)
 {
     cf_future_ref(&w->lf.base); /* the link's */
     w->io = io;
-    w->prev = NULL;
-    w->next = io->waiters;
-    if (io->waiters)
-        io->waiters->prev = w;
-    io->waiters = w;
+    cf__dlist_push(&io->waiters, &w->link);
 }
 
 int cf__io_wait_new(cf_future **out, cf_loop *loop, int fd, unsigned events, int64_t deadline_ns,
@@ -571,7 +559,7 @@ void cf__io_forget(cf_loop *loop, int fd)
     io->rd_skip = queued(&io->rd);
     io->wr_skip = queued(&io->wr);
     while (io->waiters)
-        fail_wait(loop, io->waiters, CF_ECLOSED, "the loop forgot the descriptor");
+        fail_wait(loop, wait_of(io->waiters), CF_ECLOSED, "the loop forgot the descriptor");
     set_registration(loop, io, 0, REG_REMOVE);
     io->mode = CF__IO_IDLE;
     io->ready = 0;
@@ -607,12 +595,11 @@ void cf__loop_io_event(cf_loop *loop, uint64_t tag, uint32_t e)
     bool rd = e & WAKES_READER, wr = e & WAKES_WRITER;
     if (io->mode == CF__IO_AWAIT) {
         io->ready |= (uint8_t)((rd ? CF__IO_READY_IN : 0) | (wr ? CF__IO_READY_OUT : 0));
-        cf__io_wait *w = io->waiters;
-        while (w) {
-            cf__io_wait *next = w->next;
+        for (cf__dlink *l = io->waiters, *next; l; l = next) {
+            next = l->next;
+            cf__io_wait *w = wait_of(l);
             if (((w->events & CF_IO_READABLE) && rd) || ((w->events & CF_IO_WRITABLE) && wr))
                 finish_wait(loop, w, events);
-            w = next;
         }
         return;
     }
@@ -629,7 +616,7 @@ void cf__loop_io_close(cf_loop *loop)
         if (!io)
             continue;
         while (io->waiters) {
-            cf__io_wait *w = io->waiters;
+            cf__io_wait *w = wait_of(io->waiters);
             unlink_wait(loop, w);
             cf__future_cancel_plain(&w->lf.base); /* the closed loop can never finish it */
             cf_future_unref(&w->lf.base);

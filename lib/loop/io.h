@@ -21,9 +21,8 @@
 #define CFUTURES_LOOP_IO_INTERNAL_H
 
 #include "cfutures/loop_io.h"
+#include "core/list.h"
 #include "loop/loop_internal.h"
-
-typedef struct cf__io_wait cf__io_wait;
 
 enum {
     CF__IO_IDLE = 0,
@@ -56,7 +55,7 @@ typedef struct cf__io {
     cf_loop_io_cb rd_cb, wr_cb;
     void *rd_data, *wr_data;
     cf_loop_handle rd, wr; /* embedded; queued when an event calls for the callback */
-    cf__io_wait *waiters;  /* AWAIT: pending waits, newest first */
+    cf__dlink *waiters;    /* AWAIT: pending waits (cf__io_wait.link), newest first */
 } cf__io;
 
 /* The record of `fd`, or NULL. */
