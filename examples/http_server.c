@@ -7,6 +7,7 @@
  *     /                 "hello"
  *     /offload?us=N     sleeps N microseconds (default 50) on the thread pool, then replies
  *     /cpu?n=N          counts the primes below N (default 100000) on the process pool
+ *     /stats            requests answered, requests in progress (this one excluded), connections
  * Keep-alive and pipelining as HTTP/1.1 says; every response echoes the request's X-Request-Id
  * header, and a request with a body gets an X-Body-Bytes header with the body's length.
  *
@@ -58,6 +59,7 @@ typedef struct server {
     size_t nconns;
     bool stopping;
     unsigned long long requests, connections;
+    unsigned active; /* requests being handled */
 } server;
 
 struct conn {
@@ -242,6 +244,11 @@ static int handle(conn *c, const request *req, char *body, size_t cap, size_t *b
         *body_len = 5;
         return 200;
     }
+    if (route_is(req->path, "/stats")) {
+        *body_len = (size_t)snprintf(body, cap, "requests %llu active %u connections %zu",
+                                     srv->requests, srv->active - 1, srv->nconns);
+        return 200;
+    }
     cf_future *f;
     if (route_is(req->path, "/offload")) {
         unsigned long us = query_number(req->path, "us", 50);
@@ -335,7 +342,9 @@ static int serve_buffered(conn *c)
             return rc;
         char body[128];
         size_t body_len = 0;
+        srv->active++;
         status = handle(c, &req, body, sizeof(body), &body_len);
+        srv->active--;
         srv->requests++;
         bool closing = !req.keep_alive || srv->stopping;
         if (c->out_len + 512 > OUT_CAP && (rc = flush(c)) != 0)

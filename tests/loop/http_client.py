@@ -290,6 +290,21 @@ async def run_check(pid):
     print(f"ok: {len(ledger.sent)} requests answered exactly once; descriptors back to {baseline}")
 
 
+async def wait_active(n):
+    """Waits until the server is handling `n` requests (besides the /stats ones asking)."""
+    reader, writer = await connect()
+    deadline = time.monotonic() + 10 * SCALE
+    while True:
+        writer.write(request("/stats", "stats"))
+        status, _, body = await read_response(reader)
+        check(status == 200, f"/stats: status {status}")
+        if int(body.split()[3]) >= n:
+            break
+        check(time.monotonic() < deadline, f"the server never had {n} requests in progress")
+        await asyncio.sleep(0.01)
+    await close(writer)
+
+
 async def run_stop(pid, signame):
     ledger = Ledger()
     idle = [await connect() for _ in range(5)]
@@ -300,7 +315,7 @@ async def run_stop(pid, signame):
         rid = ledger.new(f"slept {us} us".encode())
         writer.write(request(f"/offload?us={us}", rid))
         busy.append((rid, reader, writer))
-    await asyncio.sleep(0.1 * SCALE)  # the requests are in the thread pool now
+    await wait_active(len(busy))  # the requests are in the thread pool now
     os.kill(pid, getattr(signal, "SIG" + signame))
     for rid, reader, writer in busy:
         status, headers, got = await read_response(reader)

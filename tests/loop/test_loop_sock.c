@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -467,7 +468,9 @@ START_TEST(test_connect_timeout)
         fillers[i] = tcp_socket();
         connect(fillers[i], (struct sockaddr *)&addr, sizeof(addr));
     }
-    usleep(50000);
+    /* The first one connected: the queue (one entry for backlog 0) is full from then on. */
+    struct pollfd p = {.fd = fillers[0], .events = POLLOUT};
+    ck_assert_int_eq(poll(&p, 1, (int)(CF_TEST_LONG * 1000)), 1);
     connect_case c = {.addr = addr, .fd = tcp_socket(), .timeout = 0.2};
     double t0 = cf_test_monotonic();
     ck_assert_int_eq(run_task(loop, connect_task, &c), CF_ETIMEDOUT);
