@@ -79,6 +79,7 @@ static const cf__handle_kind reader_kind, writer_kind;
 
 int cf__io_get(cf__io **out, cf_loop *loop, int fd)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     if (fd < 0)
         return CF_EINVAL;
     cf__io *io = cf__io_find(loop, fd);
@@ -112,6 +113,7 @@ static bool queued(const cf_loop_handle *h)
 /* Frees a record nothing needs any more. */
 static void release_if_unused(cf_loop *loop, cf__io *io)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     if (io->rd_cb || io->wr_cb || io->waiters || io->registered || io->running || queued(&io->rd) ||
         queued(&io->wr))
         return;
@@ -294,6 +296,8 @@ static void stop_timer(cf_loop *loop, cf__io_wait *w)
 /* Takes a pending wait off its record (the caller then drops the link's reference). */
 static void unlink_wait(cf_loop *loop, cf__io_wait *w)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
+    CF__ASSERT(w->io != NULL);
     cf__dlist_remove(&w->io->waiters, &w->link);
     w->io = NULL;
     stop_timer(loop, w);
@@ -588,6 +592,7 @@ static void queue_call(cf_loop *loop, cf_loop_handle *h, unsigned *pending, unsi
 
 void cf__loop_io_event(cf_loop *loop, uint64_t tag, uint32_t e)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     cf__io *io = cf__io_find(loop, (int)(uint32_t)tag);
     if (!io || io->gen != (uint32_t)(tag >> 32))
         return; /* for a record since forgotten */
