@@ -381,10 +381,7 @@ static bool wait_cancel(cf_future *f)
 
 static void wait_release(cf_future *f)
 {
-    cf__io_wait *w = (cf__io_wait *)f;
-    cf_loop *loop = w->lf.loop;
-    cf__free(w);
-    cf__loop_unref(loop);
+    cf__loop_future_free(&((cf__io_wait *)f)->lf);
 }
 
 static const cf__future_ops wait_ops = {
