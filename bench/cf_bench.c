@@ -32,6 +32,7 @@
     X("loop-future-memory", "N", 1, wl_loop_future_memory,                                         \
       "resident bytes per pending loop future")                                                    \
     CF_BENCH_TASK_WORKLOADS(X)                                                                     \
+    CF_BENCH_HTTP_WORKLOADS(X)                                                                     \
     CF_BENCH_MPI_WORKLOADS(X)
 
 /* Workloads of the MPI executor (wl_mpi.c runs cf-bench-mpi under mpirun): only where MPI was
@@ -57,6 +58,17 @@
     X("loop-task-memory", "N", 1, wl_loop_task_memory, "resident bytes per task parked in a sleep")
 #else
 #define CF_BENCH_TASK_WORKLOADS(X)
+#endif
+
+/* Workloads that load examples/http_server with wrk: only when it was built. */
+#ifdef CF_BENCH_HTTP_SERVER
+#define CF_BENCH_HTTP_WORKLOADS(X)                                                                 \
+    X("http-hello", "SECONDS", 1, wl_http_hello,                                                   \
+      "server CPU time per request of the example server's hello route under wrk")                 \
+    X("http-offload", "SECONDS", 1, wl_http_offload,                                               \
+      "requests/s and p99 of a route awaiting a 50 us blocking call on the thread pool")
+#else
+#define CF_BENCH_HTTP_WORKLOADS(X)
 #endif
 
 #define CF_BENCH_DECLARE(name, usage, nargs, fn, help) int fn(char **args);
