@@ -42,6 +42,7 @@ typedef struct job {
     struct job *next;
     struct job *next_ool; /* in its worker's list of arguments to send out of line */
     cf_future *f;         /* NULL once failed by a break while its result is still due */
+    bool cancelled;       /* cancelled before dispatch: only the reference to drop */
     uint64_t id;
     uint32_t module;
     uint64_t offset;
@@ -165,13 +166,13 @@ static void deliver(client *c)
 {
     job *j;
     while ((j = jl_pop(&c->done))) {
-        if (j->f) {
+        if (j->f && !j->cancelled) {
             if (j->code)
                 cf_future_set_exception(j->f, j->code, j->message);
             else if (cf_future_set_result_bytes_owned(j->f, j->result, j->result_len) == 0)
                 j->result = NULL; /* adopted */
-            cf_future_unref(j->f);
         }
+        cf_future_unref(j->f);
         job_free(j);
     }
 }
@@ -348,8 +349,10 @@ static bool dispatch(client *c)
         job *j = jl_pop(&c->queue);
         moved = true;
         if (cf_future_set_running_or_notify_cancel(j->f) != 1) {
-            cf_future_unref(j->f); /* cancelled meanwhile */
-            job_free(j);
+            /* Cancelled meanwhile: its last reference may go back to the future cache, which
+             * takes a lock of its own; drop it with the outcomes, after mu. */
+            j->cancelled = true;
+            jl_push(&c->done, j);
             continue;
         }
         if (encode_task(c, w, j) != 0) {
