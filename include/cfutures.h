@@ -16,5 +16,6 @@
 #include "cfutures/wait.h"
 #include "cfutures/loop.h"
 #include "cfutures/loop_task.h"
+#include "cfutures/loop_sync.h"
 
 #endif
