@@ -32,6 +32,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "loop.h"
 
@@ -183,7 +184,8 @@ typedef enum cf_loop_queue_order {
     CF_LOOP_QUEUE_PRIORITY = 2, /* smallest first by `compare`, ties first in first out */
 } cf_loop_queue_order;
 
-/* Queue options. Zero-initialise: every zero field means "default". */
+/* Queue options. Zero-initialise: every zero field means "default". The struct grows only into
+ * its reserved tail (docs/abi.md). */
 typedef struct cf_loop_queue_options {
     /* Most items the queue holds; put waits while it is full. 0: no limit. */
     size_t maxsize;
@@ -192,11 +194,13 @@ typedef struct cf_loop_queue_options {
     /* PRIORITY only (required there): negative if item `a` comes out before item `b`, 0 if
      * they are equal (then the one put first comes out first), positive otherwise. */
     int (*compare)(const void *a, const void *b);
+    uint64_t reserved[16]; /* must be zero */
 } cf_loop_queue_options;
 
 /* Creates an empty queue. `options` may be NULL (unbounded FIFO). Items are opaque pointers
  * that stay owned by the caller (free discards the remaining ones without touching them).
- * Returns 0; CF_EINVAL (NULL out or loop, unknown order, PRIORITY without compare); CF_ECLOSED;
+ * Returns 0; CF_EINVAL (NULL out or loop, unknown order, PRIORITY without compare, a non-zero
+ * reserved slot); CF_ECLOSED;
  * CF_EPERM; CF_ENOMEM. Loop thread. */
 int cf_loop_queue_new(cf_loop_queue **out, cf_loop *loop, const cf_loop_queue_options *options);
 

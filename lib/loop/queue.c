@@ -14,6 +14,8 @@
 
 enum { INITIAL_CAPACITY = 16 };
 
+CF__ABI_STRUCT(cf_loop_queue_options, 152);
+
 typedef struct entry {
     void *item;
     uint64_t seq; /* put order: the priority queue's tie-breaker */
@@ -177,7 +179,7 @@ int cf_loop_queue_new(cf_loop_queue **out, cf_loop *loop, const cf_loop_queue_op
     *out = NULL;
     const cf_loop_queue_options *o = options ? options : &defaults;
     if ((unsigned)o->order > CF_LOOP_QUEUE_PRIORITY ||
-        (o->order == CF_LOOP_QUEUE_PRIORITY && !o->compare))
+        (o->order == CF_LOOP_QUEUE_PRIORITY && !o->compare) || !CF__RESERVED_ZERO(o))
         return CF_EINVAL;
     int rc = cf__loop_check(loop);
     if (rc)

@@ -95,6 +95,9 @@ START_TEST(test_misuse_codes)
     ck_assert_int_eq(cf_loop_queue_new(&bad, loop, &(cf_loop_queue_options){.order = 7}),
                      CF_EINVAL);
     ck_assert_ptr_null(bad);
+    cf_loop_queue_options reserved = {0};
+    reserved.reserved[15] = 1;
+    ck_assert_int_eq(cf_loop_queue_new(&bad, loop, &reserved), CF_EINVAL);
 
     /* A condition over a lock of another loop. */
     cf_loop *other = new_loop();
