@@ -32,6 +32,7 @@
 #include "executor.h"
 #include "future.h"
 #include "task.h"
+#include "wait.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -217,6 +218,53 @@ int cf_loop_gather(cf_future **out, cf_loop *loop, cf_future *const *fs, size_t 
  * `future` and ends cancelled once `future` is done. Returns 0; CF_EINVAL (NaN); CF_ECLOSED;
  * CF_EPERM; CF_ENOMEM. Loop thread. */
 int cf_loop_wait_for(cf_future **out, cf_loop *loop, cf_future *future, double timeout);
+
+/* ---- waiting on many futures, callback style (asyncio.wait, asyncio.as_completed) ---- */
+
+/* A loop future that finishes (with result NULL) once `when` holds over the `n` futures
+ * (CF_FIRST_COMPLETED, CF_FIRST_EXCEPTION: one failed, or all are done; CF_ALL_COMPLETED), or
+ * when `timeout` seconds pass (negative: no limit; 0: finishes at once either way). Like
+ * asyncio.wait it never fails on a timeout and never cancels the futures: read the split with
+ * cf_future_done() on each (or use cf_await_many() in a task). If the condition already holds,
+ * it is finished on return (its done-callbacks still run in a later iteration). Futures of any
+ * kind are watched without being wrapped; duplicates are allowed. Cancelling it cancels only
+ * it. Returns 0; CF_EINVAL (NULL out, loop or fs, n == 0, a NULL entry, unknown `when`, NaN);
+ * CF_ECLOSED; CF_EPERM (not the loop thread); CF_ENOMEM. Loop thread. */
+int cf_loop_wait(cf_future **out, cf_loop *loop, cf_future *const *fs, size_t n,
+                 cf_return_when when, double timeout);
+
+/* An iterator over futures in the order they complete, on the loop thread. */
+typedef struct cf_loop_as_completed cf_loop_as_completed;
+
+/* Creates an iterator over the `n` futures (of any kind; duplicates are yielded once) with an
+ * overall deadline `timeout` seconds from now (negative: none). Futures already done come
+ * first, in input order, then the others in the order the loop learns of their completion. The
+ * iterator holds a reference to every future until it is freed. Returns 0; CF_EINVAL (NULL out,
+ * loop or fs, n == 0, a NULL entry, NaN); CF_ECLOSED; CF_EPERM; CF_ENOMEM. Loop thread. */
+int cf_loop_as_completed_new(cf_loop_as_completed **out, cf_loop *loop, cf_future *const *fs,
+                             size_t n, double timeout);
+
+/* Inside a task: yields the next future to complete, waiting for it if needed (asyncio 3.13's
+ * async-for form of as_completed, which yields the original futures). Returns 0 with the future
+ * in `*out` (borrowed: valid until the iterator is freed); CF_ETIMEDOUT if the deadline passed
+ * with futures still pending (they are not cancelled; later calls still yield those that have
+ * completed since); CF_EOF once every future has been yielded; CF_ECANCELLED if this task was
+ * cancelled; CF_EINVALSTATE outside a task; CF_EPERM from a task of another loop, or while
+ * another task waits on the same iterator; CF_EINVAL. */
+int cf_loop_as_completed_next(cf_future **out, cf_loop_as_completed *it);
+
+/* Yields the next future that has completed, without waiting (for callbacks). Returns 0 and
+ * the future; CF_EAGAIN if none is ready yet; CF_ETIMEDOUT and CF_EOF as
+ * cf_loop_as_completed_next(); CF_EPERM (not the loop thread); CF_EINVAL. Loop thread. */
+int cf_loop_as_completed_try_next(cf_future **out, cf_loop_as_completed *it);
+
+/* The number of futures not yet yielded. 0 for NULL. Loop thread. */
+size_t cf_loop_as_completed_remaining(const cf_loop_as_completed *it);
+
+/* Frees the iterator and releases its references; the futures are not cancelled. NULL is
+ * ignored (returns 0). Returns CF_EINVALSTATE, freeing nothing, while a task waits in
+ * cf_loop_as_completed_next() on it. Loop thread, or any thread once the loop is closed. */
+int cf_loop_as_completed_free(cf_loop_as_completed *it);
 
 /* ---- embedding in another event loop ---- */
 
