@@ -103,6 +103,18 @@ int cf_loop_run_forever(cf_loop *loop);
  * stopped before the future was done, and the errors of cf_loop_run_forever(). */
 int cf_loop_run_until_complete(void **result, cf_loop *loop, cf_future *future);
 
+/* Runs one iteration of the loop on the calling thread, which becomes the loop thread: waits
+ * at most `timeout` seconds for work (0: not at all; negative: until something is due), then
+ * runs the callbacks that are ready at that point (those they schedule wait for the next
+ * call). For programs that drive the loop from their own main loop (a game loop, a GUI idle
+ * handler) instead of handing the thread to cf_loop_run_forever(); a host loop that can watch a
+ * descriptor uses cf_loop_fd() and cf_loop_dispatch() instead, which never block. A
+ * cf_loop_stop() during the iteration has no further effect. Returns 0; CF_EINVAL (NULL, NaN);
+ * and the errors of cf_loop_run_forever() (CF_EINVALSTATE while the loop runs, from a callback
+ * or task of a loop, for an embedded loop, or while tasks suspended on another thread are
+ * unfinished; CF_ECLOSED; CF_EFORKED). Any thread that may run the loop. */
+int cf_loop_run_once(cf_loop *loop, double timeout);
+
 /* Asks the loop to stop: the current iteration completes (every callback already due still
  * runs) and cf_loop_run_forever() returns; called before run_forever, exactly one iteration
  * runs. Callbacks scheduled meanwhile stay queued for the next run. Returns 0, CF_EINVAL, or
@@ -182,10 +194,12 @@ int cf_loop_create_future(cf_future **out, cf_loop *loop);
  * thread. */
 int cf_loop_wrap_future(cf_future **out, cf_loop *loop, cf_future *future);
 
-/* Submits `fn(arg)` to `executor` (NULL: the loop's default thread pool, created on first use
- * and shut down by close) and returns its wrapped loop future (see cf_loop_wrap_future()).
- * Returns 0; CF_EINVAL; CF_ECLOSED; CF_EPERM (default executor from another thread); the
- * errors of cf_executor_submit(). Loop thread for a NULL executor, else any thread. */
+/* Submits `fn(arg)` to `executor` (NULL: the loop's default executor, see
+ * cf_loop_set_default_executor(); by default a thread pool created on first use and shut down by
+ * close) and returns its wrapped loop future (see cf_loop_wrap_future()). Returns 0; CF_EINVAL;
+ * CF_ECLOSED; CF_EPERM (default executor from another thread); CF_ESHUTDOWN (default executor
+ * after cf_loop_shutdown_default_executor()); the errors of cf_executor_submit(). Loop thread for
+ * a NULL executor, else any thread. */
 int cf_loop_run_in_executor(cf_future **out, cf_loop *loop, cf_executor *executor, cf_fn fn,
                             void *arg);
 
@@ -193,6 +207,27 @@ int cf_loop_run_in_executor(cf_future **out, cf_loop *loop, cf_executor *executo
  * future's bytes are read with cf_future_result_bytes(). */
 int cf_loop_run_in_executor_bytes(cf_future **out, cf_loop *loop, cf_executor *executor,
                                   cf_bytes_fn fn, const void *arg, size_t len);
+
+/* Makes `executor` the loop's default executor, used by run_in_executor with a NULL executor
+ * (asyncio's set_default_executor). The executor stays the caller's: the loop never shuts it
+ * down (except through cf_loop_shutdown_default_executor()) nor frees it, so keep it alive until
+ * another one is set or the loop is freed. NULL goes back to the loop's own thread pool (created
+ * on first use, shut down by close, freed by cf_loop_free). Setting an executor also lifts a
+ * previous cf_loop_shutdown_default_executor(). Returns 0; CF_EINVAL; CF_ECLOSED; CF_EPERM (not
+ * the loop thread). Loop thread. */
+int cf_loop_set_default_executor(cf_loop *loop, cf_executor *executor);
+
+/* Shuts the default executor down and waits for its work and threads to finish, without
+ * blocking the loop (asyncio's shutdown_default_executor): the waiting happens on a helper
+ * thread, and the returned loop future finishes (with NULL) when it is done; it finishes at once
+ * if no default executor was ever used. Await it in a task, or run_until_complete() it from
+ * plain code to block until done. From now on run_in_executor with a NULL executor returns
+ * CF_ESHUTDOWN (until another executor is set). `timeout` seconds (negative: none) bound the
+ * wait: past it the future fails with CF_ETIMEDOUT and the shutdown goes on (cf_loop_free
+ * waits for it). If the loop is closed first, the future ends cancelled. Returns 0; CF_EINVAL
+ * (NULL, NaN); CF_ECLOSED; CF_EPERM (not the loop thread); CF_ENOMEM; CF_EAGAIN (no thread).
+ * Loop thread. */
+int cf_loop_shutdown_default_executor(cf_future **out, cf_loop *loop, double timeout);
 
 /* ---- combinators, callback style (each returns a loop future) ---- */
 

@@ -96,6 +96,22 @@ int cf_wait_for(void **value, cf_future *future, double timeout);
 /* The task running on the calling thread (borrowed), or NULL outside tasks. */
 cf_future *cf_current_task(void);
 
+/* Starts a task running `fn(arg, &result)` on `loop` from any thread (asyncio's
+ * run_coroutine_threadsafe) and stores in `*out` a plain cf_future (one reference) for its
+ * outcome: the task's value (owned by the task, which the future keeps alive), its error code
+ * and message, or cancelled. The task is created on the loop thread in a later iteration (so
+ * the loop must be running or run later). The future is not bound to the loop: block on it with
+ * cf_future_result() from another thread (never from the loop thread while the loop waits for
+ * you: that deadlocks), and its done-callbacks run on the loop thread as the task ends.
+ * Cancelling the future succeeds until the outcome is in, and cancels the task (a request,
+ * posted to the loop: the task may still run to its end, its outcome is then dropped). If the
+ * loop closes first, the future ends cancelled; if the task cannot be created, the future fails
+ * with that code (CF_ENOMEM...). Returns 0; CF_EINVAL (NULL out, loop or fn, a non-zero reserved
+ * slot of `options`); CF_ECLOSED; CF_EFORKED; CF_ENOMEM; CF_ENOTSUP (built without coroutines).
+ * Any thread, including the loop thread. */
+int cf_loop_run_coroutine_threadsafe(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
+                                     const cf_loop_task_options *options);
+
 /* Inside a task: awaits cf_loop_wait() over the `n` futures (asyncio.wait): suspends until
  * `when` holds (CF_FIRST_COMPLETED, CF_FIRST_EXCEPTION, CF_ALL_COMPLETED) or `timeout` seconds
  * pass (negative: no limit; 0: only looks), then reports the split as cf_wait() does:

@@ -85,9 +85,12 @@ struct cf_loop {
      * migrate, so while there are any, no other thread may run the loop. */
     size_t tasks_live;
     uintptr_t tasks_thread;
-    cf_executor *default_executor;
-    int epfd, efd, tfd; /* tfd: only once embedded */
-    int64_t tfd_armed;  /* deadline the timerfd is armed for, CF__FOREVER_NS if none */
+    cf_executor *default_executor; /* the loop's own thread pool, created on first use */
+    cf_executor *user_executor;    /* cf_loop_set_default_executor()'s (borrowed) */
+    void *shutdown_jobs;           /* threads of cf_loop_shutdown_default_executor() */
+    bool default_shutdown;         /* no more work for the default executor */
+    int epfd, efd, tfd;            /* tfd: only once embedded */
+    int64_t tfd_armed;             /* deadline the timerfd is armed for, CF__FOREVER_NS if none */
     int64_t spin_max_ns;
     int64_t spin_ns; /* current adaptive spin budget */
     uint64_t sleeps, drains, iterations;
@@ -203,6 +206,16 @@ bool cf__loop_waiter_unwatch(cf__loop_waiter *w, cf_future *f);
  * takes a reference). */
 int cf__loop_ensure_future(cf_future **out, cf_loop *loop, cf_future *f);
 
+/* ---- the default executor (loop/executor.c) ---- */
+
+/* The executor run_in_executor uses for NULL: the user's, or the loop's own thread pool,
+ * created on first use. Returns 0; CF_EPERM (not the loop thread); CF_ECLOSED; CF_ESHUTDOWN
+ * after cf_loop_shutdown_default_executor(); the errors of cf_thread_pool_new(). */
+int cf__loop_default_executor(cf_executor **out, cf_loop *loop);
+/* Joins the threads of cf_loop_shutdown_default_executor() still alive (cf_loop_free, before
+ * the loop's own executor is freed). */
+void cf__loop_join_shutdown_jobs(cf_loop *loop);
+
 /* ---- combinators (loop/combinators.c) ---- */
 
 /* Whether a cf_loop_wait_for() future ended because its timeout passed. */
@@ -264,6 +277,8 @@ static inline void cf__wait_list_remove(cf__wait *w)
     w->list = NULL;
 }
 
+/* Whether this build has tasks (coroutines). */
+bool cf__loop_tasks_supported(void);
 /* 0 inside a task of `loop`; CF_EINVALSTATE outside any task (or without coroutines);
  * CF_EPERM inside a task of another loop; CF_EINVAL for a NULL loop. */
 int cf__task_check(cf_loop *loop);

@@ -287,6 +287,11 @@ cf_future *cf_current_task(void)
 
 /* ---- parking on loop primitives ---- */
 
+bool cf__loop_tasks_supported(void)
+{
+    return true;
+}
+
 int cf__task_check(cf_loop *loop)
 {
     if (!loop)

@@ -6,12 +6,11 @@
 int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
                         const cf_loop_task_options *options)
 {
-    (void)loop;
     (void)arg;
     if (!out)
         return CF_EINVAL;
     *out = NULL;
-    if (!fn || (options && !CF__RESERVED_ZERO(options)))
+    if (!loop || !fn || (options && !CF__RESERVED_ZERO(options)))
         return CF_EINVAL;
     return CF_ENOTSUP;
 }
@@ -64,6 +63,11 @@ void cf__loop_tasks_closed(cf_loop *loop)
 
 /* Without tasks nothing can park: the primitives' waiting operations report CF_EINVALSTATE and
  * their lists of waiters stay empty. */
+bool cf__loop_tasks_supported(void)
+{
+    return false;
+}
+
 int cf__task_check(cf_loop *loop)
 {
     return loop ? CF_EINVALSTATE : CF_EINVAL;
