@@ -74,16 +74,6 @@ static void job_free(shutdown_job *job)
     cf__free(job);
 }
 
-static void stop_timer(shutdown_job *job)
-{
-    cf_loop_handle *h = job->timer;
-    if (h) {
-        job->timer = NULL;
-        cf__loop_handle_cancel(h);
-        cf__loop_handle_release(h->loop, h);
-    }
-}
-
 static void *helper_main(void *arg)
 {
     shutdown_job *job = arg;
@@ -97,7 +87,7 @@ static void finished_run(cf_loop *loop, cf_loop_handle *h)
     shutdown_job *job = h->data;
     pthread_join(job->thread, NULL); /* it has posted: it is about to return */
     job->joined = true;
-    stop_timer(job);
+    cf__loop_timer_cancel(&job->timer);
     if (!cf_future_done(job->done))
         cf_future_set_result(job->done, NULL, NULL);
     job_unlink(loop, job);
@@ -118,8 +108,7 @@ static void timeout_run(cf_loop *loop, cf_loop_handle *h)
 {
     (void)loop;
     shutdown_job *job = h->data;
-    job->timer = NULL;
-    cf__loop_handle_release(h->loop, h);
+    cf__loop_timer_fired(&job->timer, h);
     cf_future_set_exception(job->done, CF_ETIMEDOUT,
                             "the default executor did not shut down in time");
 }
@@ -127,25 +116,10 @@ static void timeout_run(cf_loop *loop, cf_loop_handle *h)
 static void timeout_drop(cf_loop_handle *h)
 {
     shutdown_job *job = h->data;
-    job->timer = NULL;
-    cf__loop_handle_release(h->loop, h);
+    cf__loop_timer_fired(&job->timer, h);
 }
 
 static const cf__handle_kind timeout_kind = {.run = timeout_run, .drop = timeout_drop};
-
-static int start_timer(shutdown_job *job, double timeout)
-{
-    cf_loop_handle *h = cf__loop_handle_alloc(job->loop, &timeout_kind, NULL, job);
-    if (!h)
-        return CF_ENOMEM;
-    if (cf__loop_timer_start(job->loop, h, cf__deadline_after(timeout)) != 0) {
-        cf__loop_handle_release(job->loop, h);
-        return CF_ENOMEM;
-    }
-    h->refs++; /* the job's, so that it can stop it */
-    job->timer = h;
-    return 0;
-}
 
 int cf_loop_shutdown_default_executor(cf_future **out, cf_loop *loop, double timeout)
 {
@@ -175,8 +149,10 @@ int cf_loop_shutdown_default_executor(cf_future **out, cf_loop *loop, double tim
         job->executor = ex;
         job->done = cf_future_ref(done);
         cf__loop_handle_embed(&job->finished, loop, &finished_kind, job);
-        if (timeout >= 0)
-            rc = start_timer(job, timeout);
+        if (timeout >= 0) {
+            job->timer = cf__loop_timer_new(loop, &timeout_kind, job, cf__deadline_after(timeout));
+            rc = job->timer ? 0 : CF_ENOMEM;
+        }
     }
     if (rc == 0) {
         rc = cf__fault(CF__FAULT_THREAD) ? EAGAIN
@@ -186,7 +162,7 @@ int cf_loop_shutdown_default_executor(cf_future **out, cf_loop *loop, double tim
     }
     if (rc) {
         if (job) {
-            stop_timer(job);
+            cf__loop_timer_cancel(&job->timer);
             job->joined = true; /* never started */
             job_free(job);
         }

@@ -30,7 +30,7 @@ typedef struct threadsafe_run {
 static void task_done_fire(cf__hook *hook, cf_future *task)
 {
     threadsafe_run *r = CF__CONTAINER_OF(hook, threadsafe_run, task_done);
-    cf__loop_future_copy(&r->base, task); /* nothing if the future was cancelled */
+    cf__future_copy_outcome(&r->base, task); /* nothing if the future was cancelled */
     cf_future_unref(&r->base);
 }
 

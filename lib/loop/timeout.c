@@ -28,8 +28,7 @@ static void on_deadline(cf_loop *loop, cf_loop_handle *h)
 {
     (void)loop;
     cf_loop_timeout *t = h->data;
-    t->timer = NULL;
-    cf__loop_handle_release(h->loop, h);
+    cf__loop_timer_fired(&t->timer, h);
     /* (A task that is already done has nobody to interrupt, nor a scope to exit.) */
     t->state = cf_future_cancel(t->task) ? EXPIRING : EXPIRED;
 }
@@ -37,39 +36,20 @@ static void on_deadline(cf_loop *loop, cf_loop_handle *h)
 static void deadline_drop(cf_loop_handle *h)
 {
     cf_loop_timeout *t = h->data;
-    t->timer = NULL;
-    cf__loop_handle_release(h->loop, h);
+    cf__loop_timer_fired(&t->timer, h);
 }
 
 static const cf__handle_kind deadline_kind = {.run = on_deadline, .drop = deadline_drop};
 
-static void disarm(cf_loop_timeout *t)
-{
-    cf_loop_handle *h = t->timer;
-    if (h) {
-        t->timer = NULL;
-        cf__loop_handle_cancel(h);
-        cf__loop_handle_release(h->loop, h);
-    }
-}
-
 /* Arms the deadline (a past one fires in the next iteration). Returns 0 or CF_ENOMEM. */
 static int arm(cf_loop_timeout *t, int64_t when)
 {
-    disarm(t);
+    cf__loop_timer_cancel(&t->timer);
     t->when = when;
     if (when == CF__FOREVER_NS)
         return 0;
-    cf_loop_handle *h = cf__loop_handle_alloc(t->loop, &deadline_kind, NULL, t);
-    if (!h)
-        return CF_ENOMEM;
-    if (cf__loop_timer_start(t->loop, h, when) != 0) {
-        cf__loop_handle_release(t->loop, h);
-        return CF_ENOMEM;
-    }
-    h->refs++; /* the scope's, so that it can disarm it */
-    t->timer = h;
-    return 0;
+    t->timer = cf__loop_timer_new(t->loop, &deadline_kind, t, when);
+    return t->timer ? 0 : CF_ENOMEM;
 }
 
 /* Seconds on the loop clock to ns; negative or infinite: no deadline. */
@@ -144,7 +124,7 @@ bool cf_loop_timeout_expired(const cf_loop_timeout *scope)
  * the number of requests left. */
 static uint32_t close_scope(cf_loop_timeout *t)
 {
-    disarm(t);
+    cf__loop_timer_cancel(&t->timer);
     if (t->state != EXPIRING) {
         t->state = EXITED;
         return 0;

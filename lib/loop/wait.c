@@ -12,42 +12,6 @@
 
 #include "loop/loop_internal.h"
 
-/* ---- a timer owned by an object (its handle holds one reference on the object) ---- */
-
-static cf_loop_handle *owned_timer_start(cf_loop *loop, const cf__handle_kind *kind, void *owner,
-                                         int64_t when)
-{
-    cf_loop_handle *h = cf__loop_handle_alloc(loop, kind, NULL, owner);
-    if (!h)
-        return NULL;
-    if (cf__loop_timer_start(loop, h, when) != 0) {
-        cf__loop_handle_release(loop, h);
-        return NULL;
-    }
-    h->refs++; /* the owner's, so that it can cancel it */
-    return h;
-}
-
-/* Cancels the timer; true if it was armed (its reference on the owner is the caller's to
- * drop). */
-static bool owned_timer_stop(cf_loop_handle **timer)
-{
-    cf_loop_handle *h = *timer;
-    if (!h)
-        return false;
-    *timer = NULL;
-    cf__loop_handle_cancel(h);
-    cf__loop_handle_release(h->loop, h);
-    return true;
-}
-
-/* The owner's side of a timer that ran or was dropped. */
-static void owned_timer_done(cf_loop_handle **timer, cf_loop_handle *h)
-{
-    *timer = NULL;
-    cf__loop_handle_release(h->loop, h);
-}
-
 static bool failed(const cf_future *f)
 {
     uint32_t s = cf__future_load(f);
@@ -104,7 +68,7 @@ static void wait_unwatch(loop_wait *w)
 /* The same and the timer (loop thread, open loop). */
 static void wait_disarm(loop_wait *w)
 {
-    if (owned_timer_stop(&w->timer))
+    if (cf__loop_timer_cancel(&w->timer))
         cf_future_unref(&w->lf.base);
     wait_unwatch(w);
 }
@@ -148,7 +112,7 @@ static void wait_timer_run(cf_loop *loop, cf_loop_handle *h)
 {
     (void)loop;
     loop_wait *w = h->data;
-    owned_timer_done(&w->timer, h);
+    cf__loop_timer_fired(&w->timer, h);
     wait_finish(w); /* timed out: asyncio.wait returns the split, it does not fail */
     cf_future_unref(&w->lf.base);
 }
@@ -156,7 +120,7 @@ static void wait_timer_run(cf_loop *loop, cf_loop_handle *h)
 static void wait_timer_drop(cf_loop_handle *h)
 {
     loop_wait *w = h->data;
-    owned_timer_done(&w->timer, h);
+    cf__loop_timer_fired(&w->timer, h);
     wait_abandon(w);
     cf_future_unref(&w->lf.base);
 }
@@ -178,11 +142,9 @@ static bool wait_cancel(cf_future *f)
 static void wait_release(cf_future *f)
 {
     loop_wait *w = (loop_wait *)f;
-    cf_loop *loop = w->lf.loop;
     for (size_t i = 0; i < w->n; i++)
         cf_future_unref(w->fs[i]);
-    cf__free(w);
-    cf__loop_unref(loop);
+    cf__loop_future_free(&w->lf);
 }
 
 static const cf__future_ops wait_ops = {
@@ -225,7 +187,7 @@ int cf_loop_wait(cf_future **out, cf_loop *loop, cf_future *const *fs, size_t n,
         return 0;
     }
     if (timeout > 0) {
-        w->timer = owned_timer_start(loop, &wait_timer_kind, w, cf__deadline_after(timeout));
+        w->timer = cf__loop_timer_new(loop, &wait_timer_kind, w, cf__deadline_after(timeout));
         if (!w->timer) {
             cf_future_unref(f);
             return CF_ENOMEM;
@@ -341,7 +303,7 @@ static void ac_timer_run(cf_loop *loop, cf_loop_handle *h)
 {
     (void)loop;
     cf_loop_as_completed *it = h->data;
-    owned_timer_done(&it->timer, h);
+    cf__loop_timer_fired(&it->timer, h);
     it->timed_out = true;
     ac_wake(it);
     ac_release(it);
@@ -350,7 +312,7 @@ static void ac_timer_run(cf_loop *loop, cf_loop_handle *h)
 static void ac_timer_drop(cf_loop_handle *h)
 {
     cf_loop_as_completed *it = h->data;
-    owned_timer_done(&it->timer, h);
+    cf__loop_timer_fired(&it->timer, h);
     ac_release(it);
 }
 
@@ -418,7 +380,7 @@ int cf_loop_as_completed_new(cf_loop_as_completed **out, cf_loop *loop, cf_futur
     it->n = m;
     cf__free(first);
     if (timeout >= 0) {
-        it->timer = owned_timer_start(loop, &ac_timer_kind, it, cf__deadline_after(timeout));
+        it->timer = cf__loop_timer_new(loop, &ac_timer_kind, it, cf__deadline_after(timeout));
         if (!it->timer) {
             ac_release(it);
             return CF_ENOMEM;
@@ -498,7 +460,7 @@ int cf_loop_as_completed_free(cf_loop_as_completed *it)
     if (!cf__wait_list_empty(&it->waiters))
         return CF_EINVALSTATE;
     /* (After close the timer was dropped already.) */
-    if (owned_timer_stop(&it->timer))
+    if (cf__loop_timer_cancel(&it->timer))
         ac_release(it);
     /* A waiter that cannot be unhooked any more has fired: its handle releases its reference
      * where it runs or is dropped. */
