@@ -5,7 +5,8 @@
  * loop futures deliver their done-callbacks on the loop. The loop's purpose is to await
  * executor futures: cf_loop_run_in_executor() offloads blocking work to a thread or process
  * pool and hands back a loop future that completes on the loop thread. Tasks written as
- * straight-line code that suspends at cf_await() are in loop_task.h.
+ * straight-line code that suspends at cf_await() are in loop_task.h, and the locks, events,
+ * semaphores, conditions and queues they coordinate with in loop_sync.h.
  *
  * One iteration (as asyncio's _run_once): wait for work (not at all if callbacks are ready or
  * the loop is stopping; else until the earliest timer or a cross-thread wake-up), take the
