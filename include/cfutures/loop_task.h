@@ -1,4 +1,5 @@
-/* cfutures: loop tasks, written as straight-line code that suspends at cf_await().
+/** @file
+ * cfutures: loop tasks, written as straight-line code that suspends at cf_await().
  *
  * A task runs a cf_fn on its own stack (a stackful coroutine) on the loop thread. Inside it,
  * cf_await(), cf_sleep(), cf_gather() and cf_wait_for() suspend the task and let the loop run
@@ -47,18 +48,18 @@
 extern "C" {
 #endif
 
-/* Task options. Zero-initialise ({0}): every zero field means "default". The struct grows
+/** Task options. Zero-initialise ({0}): every zero field means "default". The struct grows
  * only into its reserved tail (docs/abi.md). */
 typedef struct cf_loop_task_options {
-    /* Usable stack size in bytes. 0: 64 KiB (larger under sanitizers). Stacks are committed
+    /** Usable stack size in bytes. 0: 64 KiB (larger under sanitizers). Stacks are committed
      * lazily: a task that stays shallow costs a page or two of memory. */
     size_t stack_size;
-    /* Reserved for fields added by later releases (docs/abi.md): must be zero, which a
+    /** Reserved for fields added by later releases (docs/abi.md): must be zero, which a
      * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
     uint64_t reserved[16];
 } cf_loop_task_options;
 
-/* Creates a task running `fn(arg, &result)` on `loop`; it starts in a later iteration (first
+/** Creates a task running `fn(arg, &result)` on `loop`; it starts in a later iteration (first
  * step scheduled with call_soon, as asyncio 3.11). Stores the task in `*out` (one reference;
  * the loop keeps its own until the task finishes). `options` may be NULL. Returns 0;
  * CF_EINVAL (also for a non-zero reserved slot of `options`); CF_ECLOSED; CF_EPERM (not the
@@ -67,7 +68,7 @@ typedef struct cf_loop_task_options {
 int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
                         const cf_loop_task_options *options);
 
-/* Inside a task: suspends until `future` is done, then returns its outcome as
+/** Inside a task: suspends until `future` is done, then returns its outcome as
  * cf_future_result(): 0 and the value in `*value` (may be NULL; owned by `future`), CF_ETASK
  * (read the error with cf_future_exception(future)), or CF_ECANCELLED (the future was cancelled,
  * or this task was). A future that is already done returns at once without suspending.
@@ -77,26 +78,26 @@ int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
  * task; CF_ENOMEM. */
 int cf_await(void **value, cf_future *future);
 
-/* Inside a task: suspends for `delay` seconds (0 or negative: yields for one iteration, as
+/** Inside a task: suspends for `delay` seconds (0 or negative: yields for one iteration, as
  * asyncio.sleep(0)). Returns 0; CF_ECANCELLED if the task was cancelled; CF_EINVAL (NaN);
  * CF_EINVALSTATE outside a task; CF_ENOMEM. */
 int cf_sleep(double delay);
 
-/* Inside a task: awaits cf_loop_gather() of the `n` futures. On success stores the n values in
+/** Inside a task: awaits cf_loop_gather() of the `n` futures. On success stores the n values in
  * `values` (an array of n, may be NULL; owned by their futures) and returns 0. Returns CF_ETASK
  * when a child failed or was cancelled (the first one ends the wait; the others keep running:
  * inspect them with cf_future_exception()), CF_ECANCELLED if this task was cancelled (the
  * children are then cancelled too), and the errors of cf_loop_gather() and cf_await(). */
 int cf_gather(void **values, cf_future *const *fs, size_t n);
 
-/* Inside a task: awaits cf_loop_wait_for(future, timeout). Returns as cf_await(), and
+/** Inside a task: awaits cf_loop_wait_for(future, timeout). Returns as cf_await(), and
  * CF_ETIMEDOUT if the timeout passed (the future was then cancelled and has finished). */
 int cf_wait_for(void **value, cf_future *future, double timeout);
 
-/* The task running on the calling thread (borrowed), or NULL outside tasks. */
+/** The task running on the calling thread (borrowed), or NULL outside tasks. */
 cf_future *cf_current_task(void);
 
-/* Starts a task running `fn(arg, &result)` on `loop` from any thread (asyncio's
+/** Starts a task running `fn(arg, &result)` on `loop` from any thread (asyncio's
  * run_coroutine_threadsafe) and stores in `*out` a plain cf_future (one reference) for its
  * outcome: the task's value (owned by the task, which the future keeps alive), its error code
  * and message, or cancelled. The task is created on the loop thread in a later iteration (so
@@ -112,7 +113,7 @@ cf_future *cf_current_task(void);
 int cf_loop_run_coroutine_threadsafe(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
                                      const cf_loop_task_options *options);
 
-/* Inside a task: awaits cf_loop_wait() over the `n` futures (asyncio.wait): suspends until
+/** Inside a task: awaits cf_loop_wait() over the `n` futures (asyncio.wait): suspends until
  * `when` holds (CF_FIRST_COMPLETED, CF_FIRST_EXCEPTION, CF_ALL_COMPLETED) or `timeout` seconds
  * pass (negative: no limit; 0: only looks), then reports the split as cf_wait() does:
  * `done[i]` (if `done` is not NULL; an array of n) tells whether fs[i] is done, `*n_done` (if
@@ -152,13 +153,15 @@ int cf_await_many(size_t *n_done, bool *done, cf_future *const *fs, size_t n, cf
  * at the parent's next suspension point); else 0. A task group is used on the loop thread; its
  * functions return CF_EPERM elsewhere. */
 
+/** A task group (opaque): opened by cf_loop_task_group_enter(), freed by
+ * cf_loop_task_group_free(). */
 typedef struct cf_loop_task_group cf_loop_task_group;
 
-/* Inside a task: opens a task group whose parent is the calling task. Returns 0; CF_EINVAL
+/** Inside a task: opens a task group whose parent is the calling task. Returns 0; CF_EINVAL
  * (NULL out); CF_EINVALSTATE outside a task (and without coroutines); CF_ENOMEM. */
 int cf_loop_task_group_enter(cf_loop_task_group **out);
 
-/* Starts a child task in the group (cf_loop_create_task() on the parent's loop). `out` may be
+/** Starts a child task in the group (cf_loop_create_task() on the parent's loop). `out` may be
  * NULL; if not, it receives one reference to the child. From the parent, another task or a
  * callback of the loop, until exit has returned. Returns 0; CF_EINVALSTATE once the group is
  * shutting down (a child failed, or the body did) or exited; CF_EINVAL; CF_EPERM (not the loop
@@ -166,7 +169,7 @@ int cf_loop_task_group_enter(cf_loop_task_group **out);
 int cf_loop_task_group_create_task(cf_future **out, cf_loop_task_group *group, cf_fn fn, void *arg,
                                    const cf_loop_task_options *options);
 
-/* Inside the parent: ends the group's body with the body's outcome `rc` (0, CF_ECANCELLED, or
+/** Inside the parent: ends the group's body with the body's outcome `rc` (0, CF_ECANCELLED, or
  * an error, which cancels the children), waits until every child is done (a cancellation of
  * the parent meanwhile cancels the children and the wait goes on), and returns the group's
  * outcome (see above): 0, CF_ETASK, the body's error, or CF_ECANCELLED. Also CF_EINVALSTATE if
@@ -174,14 +177,14 @@ int cf_loop_task_group_create_task(cf_future **out, cf_loop_task_group *group, c
  * returns CF_ECANCELLED without waiting. */
 int cf_loop_task_group_exit(cf_loop_task_group *group, int rc);
 
-/* The number of children that failed (0 for NULL). Loop thread. */
+/** The number of children that failed (0 for NULL). Loop thread. */
 size_t cf_loop_task_group_failure_count(const cf_loop_task_group *group);
 
-/* The i-th child that failed, in the order of the failures (borrowed: valid until the group
+/** The i-th child that failed, in the order of the failures (borrowed: valid until the group
  * is freed; read its error with cf_future_exception()), or NULL past the end. Loop thread. */
 cf_future *cf_loop_task_group_failure(const cf_loop_task_group *group, size_t i);
 
-/* Frees the group. Called before exit (an abandoned body), it cancels the children that are
+/** Frees the group. Called before exit (an abandoned body), it cancels the children that are
  * still running; the memory goes once they are done. NULL is ignored. Loop thread, or any
  * thread once the loop is closed. */
 void cf_loop_task_group_free(cf_loop_task_group *group);
@@ -207,37 +210,39 @@ void cf_loop_task_group_free(cf_loop_task_group *group);
  * on). A body that completes after the deadline without noticing it keeps its own result. All
  * functions: loop thread; enter and exit inside the scope's task. */
 
+/** A timeout scope (opaque): opened by cf_loop_timeout_enter(), freed by
+ * cf_loop_timeout_free(). */
 typedef struct cf_loop_timeout cf_loop_timeout;
 
-/* Inside a task: opens a timeout scope for the calling task with a deadline `delay` seconds
+/** Inside a task: opens a timeout scope for the calling task with a deadline `delay` seconds
  * from now (0: expires in the next iteration, as asyncio.timeout(0); negative, e.g.
  * CF_FOREVER: no deadline until rescheduled). Returns 0; CF_EINVAL (NULL out, NaN);
  * CF_EINVALSTATE outside a task (and without coroutines); CF_ENOMEM. */
 int cf_loop_timeout_enter(cf_loop_timeout **out, double delay);
 
-/* As cf_loop_timeout_enter() with an absolute deadline on the cf_loop_time() clock (negative
+/** As cf_loop_timeout_enter() with an absolute deadline on the cf_loop_time() clock (negative
  * or +INFINITY: none). */
 int cf_loop_timeout_enter_at(cf_loop_timeout **out, double when);
 
-/* Moves the deadline to `when` (absolute, on the cf_loop_time() clock; negative or +INFINITY:
+/** Moves the deadline to `when` (absolute, on the cf_loop_time() clock; negative or +INFINITY:
  * none; already past: expires in the next iteration). Returns 0; CF_EINVALSTATE once the scope
  * expired or exited; CF_EINVAL (NULL, NaN); CF_EPERM (not the loop thread). */
 int cf_loop_timeout_reschedule(cf_loop_timeout *scope, double when);
 
-/* The deadline on the cf_loop_time() clock, or CF_FOREVER (-1) if there is none. NULL gives
+/** The deadline on the cf_loop_time() clock, or CF_FOREVER (-1) if there is none. NULL gives
  * CF_FOREVER. Loop thread. */
 double cf_loop_timeout_when(const cf_loop_timeout *scope);
 
-/* Whether the deadline passed and the scope cancelled its task (stays true after exit). NULL
+/** Whether the deadline passed and the scope cancelled its task (stays true after exit). NULL
  * gives false. Loop thread. */
 bool cf_loop_timeout_expired(const cf_loop_timeout *scope);
 
-/* Inside the scope's task: closes the scope and returns the body's outcome `rc`, turned into
+/** Inside the scope's task: closes the scope and returns the body's outcome `rc`, turned into
  * CF_ETIMEDOUT if the scope expired and `rc` is the CF_ECANCELLED its own cancellation caused.
  * Returns CF_EINVALSTATE if already exited; CF_EPERM from another task; CF_EINVAL for NULL. */
 int cf_loop_timeout_exit(cf_loop_timeout *scope, int rc);
 
-/* Frees the scope (closing it first if exit was not called, without converting anything).
+/** Frees the scope (closing it first if exit was not called, without converting anything).
  * NULL is ignored. Loop thread, or any thread once the loop is closed. */
 void cf_loop_timeout_free(cf_loop_timeout *scope);
 

@@ -120,6 +120,9 @@ static inline int cf__loop_thread_check(cf_loop *loop)
     return cf__loop_on_thread(loop) ? 0 : CF_EPERM;
 }
 
+/* The rule "loop thread" of the comments, checked (see CF__ASSERT). */
+#define CF__ASSERT_LOOP_THREAD(loop) CF__ASSERT(cf__loop_on_thread(loop))
+
 static inline void cf__loop_ref(cf_loop *loop)
 {
     atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);

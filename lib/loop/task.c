@@ -81,8 +81,10 @@ static void task_finish(loop_task *t)
 
 static void task_step(loop_task *t)
 {
-    t->park = PARK_NONE;
     cf_loop *loop = t->lf.loop;
+    CF__ASSERT_LOOP_THREAD(loop);
+    CF__ASSERT(t->coro != NULL); /* a finished task is never stepped again */
+    t->park = PARK_NONE;
     if (!t->started) {
         t->started = true;
         if (t->must_cancel) { /* cancelled before it ever ran */
@@ -147,6 +149,7 @@ static int suspend(loop_task *t)
 
 static bool task_cancel_here(loop_task *t)
 {
+    CF__ASSERT_LOOP_THREAD(t->lf.loop);
     if (cf_future_done(&t->lf.base))
         return false;
     t->cancels++;
@@ -279,6 +282,7 @@ int cf__task_check(cf_loop *loop)
 int cf__task_park(cf__wait *w, cf__wait_list *list)
 {
     loop_task *t = current;
+    CF__ASSERT(t != NULL && w->list == NULL); /* cf__task_check() passed; not linked yet */
     if (t->lf.loop->closing)
         return CF_ECANCELLED;
     if (t->must_cancel && !w->shielded) {
@@ -299,6 +303,8 @@ int cf__task_park(cf__wait *w, cf__wait_list *list)
 
 void cf__task_wake(cf__wait *w, int status)
 {
+    CF__ASSERT(w->list != NULL); /* parked, and woken once */
+    CF__ASSERT_LOOP_THREAD(((loop_task *)w->task)->lf.loop);
     cf__wait_list_remove(w);
     w->status = status;
     make_ready(w->task);
