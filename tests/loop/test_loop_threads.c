@@ -290,6 +290,7 @@ END_TEST
 typedef struct remote {
     cf_loop *loop;
     cf_loop_event *event; /* the task waits on it if set */
+    cf_loop_event *go;    /* the task waits for it, set by the other thread once it watches */
     cf_test_latch started;
     cf_test_event task_ended;
     pthread_t task_thread;
@@ -310,6 +311,8 @@ static int remote_task(void *arg, void **result)
     int rc = cf_sleep(0);
     if (rc == 0 && r->event)
         rc = cf_loop_event_wait(r->event);
+    if (rc == 0 && r->go)
+        rc = cf_loop_event_wait(r->go);
     r->task_rc = rc;
     cf_test_event_set(&r->task_ended);
     if (rc)
@@ -324,12 +327,20 @@ static void record_callback_thread(cf_future *f, void *data)
     ((remote *)data)->callback_thread = pthread_self();
 }
 
+static void set_go(cf_loop *loop, void *data)
+{
+    (void)loop;
+    ck_assert_int_eq(cf_loop_event_set(data), 0);
+}
+
 static void *remote_thread(void *arg)
 {
     remote *r = arg;
     cf_future *f;
     ck_assert_int_eq(cf_loop_run_coroutine_threadsafe(&f, r->loop, remote_task, r, NULL), 0);
     ck_assert_int_eq(cf_future_add_done_callback(f, record_callback_thread, r), 0);
+    /* Only now may the task end: its future's callback then runs on the loop thread. */
+    ck_assert_int_eq(cf_loop_call_soon_threadsafe(r->loop, set_go, r->go), 0);
     if (r->event) {
         /* Cancel it while it waits: the future is cancelled at once, the task soon. */
         ck_assert(cf_test_latch_wait(&r->started, 1, CF_TEST_LONG));
@@ -355,12 +366,14 @@ static void run_remote(remote *r)
     r->task_rc = r->result_rc = 1;
     if (r->event == (cf_loop_event *)1)
         ck_assert_int_eq(cf_loop_event_new(&r->event, r->loop), 0);
+    ck_assert_int_eq(cf_loop_event_new(&r->go, r->loop), 0);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, remote_thread, r), 0);
     ck_assert_int_eq(cf_loop_run_forever(r->loop), 0);
     pthread_join(th, NULL);
     /* Let the task's last steps run (a cancelled one ends after the future). */
     cf_loop_event_free(r->event);
+    cf_loop_event_free(r->go);
     cf_loop_free(r->loop);
     cf_test_latch_destroy(&r->started);
     cf_test_event_destroy(&r->task_ended);
