@@ -17,6 +17,7 @@
 #include "cfutures/wait.h"
 #include "cfutures/loop.h"
 #include "cfutures/loop_task.h"
+#include "cfutures/loop_io.h"
 #include "cfutures/loop_sync.h"
 
 #endif
