@@ -23,6 +23,7 @@ int main(void)
     GROWABLE(cf_process_pool_options);
     GROWABLE(cf_loop_options);
     GROWABLE(cf_loop_task_options);
+    GROWABLE(cf_loop_queue_options);
     GROWABLE(cf_executor_ops);
 #ifdef CF_ABI_HAVE_MPI
     GROWABLE(cf_mpi_options);
