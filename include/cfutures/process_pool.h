@@ -78,7 +78,8 @@ typedef struct cf_process_pool_options {
  * Errors: CF_EINVAL (NULL out; max_workers above 4096; an initializer outside every loaded
  * module; initializer_arg NULL with a non-zero length); CF_ENOMEM; CF_EMFILE; CF_EAGAIN (no
  * process or thread could be started); CF_ESYSTEM (the program image could not be re-executed,
- * for example without /proc, or when the library was loaded with dlopen()). Thread-safe. */
+ * for example without /proc, or when the library was loaded with dlopen()); CF_ENOTSUP (a
+ * setuid, setgid or file-capability program, which is never re-executed). Thread-safe. */
 int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *options);
 
 /* Stops the pool at once, like Python 3.14's terminate_workers(): shuts it down without waiting,

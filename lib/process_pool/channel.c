@@ -35,6 +35,15 @@ int cf__errno_code(int err)
     }
 }
 
+bool cf__channel_trusted(int sock, pid_t expected)
+{
+    struct ucred peer;
+    socklen_t len = sizeof(peer);
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || len != sizeof(peer))
+        return false;
+    return peer.pid == expected && peer.uid == geteuid();
+}
+
 int cf__set_nonblock(int fd)
 {
     int flags = fcntl(fd, F_GETFL);

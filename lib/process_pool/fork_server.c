@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -119,6 +120,7 @@ typedef struct child {
 typedef struct server {
     int sock;
     pid_t self;
+    pid_t parent; /* the pool's process, which made every channel we serve */
     child *children;
     size_t n, cap;
     struct pollfd *pfds;
@@ -143,7 +145,7 @@ static _Noreturn void become_worker(server *s, int wsock)
     if (getppid() != s->self)
         _exit(125); /* the server died before the death signal was armed */
     prctl(PR_SET_NAME, "cfworker");
-    cf__worker_main(wsock);
+    cf__worker_main(wsock, s->parent);
 }
 
 static void spawn(server *s, const cf__ctl *m, int wsock)
@@ -236,9 +238,9 @@ static void handle_control(server *s)
         close(fd);
 }
 
-static _Noreturn void server_main(int sock)
+static _Noreturn void server_main(int sock, pid_t parent)
 {
-    server s = {.sock = sock, .self = getpid()};
+    server s = {.sock = sock, .self = getpid(), .parent = parent};
     prctl(PR_SET_NAME, "cfforkserver");
     cf__ctl hello = {.type = CF__CTL_HELLO, .pid = s.self};
     if (cf__ctl_send(sock, &hello, -1) != 0)
@@ -272,10 +274,19 @@ static _Noreturn void server_main(int sock)
 }
 
 /* Runs in every image of a program linked with cfutures, before main(). In the parent it only
- * checks that the marker is absent. */
+ * checks that the marker is absent.
+ *
+ * The marker is a request to serve whoever holds descriptor 3, so it is honoured only when the
+ * requester is the process that started us, as our own user: never in a setuid, setgid or
+ * file-capability program (AT_SECURE: the environment and descriptors come from a less
+ * privileged user, who would have a privileged worker dlopen() a path of their choosing), and
+ * only on a channel that our parent made with our effective uid (SO_PEERCRED). An image that
+ * finds the marker with any other channel exits at once without reading from it. */
 __attribute__((constructor)) static void forkserver_constructor(void)
 {
-    const char *v = getenv(SERVER_ENV);
+    if (getauxval(AT_SECURE))
+        return;
+    const char *v = secure_getenv(SERVER_ENV);
     if (!v || strcmp(v, "3") != 0)
         return;
     struct stat st;
@@ -283,7 +294,15 @@ __attribute__((constructor)) static void forkserver_constructor(void)
         return;
     unsetenv(SERVER_ENV);
     close(EXE_FD);
-    server_main(SERVER_FD);
+    pid_t parent = getppid();
+    if (!cf__channel_trusted(SERVER_FD, parent)) {
+        static const char msg[] = "cfutures: " SERVER_ENV " is set but descriptor 3 is not a "
+                                  "channel from this process's parent and user; exiting\n";
+        ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)n;
+        _exit(CF__UNTRUSTED_EXIT);
+    }
+    server_main(SERVER_FD, parent);
 }
 
 /* ---- starting a server (in the parent) ---- */
@@ -389,6 +408,10 @@ static int await_hello(int sock, pid_t pid)
 
 int cf__forkserver_start(pid_t *pid_out, int *sock_out)
 {
+    /* A fresh image of a setuid (or setgid, or file-capability) program is started in secure
+     * mode too, where the constructor above ignores the marker: it would run main() instead. */
+    if (getauxval(AT_SECURE))
+        return CF_ENOTSUP;
     int image = -1;
     int rc = program_image(&image);
     if (rc)

@@ -83,6 +83,13 @@ void cf__advise_large(void *p, size_t len);
 int cf__memfd_map(void **out, int fd, size_t len, bool private_copy);
 void cf__memfd_unmap(void *addr, size_t len);
 
+/* Whether the process at the other end of `sock` may talk to us: it made the socket (SO_PEERCRED
+ * records the maker of a socket pair) as process `expected` with our effective uid. A fork server
+ * and a worker check their channel with this before reading anything from it. */
+bool cf__channel_trusted(int sock, pid_t expected);
+/* A server or worker whose channel fails that check exits with this status, at once. */
+#define CF__UNTRUSTED_EXIT 127
+
 /* Converts errno to a CF_E* code. */
 int cf__errno_code(int err);
 /* Makes `fd` non-blocking. */
@@ -129,7 +136,8 @@ typedef struct cf__ctl {
 
 /* Starts a fork server: a fresh image of this program, talking over the returned SEQPACKET
  * socket (its end-of-stream means the server exited). Waits for its hello. Returns 0, or CF_ESYSTEM
- * / CF_EAGAIN / CF_EMFILE / CF_ENOMEM. */
+ * / CF_EAGAIN / CF_EMFILE / CF_ENOMEM; CF_ENOTSUP in a setuid, setgid or file-capability program
+ * (the fresh image would rightly ignore the marker). */
 int cf__forkserver_start(pid_t *pid, int *sock);
 /* Sends one control message (and a descriptor, or -1), without blocking. */
 int cf__ctl_send(int sock, const cf__ctl *m, int fd);
@@ -138,7 +146,8 @@ int cf__ctl_recv(int sock, cf__ctl *m, int *fd);
 
 /* ---- worker (process_pool/worker.c) ---- */
 
-/* The worker's main loop on its socket. Never returns. */
-_Noreturn void cf__worker_main(int sock);
+/* The worker's main loop on its socket, which process `parent` (the pool's) must have made (else
+ * it exits with CF__UNTRUSTED_EXIT before reading anything). Never returns. */
+_Noreturn void cf__worker_main(int sock, pid_t parent);
 
 #endif

@@ -193,8 +193,10 @@ static void run_init(worker_state *w, const cf__frame *f, const unsigned char *i
     send_now(w);
 }
 
-_Noreturn void cf__worker_main(int sock)
+_Noreturn void cf__worker_main(int sock, pid_t parent)
 {
+    if (!cf__channel_trusted(sock, parent))
+        _exit(CF__UNTRUSTED_EXIT);
     static worker_state w;
     w.sock = sock;
     if (cf__inbuf_init(&w.in) != 0)
