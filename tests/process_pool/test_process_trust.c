@@ -271,7 +271,9 @@ static pid_t start_image(const int ctl[2], bool via_child, bool as_nobody)
         }
         /* Our own child runs the image, so its parent is this process, not the channel's maker. */
         pid_t grandchild;
-        if (posix_spawn(&grandchild, path, NULL, NULL, argv, env) != 0)
+        int spawned = posix_spawn(&grandchild, path, NULL, NULL, argv, env);
+        free(env); /* valgrind checks this process for leaks at its _exit() */
+        if (spawned != 0)
             _exit(92);
         close(3);
         int status;
