@@ -89,6 +89,18 @@ static inline bool cf__fault(cf__fault_kind kind)
 }
 #endif
 
+/* ---- descriptors (fd.c) ---- */
+
+/* Every descriptor the library creates or receives goes through one of these, so that none of
+ * ours lands on 0, 1 or 2 in a program started with them closed (its next printf would write
+ * into our socket). Returns `fd` itself if it is above 2 (or negative: a failed call passes
+ * through), else a close-on-exec duplicate above 2, closing `fd`; -1 with errno (EMFILE when no
+ * number above 2 is free) if that fails. */
+int cf__fd_above_stdio(int fd);
+/* The same for both ends of a pair (a socketpair or a pipe): 0, or -1 with errno and both
+ * closed (set to -1). */
+int cf__fd_pair_above_stdio(int sv[2]);
+
 /* ---- errors (error.c) ---- */
 
 /* The one translation of an errno value from a system call the library made with its own

@@ -152,7 +152,7 @@ static void spawn(server *s, const cf__ctl *m, int wsock)
         goto fail;
     }
     close(wsock);
-    int pidfd = pidfd_open_(pid);
+    int pidfd = cf__fd_above_stdio(pidfd_open_(pid));
     if (pidfd < 0) {
         /* Without a pidfd we cannot report its exit: do not keep it. */
         reply.value = errno;
@@ -250,6 +250,21 @@ static _Noreturn void server_main(int sock, pid_t parent)
     }
 }
 
+/* Opens /dev/null on whichever of 0, 1 and 2 is closed (the program was started with them
+ * closed), before anything else is opened: otherwise a worker's channel, received later, would
+ * land there and a task's printf would write into it. The workers inherit these three. */
+static void open_stdio(void)
+{
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        /* 0-2 are filled in order, so the lowest free number is `fd` itself. */
+        int opened = open("/dev/null", O_RDWR);
+        if (opened != fd)
+            _exit(CF__WORKER_EXIT_SETUP);
+    }
+}
+
 /* Runs in every image of a program linked with cfutures, before main(). In the parent it only
  * checks that the marker is absent.
  *
@@ -279,6 +294,7 @@ __attribute__((constructor)) static void forkserver_constructor(void)
         (void)n;
         _exit(CF__WORKER_EXIT_UNTRUSTED);
     }
+    open_stdio();
     server_main(SERVER_FD, parent);
 }
 
@@ -396,7 +412,8 @@ int cf__forkserver_start(pid_t *pid_out, int *sock_out)
     if (cf__fault(CF__FAULT_FD))
         return CF_EMFILE;
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0 ||
+        cf__fd_pair_above_stdio(sv) != 0)
         return cf__errno_code(errno);
     int child_end = -1, err = EMFILE;
     if (!cf__fault(CF__FAULT_FD)) {

@@ -610,7 +610,8 @@ static int spawn_worker(process_pool *pool)
         return rc;
     }
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
+        cf__fd_pair_above_stdio(sv) != 0) {
         rc = cf__errno_code(errno);
         worker_free(w);
         return rc;
@@ -1251,12 +1252,12 @@ static int start(process_pool *pool)
 {
     if (cf__fault(CF__FAULT_FD))
         return CF_EMFILE;
-    pool->epfd = epoll_create1(EPOLL_CLOEXEC);
+    pool->epfd = cf__fd_above_stdio(epoll_create1(EPOLL_CLOEXEC));
     if (pool->epfd < 0)
         return cf__errno_code(errno);
     if (cf__fault(CF__FAULT_FD))
         return CF_EMFILE;
-    pool->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pool->wakefd = cf__fd_above_stdio(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (pool->wakefd < 0)
         return cf__errno_code(errno);
     int rc = cf__forkserver_start(&pool->server_pid, &pool->ctl);
