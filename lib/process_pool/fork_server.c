@@ -32,12 +32,12 @@
 /* How the parent starts the server image: the control socket at SERVER_FD, the executable at
  * EXE_FD (open only while exec() resolves it), and SERVER_ENV=<SERVER_FD> in the environment.
  * The descriptors are moved into place from numbers at or above FIRST_FREE_FD, which the moves
- * cannot clobber. */
+ * cannot clobber (the lowest such number, so that a process allowed few descriptors works). */
 #define SERVER_ENV    "CFUTURES_FORKSERVER"
 #define SERVER_FD     3
 #define SERVER_FD_STR "3"
 #define EXE_FD        4
-#define FIRST_FREE_FD 10
+#define FIRST_FREE_FD (EXE_FD + 1)
 #define HELLO_TIMEOUT 30000 /* ms; generous: the image may start under a sanitizer */
 
 extern char **environ;
@@ -300,6 +300,20 @@ __attribute__((constructor)) static void forkserver_constructor(void)
 
 /* ---- starting a server (in the parent) ---- */
 
+/* Moves `fd` to FIRST_FREE_FD or above, where the file actions cannot clobber it, closing the
+ * original. Returns the descriptor, or -1 with errno (EMFILE when no such number is free:
+ * F_DUPFD's EINVAL means the limit itself is below FIRST_FREE_FD). */
+static int out_of_the_way(int fd)
+{
+    if (fd >= FIRST_FREE_FD)
+        return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, FIRST_FREE_FD);
+    int err = errno;
+    close(fd);
+    errno = err == EINVAL ? EMFILE : err;
+    return moved;
+}
+
 /* The program image, opened by the first pool and kept for the life of the process. A failed
  * open (descriptors exhausted, say) is not remembered: the next pool tries again. */
 static _Atomic int exe_fd = -1;
@@ -313,15 +327,9 @@ static int program_image(int *out)
     }
     if (cf__fault(CF__FAULT_FD))
         return CF_EMFILE;
-    int opened = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    if (opened < 0)
+    fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || (fd = out_of_the_way(fd)) < 0)
         return cf__errno_code(errno);
-    /* Out of the way of the file actions that move descriptors into place in the image. */
-    fd = fcntl(opened, F_DUPFD_CLOEXEC, FIRST_FREE_FD);
-    int err = errno;
-    close(opened);
-    if (fd < 0)
-        return cf__errno_code(err);
     int expected = -1;
     if (!atomic_compare_exchange_strong(&exe_fd, &expected, fd)) {
         close(fd); /* another pool opened it first */
@@ -417,10 +425,11 @@ int cf__forkserver_start(pid_t *pid_out, int *sock_out)
         return cf__errno_code(errno);
     int child_end = -1, err = EMFILE;
     if (!cf__fault(CF__FAULT_FD)) {
-        child_end = fcntl(sv[1], F_DUPFD_CLOEXEC, FIRST_FREE_FD);
+        child_end = out_of_the_way(sv[1]);
         err = errno;
+    } else {
+        close(sv[1]);
     }
-    close(sv[1]);
     if (child_end < 0) {
         close(sv[0]);
         return cf__errno_code(err);

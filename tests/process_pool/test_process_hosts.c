@@ -1,8 +1,10 @@
 /* The process pool in the host programs it meets in the wild, each run as a scenario in a fresh
- * process (see proc_util.h): a daemon started with stdin, stdout and stderr closed. */
+ * process (see proc_util.h): a daemon started with stdin, stdout and stderr closed; a process
+ * allowed very few descriptors. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cf_test.h"
@@ -133,11 +135,66 @@ START_TEST(test_closed_stdio)
 }
 END_TEST
 
+/* ---- very few descriptors ---- */
+
+static int set_nofile(rlim_t n)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+        return -1;
+    r.rlim_cur = n;
+    return setrlimit(RLIMIT_NOFILE, &r);
+}
+
+/* With a limit of 10 descriptors (0-2 taken) a pool with one worker fits: it must work. With 6
+ * it cannot: creation must say CF_EMFILE, the documented code for running out of descriptors,
+ * and nothing may be left behind. */
+static int low_nofile_scenario(void)
+{
+    if (set_nofile(6) != 0)
+        return 1;
+    cf_executor *ex = NULL;
+    int rc = cf_process_pool_new(&ex, &(cf_process_pool_options){.max_workers = 1});
+    if (rc != CF_EMFILE) {
+        fprintf(stderr, "limit 6: %s, expected CF_EMFILE\n", cf_err_name(rc));
+        return 2;
+    }
+    if (set_nofile(10) != 0)
+        return 3;
+    rc = cf_process_pool_new(&ex, &(cf_process_pool_options){.max_workers = 1});
+    if (rc != 0) {
+        fprintf(stderr, "limit 10: %s\n", cf_err_name(rc));
+        return 4;
+    }
+    cf_future *f;
+    int i = 42;
+    if (cf_executor_submit_bytes(&f, ex, chatty_task, &i, sizeof(i)) != 0)
+        return 5;
+    const void *data;
+    size_t len;
+    if (cf_future_result_bytes(&data, &len, f, CF_TEST_LONG) != 0 || len != sizeof(int) ||
+        memcmp(data, &i, sizeof(i)) != 0)
+        return 6;
+    cf_future_unref(f);
+    return cf_executor_free(ex) == 0 ? 0 : 7;
+}
+
+START_TEST(test_low_nofile)
+{
+    int status = proc_util_run_scenario("low_nofile", NULL, false);
+    proc_util_assert_scenario(status, "low_nofile");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("process_hosts");
     TCase *tc = cf_test_tcase("stdio");
     tcase_add_test(tc, test_closed_stdio);
+    suite_add_tcase(s, tc);
+
+    tc = cf_test_tcase("limits");
+    tcase_add_test(tc, test_low_nofile);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -147,6 +204,8 @@ int main(void)
     const char *scenario = getenv("CF_TEST_SCENARIO");
     if (scenario && strcmp(scenario, "closed_stdio") == 0)
         return closed_stdio_scenario();
+    if (scenario && strcmp(scenario, "low_nofile") == 0)
+        return low_nofile_scenario();
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
