@@ -97,7 +97,9 @@ struct process_pool {
     cf__dlink pools;   /* all pools, for the fork handlers */
     job_list queue;
     size_t queued;
-    job *finished; /* outcomes to deliver, in any order */
+    /* Outcomes to deliver, in the order they were decided: results in the order they arrived,
+     * so a callback never sees an earlier task of the same worker still RUNNING. */
+    job_list finished;
     worker *workers;
     uint32_t next_token;
     uint64_t next_id;
@@ -291,8 +293,7 @@ static job *take_queue(process_pool *pool)
 static void finish_job(process_pool *pool, job *j, int code, const char *message)
 {
     j->out = (cf__outcome){.rc = code, .message = message ? cf__strdup(message) : NULL};
-    j->next = pool->finished;
-    pool->finished = j;
+    jobs_append(&pool->finished, j, j);
 }
 
 /* Completes (outside the lock) the futures whose outcomes were collected. */
@@ -310,8 +311,7 @@ static void deliver(job *list)
 
 static void unlock_and_deliver(process_pool *pool)
 {
-    job *list = pool->finished;
-    pool->finished = NULL;
+    job *list = jobs_take(&pool->finished);
     pthread_mutex_unlock(&pool->mu);
     deliver(list);
 }
@@ -724,8 +724,7 @@ static int on_result(process_pool *pool, worker *w, const cf__frame *f, const un
         }
         j->out = (cf__outcome){.rc = f->code, .message = msg};
     }
-    j->next = pool->finished;
-    pool->finished = j;
+    jobs_append(&pool->finished, j, j);
     return rc == CF_ENOMEM ? 0 : rc;
 }
 
