@@ -72,16 +72,22 @@ typedef struct cf_process_pool_options {
     /* A worker exits after running this many tasks and is replaced by a fresh one when work
      * remains. 0: workers live until shutdown. */
     unsigned max_tasks_per_child;
+    /* Seconds a worker has to exit once told to, before it gets SIGKILL: after
+     * cf_process_pool_terminate()'s SIGTERM, or at shutdown once it has nothing left to run (a
+     * stopped or uncooperative worker cannot hold the pool). 0: 5 seconds. Negative or NaN:
+     * CF_EINVAL. */
+    double exit_timeout;
     /* Reserved for fields added by later releases (docs/abi.md): must be zero, which a
      * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
-    uint64_t reserved[16];
+    uint64_t reserved[15];
 } cf_process_pool_options;
 
 /* Creates a process pool and starts its fork server (workers start on demand, at most one per
  * pending task). `options` may be NULL for all defaults. On success stores the executor in
  * `*out` and returns 0.
  * Errors: CF_EINVAL (NULL out; max_workers above 4096; an initializer outside every loaded
- * module; initializer_arg NULL with a non-zero length; a non-zero reserved slot); CF_ENOMEM;
+ * module; initializer_arg NULL with a non-zero length; a negative or NaN exit_timeout; a
+ * non-zero reserved slot); CF_ENOMEM;
  * CF_EMFILE; CF_EAGAIN (no process or thread could be started); CF_ESYSTEM (the program image could
  * not be re-executed, for example without /proc, or when the library was loaded with dlopen());
  * CF_ENOTSUP (a setuid, setgid or file-capability program, which is never re-executed).
@@ -89,11 +95,12 @@ typedef struct cf_process_pool_options {
 int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *options);
 
 /* Stops the pool at once, like Python 3.14's terminate_workers(): shuts it down without waiting,
- * cancels every queued future, and sends SIGTERM to every worker. Futures of the tasks those
- * workers were running finish with CF_EBROKEN. Later submits return CF_ESHUTDOWN. Harmless on a
- * pool that is already broken or has no worker. Call cf_executor_shutdown(ex, true, false) or
- * cf_executor_free() afterwards to wait for the processes to be gone.
- * Returns 0, CF_EINVAL (NULL or not a process pool), CF_EFORKED. Thread-safe. */
+ * cancels every queued future, and sends SIGTERM, then SIGCONT (for a stopped worker), to every
+ * worker; a worker still alive after the exit_timeout option (5 s by default) gets SIGKILL.
+ * Futures of the tasks those workers were running finish with CF_EBROKEN. Later submits return
+ * CF_ESHUTDOWN. Harmless on a pool that is already broken or has no worker. Call
+ * cf_executor_shutdown(ex, true, false) or cf_executor_free() afterwards to wait for the processes
+ * to be gone. Returns 0, CF_EINVAL (NULL or not a process pool), CF_EFORKED. Thread-safe. */
 int cf_process_pool_terminate(cf_executor *executor);
 
 /* As cf_process_pool_terminate() with SIGKILL (Python's kill_workers()). */

@@ -208,9 +208,15 @@ static void handle_control(server *s)
         spawn(s, &m, fd);
         return;
     case CF__CTL_KILL:
-        for (size_t i = 0; i < s->n; i++)
-            if (s->children[i].token == m.token)
-                kill(s->children[i].pid, m.value);
+        for (size_t i = 0; i < s->n; i++) {
+            if (s->children[i].token != m.token)
+                continue;
+            kill(s->children[i].pid, m.value);
+            /* A stopped worker (SIGSTOP, job control, a debugger) keeps the signal pending
+             * until it is continued: continue it, as kill(1) and systemd do. */
+            if (m.value != SIGKILL)
+                kill(s->children[i].pid, SIGCONT);
+        }
         break;
     case CF__CTL_EXIT:
         server_exit(s);

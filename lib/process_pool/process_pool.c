@@ -16,6 +16,7 @@
  *     matches the head of the list;
  *   - once `broken` is set, the queue and every in-flight list are empty and stay empty. */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,10 @@ enum {
 
 /* How long a death waits for its exit status (from the fork server) before reporting. */
 #define STATUS_WAIT_NS (5 * 1000000000LL)
+/* How long a worker told to exit (an EXIT frame with nothing left to run, its task limit
+ * reached, or cf_process_pool_terminate()'s SIGTERM) has before it gets SIGKILL, by default: a
+ * stopped or uncooperative worker must not hold shutdown forever. */
+#define EXIT_TIMEOUT_NS (5 * 1000000000LL)
 
 /* What an epoll event is about: the low TAG_BITS bits, and a worker's token above them. */
 enum { TAG_WAKE = 1, TAG_CTL = 2, TAG_WORKER = 4, TAG_BITS = 8 };
@@ -81,7 +86,9 @@ typedef struct worker {
     int status;      /* wait status, valid when exited and spawn_errno == 0 */
     int spawn_errno; /* the server could not fork it */
     int64_t deadline;
-    job_list jobs; /* in flight, oldest first */
+    int64_t exit_deadline; /* when it gets SIGKILL for not exiting as told (0: not armed) */
+    bool exit_killed;      /* ... and it did */
+    job_list jobs;         /* in flight, oldest first */
     unsigned inflight;
     uint64_t sent, done;
     uint32_t modules_known;
@@ -113,6 +120,7 @@ struct process_pool {
     /* options */
     unsigned max_workers;
     uint64_t max_tasks;
+    int64_t exit_timeout_ns;
     bool has_init;
     uint32_t init_module;
     uint64_t init_offset;
@@ -906,6 +914,22 @@ static void remove_gone_workers(process_pool *pool)
     }
 }
 
+/* Whether `w` was told to exit, one way or another, and has nothing left to answer. */
+static bool should_be_exiting(const process_pool *pool, const worker *w)
+{
+    bool retired = pool->max_tasks && w->done >= pool->max_tasks;
+    return w->fd >= 0 && !w->inflight && (w->told_exit || retired);
+}
+
+/* Gives every worker that should be exiting a deadline, after which it is killed (mu held). */
+static void arm_exit_deadlines(process_pool *pool)
+{
+    int64_t now = cf__now_ns();
+    for (worker *w = pool->workers; w; w = w->next)
+        if (!w->exit_deadline && (should_be_exiting(pool, w) || pool->forcing == FORCE_TERMINATE))
+            w->exit_deadline = cf__ns_after(now, pool->exit_timeout_ns);
+}
+
 static void check_deadlines(process_pool *pool)
 {
     int64_t now = cf__now_ns();
@@ -914,6 +938,10 @@ static void check_deadlines(process_pool *pool)
             w->awaiting = false;
             w->exited = true; /* we stop waiting for a report */
             worker_died(pool, w);
+        }
+        if (w->exit_deadline && now >= w->exit_deadline && !w->exit_killed && w->fd >= 0) {
+            w->exit_killed = true; /* stopped, or ignoring SIGTERM: it cannot hold us */
+            kill_worker(pool, w, SIGKILL);
         }
     }
 }
@@ -939,6 +967,7 @@ static bool progress(process_pool *pool)
         }
     }
     remove_gone_workers(pool);
+    arm_exit_deadlines(pool);
     if (stopping && !pool->queue.head && !pool->workers && !pool->server_gone &&
         !pool->server_exit_sent) {
         cf__ctl m = {.type = CF__CTL_EXIT};
@@ -952,9 +981,12 @@ static bool progress(process_pool *pool)
 static int next_timeout(process_pool *pool)
 {
     int64_t first = INT64_MAX;
-    for (worker *w = pool->workers; w; w = w->next)
+    for (worker *w = pool->workers; w; w = w->next) {
         if (w->awaiting && w->deadline < first)
             first = w->deadline;
+        if (w->exit_deadline && !w->exit_killed && w->fd >= 0 && w->exit_deadline < first)
+            first = w->exit_deadline;
+    }
     if (first == INT64_MAX)
         return -1;
     int64_t left = first - cf__now_ns();
@@ -1225,6 +1257,8 @@ static int check_options(const cf_process_pool_options *o)
 {
     if (!CF__RESERVED_ZERO(o))
         return CF_EINVAL;
+    if (isnan(o->exit_timeout) || o->exit_timeout < 0)
+        return CF_EINVAL;
     if (o->max_workers > MAX_WORKERS)
         return CF_EINVAL;
     if (!o->initializer_arg && o->initializer_arg_len)
@@ -1236,6 +1270,7 @@ static int apply_options(process_pool *pool, const cf_process_pool_options *o)
 {
     pool->max_workers = o->max_workers ? o->max_workers : cf__cpu_count();
     pool->max_tasks = o->max_tasks_per_child;
+    pool->exit_timeout_ns = o->exit_timeout ? cf__seconds_to_ns(o->exit_timeout) : EXIT_TIMEOUT_NS;
     if (!o->initializer)
         return 0;
     int rc = translate(pool, (const void *)o->initializer, &pool->init_module, &pool->init_offset);
