@@ -13,6 +13,7 @@
 #include "loop/coro.h"
 #include "loop/coro_switch.h"
 #include "core/internal.h"
+#include "core/list.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define CORO_ASAN 1
@@ -117,13 +118,12 @@ static void misuse(const char *what)
  * except one per size class as a reserve. */
 
 typedef struct arena {
-    struct arena *prev, *next; /* in its class's list of arenas with cold slots */
+    cf__dlink partial; /* in its class's list of arenas with cold slots */
     struct stack_class *cls;
     char *base;
     uint32_t ncold;
     uint32_t nmprotect; /* guard pages made with mprotect, for the VMA budget */
-    bool listed;
-    bool canary; /* some slot has no guard page */
+    bool canary;        /* some slot has no guard page */
     uint32_t cold[];
 } arena;
 
@@ -138,8 +138,8 @@ typedef struct stack_class {
     uint32_t per_arena;
     uint32_t hot_max;
     uint32_t nhot;
-    uint32_t nempty; /* arenas with every slot cold */
-    arena *partial;  /* arenas with cold slots */
+    uint32_t nempty;    /* arenas with every slot cold */
+    cf__dlink *partial; /* arenas with cold slots */
     slot_ref hot[HOT_MAX];
 } stack_class;
 
@@ -192,27 +192,6 @@ static void pool_init(void)
     pool.vma_budget = read_max_map_count() / 4;
     pool.guard = CF__CORO_GUARD_MADVISE;
     pthread_atfork(pool_prefork, pool_postfork, pool_postfork_child);
-}
-
-static void list_push(stack_class *c, arena *a)
-{
-    a->prev = NULL;
-    a->next = c->partial;
-    if (c->partial)
-        c->partial->prev = a;
-    c->partial = a;
-    a->listed = true;
-}
-
-static void list_remove(stack_class *c, arena *a)
-{
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        c->partial = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
-    a->listed = false;
 }
 
 /* Some environments (qemu-user) accept MADV_GUARD_INSTALL and ignore it. Checks once that
@@ -341,16 +320,16 @@ static int stack_take(size_t slot_size, slot_ref *out)
         arena *a = arena_new(c);
         if (!a)
             return CF_ENOMEM;
-        list_push(c, a);
+        cf__dlist_push(&c->partial, &a->partial);
         c->nempty++;
     }
-    arena *a = c->partial;
+    arena *a = CF__CONTAINER_OF(c->partial, arena, partial);
     if (a->ncold == c->per_arena)
         c->nempty--;
     out->a = a;
     out->i = a->cold[--a->ncold];
     if (!a->ncold)
-        list_remove(c, a);
+        cf__dlist_remove(&c->partial, &a->partial);
     pool.stats.cold--;
     pool.stats.in_use++;
     return 0;
@@ -378,11 +357,11 @@ static void stack_give(slot_ref s)
     arena *a = s.a;
     a->cold[a->ncold++] = s.i;
     pool.stats.cold++;
-    if (!a->listed)
-        list_push(c, a);
+    if (!cf__dlist_linked(&c->partial, &a->partial))
+        cf__dlist_push(&c->partial, &a->partial);
     if (a->ncold == c->per_arena && ++c->nempty > 1) {
         c->nempty--;
-        list_remove(c, a);
+        cf__dlist_remove(&c->partial, &a->partial);
         pool.vma_budget += 2 * (size_t)a->nmprotect;
         pool.stats.arenas--;
         pool.stats.mapped_bytes -= c->slot_size * c->per_arena;
