@@ -54,6 +54,16 @@ static inline int proc_util_getpid_task(const void *arg, size_t len, void **resu
     return proc_util_return_int((int)getpid(), result, result_len);
 }
 
+/* Runs one task on the pool and waits for it: afterwards a worker exists and is idle, so the
+ * next submit is dispatched at once (RUNNING) instead of waiting for a worker to be forked. */
+static inline void proc_util_warm(cf_executor *ex)
+{
+    cf_future *f = NULL;
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, proc_util_getpid_task, "", 0), 0);
+    ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), 0);
+    cf_future_unref(f);
+}
+
 /* Blocks until the FIFO named by the argument is opened for writing and closed again. */
 static inline int proc_util_block_task(const void *arg, size_t len, void **result,
                                        size_t *result_len)

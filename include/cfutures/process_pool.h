@@ -36,9 +36,12 @@
  * Resources. Besides the codes of executor.h, submit and map return CF_EMFILE when no
  * descriptor is left for a new worker's socket or a large argument's memfd, and CF_EINVAL for a
  * function outside every loaded module. A submit that finds no worker and cannot start one
- * fails with that error (nothing is queued); if later no worker can be started for work already
- * accepted, the pool breaks as above. A future whose task or result cannot be moved between the
- * processes for lack of memory or descriptors fails with CF_ENOMEM or CF_EMFILE.
+ * fails with that error (nothing is queued). When the system refuses a new process
+ * (RLIMIT_NPROC, a container's pids.max, memory), the pool runs on the workers it has and tries
+ * again later (backing off from 10 ms to 1 s); only when it has no worker at all and 8 rounds of
+ * tries failed (about 1.3 s) does it break as above, with a message saying why. A future whose task
+ * or result cannot be moved between the processes for lack of memory or descriptors fails with
+ * CF_ENOMEM or CF_EMFILE.
  *
  * Lifetime. Workers and the fork server exit when the pool is shut down and freed; if the
  * program exits or is killed without doing so, they notice and exit too (running work is lost).

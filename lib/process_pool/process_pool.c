@@ -45,6 +45,13 @@ enum {
  * reached, or cf_process_pool_terminate()'s SIGTERM) has before it gets SIGKILL, by default: a
  * stopped or uncooperative worker must not hold shutdown forever. */
 #define EXIT_TIMEOUT_NS (5 * CF__NS_PER_S)
+/* A worker that the fork server could not fork (RLIMIT_NPROC, a cgroup's pids.max, memory) is
+ * tried again after a delay that doubles from SPAWN_BACKOFF_MIN_NS up to SPAWN_BACKOFF_MAX_NS.
+ * Meanwhile the pool runs on the workers it has; with none at all, it gives up (breaks) after
+ * SPAWN_ATTEMPTS failures in a row, about a second and a half. */
+#define SPAWN_BACKOFF_MIN_NS (CF__NS_PER_S / 100)
+#define SPAWN_BACKOFF_MAX_NS CF__NS_PER_S
+#define SPAWN_ATTEMPTS       8
 
 /* What an epoll event is about: the low TAG_BITS bits, and a worker's token above them. */
 enum { TAG_WAKE = 1, TAG_CTL = 2, TAG_WORKER = 4, TAG_BITS = 8 };
@@ -78,6 +85,7 @@ typedef struct worker {
     uint32_t token;
     int fd; /* -1 once end-of-stream was seen */
     pid_t pid;
+    bool started; /* the server forked it, or it spoke: tasks may be sent to it */
     bool ready;
     bool told_exit;  /* an EXIT frame was queued */
     bool exited;     /* the fork server reported its exit (or cannot anymore) */
@@ -115,6 +123,9 @@ struct process_pool {
     pthread_t manager;
     bool manager_done, shutdown, broken, server_gone, server_exit_sent;
     force_how forcing;
+    unsigned spawn_failures; /* forks that failed in a row */
+    int spawn_errno;         /* why the last one failed */
+    int64_t spawn_retry_at;  /* no spawn before this (0: none pending) */
     bool free_on_exit;
     bool forked_fds_closed; /* a fork() child closed our descriptors: touch none */
     /* options */
@@ -488,6 +499,11 @@ static bool accepting(const process_pool *pool, const worker *w)
            (!pool->max_tasks || w->sent < pool->max_tasks);
 }
 
+/* The least loaded worker with room, preferring one that is ready. A task goes only to a worker
+ * the server has forked: one that could not be forked never ran anything, so the pool carries
+ * on with the others and no accepted task is lost. If the least loaded worker is still being
+ * forked, the task waits for it (a moment) rather than queueing behind another worker's tasks.
+ * NULL: nothing to send now. */
 static worker *pick_worker(process_pool *pool)
 {
     worker *best = NULL;
@@ -495,10 +511,12 @@ static worker *pick_worker(process_pool *pool)
         if (!accepting(pool, w) || w->inflight >= WINDOW)
             continue;
         if (!best || w->inflight < best->inflight ||
-            (w->inflight == best->inflight && w->ready && !best->ready))
+            (w->inflight == best->inflight && w->started && !best->started) ||
+            (w->inflight == best->inflight && w->started == best->started && w->ready &&
+             !best->ready))
             best = w;
     }
-    return best;
+    return best && best->started ? best : NULL;
 }
 
 /* Encodes a job for `w`. On failure the job's future fails with the error. */
@@ -655,6 +673,11 @@ static int provide_workers(process_pool *pool)
 {
     if (pool->broken || pool->forcing)
         return 0;
+    if (pool->spawn_retry_at) {
+        if (cf__now_ns() < pool->spawn_retry_at)
+            return 0; /* backing off after a failed fork */
+        pool->spawn_retry_at = 0;
+    }
     unsigned procs = 0, ready = 0;
     size_t demand = pool->queued;
     for (worker *w = pool->workers; w; w = w->next) {
@@ -678,6 +701,13 @@ static int provide_workers(process_pool *pool)
 }
 
 /* ---- receiving (manager, mu held) ---- */
+
+/* The server forked the worker (or it already spoke): tasks may go to it. */
+static void on_started(process_pool *pool, worker *w)
+{
+    w->started = true;
+    pool->spawn_failures = 0;
+}
 
 static void protocol_error(process_pool *pool, worker *w)
 {
@@ -753,6 +783,7 @@ static int on_frame(process_pool *pool, worker *w, const cf__frame *f, const uns
     switch (f->type) {
     case CF__FR_READY:
         w->ready = true;
+        on_started(pool, w);
         if (w->pid <= 0)
             w->pid = (pid_t)f->id;
         return 0;
@@ -841,6 +872,27 @@ static void on_exited(process_pool *pool, worker *w, int status, int spawn_errno
     }
 }
 
+/* The server could not fork the worker (RLIMIT_NPROC, pids.max, memory). It never ran and was
+ * sent no task: drop it, carry on with the workers there are, and try again later. */
+static void on_spawn_failed(process_pool *pool, worker *w, int err)
+{
+    w->exited = true;
+    w->awaiting = false; /* its socket may have reached end-of-stream first */
+    w->spawn_errno = err;
+    if (w->fd >= 0) {
+        epoll_ctl(pool->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+        close_fd(&w->fd);
+    }
+    pool->spawn_errno = err;
+    int64_t now = cf__now_ns();
+    if (pool->spawn_retry_at > now)
+        return; /* another fork of the same round failed: one failure per round */
+    unsigned shift = pool->spawn_failures < 7 ? pool->spawn_failures : 7;
+    int64_t backoff = SPAWN_BACKOFF_MIN_NS << shift;
+    pool->spawn_failures++;
+    pool->spawn_retry_at = now + (backoff < SPAWN_BACKOFF_MAX_NS ? backoff : SPAWN_BACKOFF_MAX_NS);
+}
+
 static void on_server_exit(process_pool *pool);
 
 static void read_control(process_pool *pool)
@@ -861,6 +913,7 @@ static void read_control(process_pool *pool)
         if (m.type == CF__CTL_SPAWNED) {
             if (w->pid <= 0)
                 w->pid = m.pid;
+            on_started(pool, w);
             if (pool->broken || pool->forcing)
                 kill_worker(pool, w, force_signal(pool->forcing));
         } else if (m.type == CF__CTL_EXITED) {
@@ -868,7 +921,7 @@ static void read_control(process_pool *pool)
                 w->pid = m.pid;
             on_exited(pool, w, m.value, 0);
         } else if (m.type == CF__CTL_FAILED) {
-            on_exited(pool, w, 0, m.value ? m.value : EAGAIN);
+            on_spawn_failed(pool, w, m.value ? m.value : EAGAIN);
         }
     }
 }
@@ -967,6 +1020,12 @@ static bool progress(process_pool *pool)
         }
     }
     remove_gone_workers(pool);
+    if (!pool->workers && pool->queued && pool->spawn_failures >= SPAWN_ATTEMPTS) {
+        char why[256];
+        snprintf(why, sizeof(why), "a worker process could not be started (%u attempts): %s",
+                 pool->spawn_failures, strerror(pool->spawn_errno));
+        pool_break(pool, why);
+    }
     arm_exit_deadlines(pool);
     if (stopping && !pool->queue.head && !pool->workers && !pool->server_gone &&
         !pool->server_exit_sent) {
@@ -987,6 +1046,8 @@ static int next_timeout(process_pool *pool)
         if (w->exit_deadline && !w->exit_killed && w->fd >= 0 && w->exit_deadline < first)
             first = w->exit_deadline;
     }
+    if (pool->spawn_retry_at && pool->spawn_retry_at < first)
+        first = pool->spawn_retry_at;
     if (first == INT64_MAX)
         return -1;
     int64_t left = first - cf__now_ns();

@@ -208,6 +208,7 @@ static void check_force(int (*stop)(cf_executor *), const char *needle)
     proc_util_make_fifo(fifo, sizeof(fifo));
     int before = proc_util_count_children();
     cf_executor *ex = new_pool(1);
+    proc_util_warm(ex); /* the blocker is dispatched (RUNNING) at once */
     cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
     cf_future *fs[20];
     for (int i = 0; i < 20; i++)

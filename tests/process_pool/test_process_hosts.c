@@ -1,10 +1,12 @@
 /* The process pool in the host programs it meets in the wild, each run as a scenario in a fresh
  * process (see proc_util.h): a daemon started with stdin, stdout and stderr closed; a process
- * allowed very few descriptors. */
+ * allowed very few descriptors; an unprivileged user near its process limit (RLIMIT_NPROC, as a
+ * container's pids.max). */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cf_test.h"
@@ -186,6 +188,177 @@ START_TEST(test_low_nofile)
 }
 END_TEST
 
+/* ---- a process limit ---- */
+
+/* proc_util_int_result() without Check (scenarios run outside the test runner, where a ck_
+ * call exits). */
+static int int_result(cf_future *f)
+{
+    const void *data;
+    size_t len;
+    int rc = cf_future_result_bytes(&data, &len, f, CF_TEST_LONG), v;
+    if (rc || len != sizeof(v))
+        return -1000 + rc;
+    memcpy(&v, data, sizeof(v));
+    return v;
+}
+
+/* Threads of process `pid` (0: ourselves), or -1. */
+static int threads_of(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", pid ? pid : (int)getpid());
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return -1;
+    int n = -1;
+    while (fgets(line, sizeof(line), fp))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    fclose(fp);
+    return n;
+}
+
+/* Our only child (the pool's fork server), or -1. */
+static int only_child(void)
+{
+    DIR *d = opendir("/proc");
+    int found = -1, count = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        size_t k = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[k] = '\0';
+        char *cp = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (cp && sscanf(cp + 2, "%c %d", &state, &ppid) == 2 && ppid == (int)getpid()) {
+            found = atoi(e->d_name);
+            count++;
+        }
+    }
+    if (d)
+        closedir(d);
+    return count == 1 ? found : -1;
+}
+
+/* A pool of 8 workers whose fork server may start only `room` processes beyond what our user
+ * runs now (this process's threads and the server's), as a user near RLIMIT_NPROC or a
+ * container near pids.max. Runs 8 tasks at once; returns the pool and stores the futures. */
+static cf_executor *limited_pool(int room, unsigned max_tasks, cf_future *fs[8])
+{
+    cf_executor *ex;
+    cf_process_pool_options o = {.max_workers = 8, .max_tasks_per_child = max_tasks};
+    int rc = cf_process_pool_new(&ex, &o);
+    if (rc != 0) {
+        fprintf(stderr, "pool: %s\n", cf_err_name(rc));
+        return NULL;
+    }
+    int server = only_child(), mine = threads_of(0), its = server > 0 ? threads_of(server) : -1;
+    struct rlimit r = {.rlim_cur = (rlim_t)(mine + its + room), .rlim_max = RLIM_INFINITY};
+    if (server < 0 || mine < 0 || its < 0 || getrlimit(RLIMIT_NPROC, &r) != 0) {
+        fprintf(stderr, "server %d, threads %d + %d\n", server, mine, its);
+        return NULL;
+    }
+    r.rlim_cur = (rlim_t)(mine + its + room);
+    if (prlimit(server, RLIMIT_NPROC, &r, NULL) != 0) {
+        fprintf(stderr, "prlimit: %s\n", strerror(errno));
+        return NULL;
+    }
+    for (int i = 0; i < 8; i++) {
+        rc = cf_executor_submit_bytes(&fs[i], ex, proc_util_getpid_task, "", 0);
+        if (rc != 0) {
+            fprintf(stderr, "submit %d: %s\n", i, cf_err_name(rc));
+            return NULL;
+        }
+    }
+    return ex;
+}
+
+/* Runs as an unprivileged user of its own (root ignores RLIMIT_NPROC). */
+static int nproc_scenario(void)
+{
+    if (getuid() == 0)
+        return 1;
+    /* Room for two workers out of 8 wanted: the pool runs every task on the two it has. */
+    cf_future *fs[8];
+    cf_executor *ex = limited_pool(2, 0, fs);
+    if (!ex)
+        return 2;
+    int pids[8], distinct = 0;
+    for (int i = 0; i < 8; i++) {
+        pids[i] = int_result(fs[i]);
+        if (pids[i] <= 0) {
+            const char *msg = NULL;
+            cf_future_exception(NULL, &msg, fs[i], 0);
+            fprintf(stderr, "task %d: %d (%s)\n", i, pids[i], msg ? msg : "");
+            return 3;
+        }
+        bool seen = false;
+        for (int j = 0; j < i; j++)
+            seen |= pids[j] == pids[i];
+        distinct += !seen;
+        cf_future_unref(fs[i]);
+    }
+    if (distinct < 1 || distinct > 2)
+        return 4; /* the limit did not apply: the test proves nothing */
+    if (cf_executor_free(ex) != 0)
+        return 5;
+    /* One task per worker and room for two: each replacement waits until a retired worker is
+     * gone (its fork may fail while the old one is not reaped yet; the pool tries again). */
+    ex = limited_pool(2, 1, fs);
+    if (!ex)
+        return 6;
+    for (int i = 0; i < 8; i++) {
+        if (int_result(fs[i]) <= 0)
+            return 7;
+        cf_future_unref(fs[i]);
+    }
+    if (cf_executor_free(ex) != 0)
+        return 8;
+    /* No room at all: no worker can ever run, so the pool breaks (after trying for a while)
+     * and says why. */
+    ex = limited_pool(0, 0, fs);
+    if (!ex)
+        return 9;
+    for (int i = 0; i < 8; i++) {
+        int code = 0;
+        const char *msg = NULL;
+        if (cf_future_exception(&code, &msg, fs[i], CF_TEST_LONG) != 0 || code != CF_EBROKEN ||
+            !msg || !strstr(msg, "could not be started")) {
+            fprintf(stderr, "task %d: %s (%s)\n", i, cf_err_name(code), msg ? msg : "");
+            return 10;
+        }
+        cf_future_unref(fs[i]);
+    }
+    return cf_executor_free(ex) == 0 ? 0 : 11;
+}
+
+START_TEST(test_process_limit)
+{
+    if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0) {
+        printf("process_limit: skipped: needs root and setpriv to run as another user (CI runs "
+               "as root)\n");
+        return;
+    }
+    /* A user of its own, so that nobody else's processes count against the limit. */
+    char uid[32], gid[32];
+    int id = 61000 + (int)(getpid() % 4000);
+    snprintf(uid, sizeof(uid), "--reuid=%d", id);
+    snprintf(gid, sizeof(gid), "--regid=%d", id);
+    const char *setpriv[] = {"/usr/bin/setpriv", uid, gid, "--clear-groups", "--", NULL};
+    int status = proc_util_run_scenario("nproc", setpriv, false);
+    proc_util_assert_scenario(status, "nproc");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("process_hosts");
@@ -195,6 +368,7 @@ static Suite *suite(void)
 
     tc = cf_test_tcase("limits");
     tcase_add_test(tc, test_low_nofile);
+    tcase_add_test(tc, test_process_limit);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -206,6 +380,8 @@ int main(void)
         return closed_stdio_scenario();
     if (scenario && strcmp(scenario, "low_nofile") == 0)
         return low_nofile_scenario();
+    if (scenario && strcmp(scenario, "nproc") == 0)
+        return nproc_scenario();
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -602,6 +602,7 @@ START_TEST(test_cancel_pending_until_dispatched)
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
     cf_executor *ex = new_pool(1);
+    proc_util_warm(ex); /* the blocker is dispatched at once */
     cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
     enum { N = 20 };
     cf_future *fs[N];
@@ -642,6 +643,7 @@ START_TEST(test_shutdown_cancel_futures)
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
     cf_executor *ex = new_pool(1);
+    proc_util_warm(ex); /* the blocker is dispatched at once */
     cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
     enum { N = 30 };
     cf_future *fs[N];
