@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -211,6 +212,13 @@ static inline int proc_util_run_scenario(const char *name, const char *const *wr
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     return status;
+}
+
+/* Called first by a scenario: closes every descriptor above 2 it inherited (a test runner's
+ * reporting files, our image's descriptor), so that it starts as a fresh program would. */
+static inline void proc_util_scenario_begin(void)
+{
+    syscall(SYS_close_range, 3u, ~0u, 0u);
 }
 
 /* Asserts that scenario `name` exited with 0; otherwise reports the step it failed at. */

@@ -62,7 +62,8 @@ extern "C" {
 /* Pool options. Zero-initialise ({0}), then set what you need: every zero field means
  * "default". The struct grows only into its reserved tail (docs/abi.md). */
 typedef struct cf_process_pool_options {
-    /* Most worker processes alive at once. 0: the number of usable CPUs. At most 4096. */
+    /* Most worker processes alive at once. 0: the number of usable CPUs. At most
+     * CF_MAX_WORKERS (4096). */
     unsigned max_workers;
     /* Called once in every worker before it runs any task, with a copy of the
      * `initializer_arg_len` bytes at `initializer_arg` (copied when the pool is created). It may
@@ -88,8 +89,8 @@ typedef struct cf_process_pool_options {
 /* Creates a process pool and starts its fork server (workers start on demand, at most one per
  * pending task). `options` may be NULL for all defaults. On success stores the executor in
  * `*out` and returns 0.
- * Errors: CF_EINVAL (NULL out; max_workers above 4096; an initializer outside every loaded
- * module; initializer_arg NULL with a non-zero length; a negative or NaN exit_timeout; a
+ * Errors: CF_EINVAL (NULL out; max_workers above CF_MAX_WORKERS; an initializer outside every
+ * loaded module; initializer_arg NULL with a non-zero length; a negative or NaN exit_timeout; a
  * non-zero reserved slot); CF_ENOMEM;
  * CF_EMFILE; CF_EAGAIN (no process or thread could be started); CF_ESYSTEM (the program image could
  * not be re-executed, for example without /proc, or when the library was loaded with dlopen());

@@ -34,7 +34,6 @@
 enum {
     WINDOW = 8,    /* jobs dispatched to one worker ahead of its results */
     FN_CACHE = 16, /* translated functions remembered per pool */
-    MAX_WORKERS = 4096,
     FLUSH_BATCH = 8,     /* workers a dispatch flushes by name; beyond, all with output */
     MANAGER_EVENTS = 64, /* epoll events the manager takes per wait */
 };
@@ -1320,7 +1319,7 @@ static int check_options(const cf_process_pool_options *o)
         return CF_EINVAL;
     if (isnan(o->exit_timeout) || o->exit_timeout < 0)
         return CF_EINVAL;
-    if (o->max_workers > MAX_WORKERS)
+    if (o->max_workers > CF_MAX_WORKERS)
         return CF_EINVAL;
     if (!o->initializer_arg && o->initializer_arg_len)
         return CF_EINVAL;

@@ -376,6 +376,8 @@ static Suite *suite(void)
 int main(void)
 {
     const char *scenario = getenv("CF_TEST_SCENARIO");
+    if (scenario)
+        proc_util_scenario_begin();
     if (scenario && strcmp(scenario, "closed_stdio") == 0)
         return closed_stdio_scenario();
     if (scenario && strcmp(scenario, "low_nofile") == 0)
