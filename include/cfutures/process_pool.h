@@ -1,4 +1,5 @@
-/* cfutures: the process-pool executor.
+/** @file
+ * cfutures: the process-pool executor.
  *
  * Runs bytes tasks (cf_bytes_fn, see task.h) in worker processes, like Python's
  * ProcessPoolExecutor. The returned cf_executor is used with executor.h: submit_bytes, map_bytes,
@@ -59,34 +60,37 @@
 extern "C" {
 #endif
 
-/* Pool options. Zero-initialise ({0}), then set what you need: every zero field means
+/** Pool options. Zero-initialise ({0}), then set what you need: every zero field means
  * "default". The struct grows only into its reserved tail (docs/abi.md). */
 typedef struct cf_process_pool_options {
-    /* Most worker processes alive at once. 0: the number of usable CPUs. At most
+    /** Most worker processes alive at once. 0: the number of usable CPUs. At most
      * CF_MAX_WORKERS (4096). */
     unsigned max_workers;
-    /* Called once in every worker before it runs any task, with a copy of the
+    /** Called once in every worker before it runs any task, with a copy of the
      * `initializer_arg_len` bytes at `initializer_arg` (copied when the pool is created). It may
      * use cf_task_fail() to attach a message. A non-zero return breaks the pool: every pending
      * and later future fails with CF_EBROKEN. The function follows the same rule as task
      * functions (it must live in a loaded module). NULL: none. */
     int (*initializer)(const void *arg, size_t len);
+    /** The bytes passed (copied) to every worker's initializer. NULL: none (then
+     * initializer_arg_len must be 0). */
     const void *initializer_arg;
+    /** The number of bytes at initializer_arg. */
     size_t initializer_arg_len;
-    /* A worker exits after running this many tasks and is replaced by a fresh one when work
+    /** A worker exits after running this many tasks and is replaced by a fresh one when work
      * remains. 0: workers live until shutdown. */
     unsigned max_tasks_per_child;
-    /* Seconds a worker has to exit once told to, before it gets SIGKILL: after
+    /** Seconds a worker has to exit once told to, before it gets SIGKILL: after
      * cf_process_pool_terminate()'s SIGTERM, or at shutdown once it has nothing left to run (a
      * stopped or uncooperative worker cannot hold the pool). 0: 5 seconds. Negative or NaN:
      * CF_EINVAL. */
     double exit_timeout;
-    /* Reserved for fields added by later releases (docs/abi.md): must be zero, which a
+    /** Reserved for fields added by later releases (docs/abi.md): must be zero, which a
      * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
     uint64_t reserved[15];
 } cf_process_pool_options;
 
-/* Creates a process pool and starts its fork server (workers start on demand, at most one per
+/** Creates a process pool and starts its fork server (workers start on demand, at most one per
  * pending task). `options` may be NULL for all defaults. On success stores the executor in
  * `*out` and returns 0.
  * Errors: CF_EINVAL (NULL out; max_workers above CF_MAX_WORKERS; an initializer outside every
@@ -98,7 +102,7 @@ typedef struct cf_process_pool_options {
  * Thread-safe. */
 int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *options);
 
-/* Stops the pool at once, like Python 3.14's terminate_workers(): shuts it down without waiting,
+/** Stops the pool at once, like Python 3.14's terminate_workers(): shuts it down without waiting,
  * cancels every queued future, and sends SIGTERM, then SIGCONT (for a stopped worker), to every
  * worker; a worker still alive after the exit_timeout option (5 s by default) gets SIGKILL.
  * Futures of the tasks those workers were running finish with CF_EBROKEN. Later submits return
@@ -107,7 +111,7 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
  * to be gone. Returns 0, CF_EINVAL (NULL or not a process pool), CF_EFORKED. Thread-safe. */
 int cf_process_pool_terminate(cf_executor *executor);
 
-/* As cf_process_pool_terminate() with SIGKILL (Python's kill_workers()). */
+/** As cf_process_pool_terminate() with SIGKILL (Python's kill_workers()). */
 int cf_process_pool_kill(cf_executor *executor);
 
 #ifdef __cplusplus
