@@ -208,6 +208,33 @@ unsigned cf__cpu_count(void);
 extern _Atomic uint32_t cf__fork_generation;
 void cf__fork_init(void); /* idempotent; registers the pthread_atfork handlers */
 
+/* The locks a fork() must not split, by level, in the one order the fork handlers take them
+ * (core/atfork.c): prepare from the first level to the last, parent and child in reverse. Code
+ * holding a lock of one level may take locks of later levels, never of earlier ones. */
+typedef enum cf__fork_level {
+    /* The list of process pools, then each pool's lock (process_pool/process_pool.c). A
+     * dispatch holds a pool's lock while it drops futures into the depot below. */
+    CF__FORK_LEVEL_EXECUTORS,
+    /* The coroutine stack pool (loop/coro.c). */
+    CF__FORK_LEVEL_STACKS,
+    /* The futures' free-list depot (core/future.c): taken last, nothing is taken under it. */
+    CF__FORK_LEVEL_FUTURES,
+    CF__FORK_LEVELS
+} cf__fork_level;
+
+/* What a module does around fork() for the locks of its level: prepare takes them, parent
+ * releases them, child makes them usable again (the child's only thread holds them). */
+typedef struct cf__fork_hooks {
+    void (*prepare)(void);
+    void (*parent)(void);
+    void (*child)(void);
+} cf__fork_hooks;
+
+/* Installs a module's hooks at its level (once: later calls for a level are ignored), and the
+ * library's one pthread_atfork registration if it is not there yet. Thread-safe; `hooks` must
+ * stay valid for the life of the process. */
+void cf__fork_hooks_install(cf__fork_level level, const cf__fork_hooks *hooks);
+
 static inline uint32_t cf__fork_gen(void)
 {
     return atomic_load_explicit(&cf__fork_generation, memory_order_relaxed);

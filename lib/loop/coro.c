@@ -191,7 +191,8 @@ static void pool_init(void)
     page_size = (size_t)sysconf(_SC_PAGESIZE);
     pool.vma_budget = read_max_map_count() / 4;
     pool.guard = CF__CORO_GUARD_MADVISE;
-    pthread_atfork(pool_prefork, pool_postfork, pool_postfork_child);
+    static const cf__fork_hooks stack_hooks = {pool_prefork, pool_postfork, pool_postfork_child};
+    cf__fork_hooks_install(CF__FORK_LEVEL_STACKS, &stack_hooks);
 }
 
 /* Some environments (qemu-user) accept MADV_GUARD_INSTALL and ignore it. Checks once that

@@ -32,8 +32,8 @@
 #include "process_pool/proc.h"
 
 enum {
-    WINDOW = 8,    /* jobs dispatched to one worker ahead of its results */
-    FN_CACHE = 16, /* translated functions remembered per pool */
+    WINDOW = 8,          /* jobs dispatched to one worker ahead of its results */
+    FN_CACHE = 16,       /* translated functions remembered per pool */
     FLUSH_BATCH = 8,     /* workers a dispatch flushes by name; beyond, all with output */
     MANAGER_EVENTS = 64, /* epoll events the manager takes per wait */
 };
@@ -156,7 +156,6 @@ static process_pool *pool_of(cf__dlink *l)
 {
     return l ? CF__CONTAINER_OF(l, process_pool, pools) : NULL;
 }
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void close_fd(int *fd)
 {
@@ -211,10 +210,7 @@ static void after_fork_child(void)
     pthread_mutex_init(&pools_mu, NULL);
 }
 
-static void register_atfork(void)
-{
-    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-}
+static const cf__fork_hooks pool_fork_hooks = {before_fork, after_fork_parent, after_fork_child};
 
 static void pools_add(process_pool *p)
 {
@@ -1387,7 +1383,7 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
     int rc = check_options(o);
     if (rc)
         return rc;
-    pthread_once(&atfork_once, register_atfork);
+    cf__fork_hooks_install(CF__FORK_LEVEL_EXECUTORS, &pool_fork_hooks);
     process_pool *pool = cf__calloc(1, sizeof(*pool));
     if (!pool)
         return CF_ENOMEM;
