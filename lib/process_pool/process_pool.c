@@ -131,6 +131,7 @@ struct process_pool {
     unsigned max_workers;
     uint64_t max_tasks;
     int64_t exit_timeout_ns;
+    cf__start start; /* the start method; after start(), the one in use */
     bool has_init;
     uint32_t init_module;
     uint64_t init_offset;
@@ -442,6 +443,9 @@ static int translate(process_pool *pool, const void *fn, uint32_t *module, uint6
     char name[CF__FRAME_NAME_MAX + 1];
     uintptr_t off;
     int rc = cf__symbol_locate(name, sizeof(name), &off, fn);
+    /* The helper runs its own main program, not ours: our functions must be in libraries. */
+    if (rc == 0 && name[0] == '\0' && pool->start.method == CF_PROCESS_START_HELPER)
+        rc = CF_EINVAL;
     if (rc == 0)
         rc = module_id(pool, name, module);
     if (rc)
@@ -1254,6 +1258,7 @@ static void pool_release(process_pool *pool)
         cf__free(pool->modules[i]);
     cf__free(pool->modules);
     cf__free(pool->init_arg);
+    cf__free((char *)pool->start.worker_program);
     pthread_cond_destroy(&pool->cv);
     pthread_mutex_destroy(&pool->mu);
     cf__free(pool);
@@ -1315,6 +1320,8 @@ static int check_options(const cf_process_pool_options *o)
         return CF_EINVAL;
     if (isnan(o->exit_timeout) || o->exit_timeout < 0)
         return CF_EINVAL;
+    if ((unsigned)o->start_method > CF_PROCESS_START_FORK)
+        return CF_EINVAL;
     if (o->max_workers > CF_MAX_WORKERS)
         return CF_EINVAL;
     if (!o->initializer_arg && o->initializer_arg_len)
@@ -1327,6 +1334,9 @@ static int apply_options(process_pool *pool, const cf_process_pool_options *o)
     pool->max_workers = o->max_workers ? o->max_workers : cf__cpu_count();
     pool->max_tasks = o->max_tasks_per_child;
     pool->exit_timeout_ns = o->exit_timeout ? cf__seconds_to_ns(o->exit_timeout) : EXIT_TIMEOUT_NS;
+    pool->start = (cf__start){.method = o->start_method, .fork_with_threads = o->fork_with_threads};
+    if (o->worker_program && !(pool->start.worker_program = cf__strdup(o->worker_program)))
+        return CF_ENOMEM;
     if (!o->initializer)
         return 0;
     int rc = translate(pool, (const void *)o->initializer, &pool->init_module, &pool->init_offset);
@@ -1350,9 +1360,13 @@ static int start(process_pool *pool)
     pool->wakefd = cf__fd_above_stdio(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (pool->wakefd < 0)
         return cf__errno_code(errno);
-    int rc = cf__forkserver_start(&pool->server_pid, &pool->ctl);
+    int rc = cf__forkserver_start(&pool->start, &pool->server_pid, &pool->ctl);
     if (rc)
         return rc;
+    /* The initializer was translated before the method was known (AUTO may choose the helper). */
+    if (pool->has_init && pool->start.method == CF_PROCESS_START_HELPER &&
+        pool->modules[pool->init_module][0] == '\0')
+        return CF_EINVAL;
     epoll_watch(pool, EPOLL_CTL_ADD, pool->wakefd, TAG_WAKE, EPOLLIN);
     epoll_watch(pool, EPOLL_CTL_ADD, pool->ctl, TAG_CTL, EPOLLIN);
     if (cf__fault(CF__FAULT_THREAD))

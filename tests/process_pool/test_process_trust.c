@@ -359,7 +359,8 @@ START_TEST(test_worker_refuses_channel_of_another_process)
 {
     pid_t server;
     int ctl;
-    ck_assert_int_eq(cf__forkserver_start(&server, &ctl), 0);
+    cf__start how = {.method = CF_PROCESS_START_PROGRAM};
+    ck_assert_int_eq(cf__forkserver_start(&how, &server, &ctl), 0);
     /* A channel of our own: the worker serves it (the control case). */
     int own[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, own), 0);
