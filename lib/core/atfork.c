@@ -11,7 +11,8 @@
  * level to the innermost (the order in which the library's own code nests those locks), the
  * parent and child hooks in reverse. With handlers registered by each module on first use, the
  * order depended on the program: a fork() could take the futures' depot and then wait for a
- * process pool's lock held by a dispatch that was itself waiting for the depot.
+ * process pool's lock held by a dispatch that was itself waiting for the depot (issue 11; the
+ * dispatch no longer releases futures under the pool's lock either, docs/internals.md).
  *
  * A fork in progress holds `hooks_mu` from prepare to parent/child, so concurrent forks and
  * late installations see a consistent set of hooks. */
