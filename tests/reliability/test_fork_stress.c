@@ -2,8 +2,9 @@
  * futures of a thread pool and a process pool. The library's fork handlers must take its locks
  * in the order its own code nests them (a process pool's lock, then the futures' free-list
  * depot: a dispatch that dropped the last reference of a cancelled future under the pool's lock
- * did exactly that in issue 11), or a fork() racing such a dispatch deadlocks in the parent. Every fork must return, and every child
- * (which uses the library: a new thread pool runs a task) must exit within a bounded time.
+ * did exactly that in issue 11), or a fork() racing such a dispatch deadlocks in the parent. Every
+ * fork must return, and every child (which uses the library: a new thread pool runs a task) must
+ * exit within a bounded time.
  *
  * The process pool is created before any future is released, so that on a library whose
  * modules register their handlers lazily, the depot's registers after the pool's: that is the
