@@ -15,6 +15,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "loop/io.h"
 #include "loop/loop_internal.h"
 
 #define INBOX_CLOSED ((cf_loop_handle *)(uintptr_t)1)
@@ -24,8 +25,9 @@ enum {
      * scheduled and more than half of them are cancelled. */
     MIN_SCHEDULED_TIMERS = 100,
     SPARE_SLABS = 2, /* empty handle slabs kept while idle */
-    TAG_EVENTFD = 1,
+    TAG_EVENTFD = 1, /* epoll data of the loop's own descriptors; watched ones have larger tags */
     TAG_TIMERFD = 2,
+    MAX_EVENTS = 64, /* epoll events taken per wait */
     BUSY_RUNNING = 1,
     BUSY_DISPATCHING = 2,
     BUSY_CLOSING = 3,
@@ -378,14 +380,37 @@ static bool spin_for_post(cf_loop *loop, int64_t limit)
     return false;
 }
 
-/* Waits up to `timeout` ns (-1: no limit) for a post, a timer, or the timerfd. */
-static void wait_for_work(cf_loop *loop, int64_t timeout)
+/* Handles what one epoll_wait returned. The loop's own descriptors are consumed here only when
+ * it runs (a dispatch consumes them in dispatch_consume, by its own rules). */
+static void handle_events(cf_loop *loop, const struct epoll_event *ev, int n, bool own)
+{
+    for (int i = 0; i < n; i++) {
+        uint64_t tag = ev[i].data.u64;
+        if (tag >= CF__IO_TAG_MIN)
+            cf__loop_io_event(loop, tag, ev[i].events);
+        else if (own)
+            read_fd(tag == TAG_EVENTFD ? loop->efd : loop->tfd);
+    }
+}
+
+/* Takes the events of watched descriptors without waiting: a loop with work ready still polls
+ * them in every iteration, as asyncio does, so a busy loop never starves its descriptors. */
+static void poll_descriptors(cf_loop *loop, bool own)
+{
+    struct epoll_event ev[MAX_EVENTS];
+    int n = epoll_wait(loop->epfd, ev, MAX_EVENTS, 0);
+    handle_events(loop, ev, n, own);
+}
+
+/* Waits up to `timeout` ns (-1: no limit) for a post, a timer, a watched descriptor, or the
+ * timerfd. Returns whether it asked epoll (and so took the descriptors' events). */
+static bool wait_for_work(cf_loop *loop, int64_t timeout)
 {
     int64_t spun = 0;
     if (loop->spin_ns > 0 && atomic_load_explicit(&loop->outstanding, memory_order_relaxed)) {
         spun = timeout >= 0 && timeout < loop->spin_ns ? timeout : loop->spin_ns;
         if (spin_for_post(loop, spun))
-            return;
+            return false;
         if (spun == loop->spin_ns)
             loop->spin_ns = spun / 2 > MIN_SPIN_NS ? spun / 2 : MIN_SPIN_NS;
     }
@@ -393,12 +418,13 @@ static void wait_for_work(cf_loop *loop, int64_t timeout)
     cf__slab_trim(&loop->handles, SPARE_SLABS);
     atomic_store_explicit(&loop->wake_pending, 0, memory_order_seq_cst);
     loop->sleeps++;
+    bool polled = false;
     if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) == NULL) {
-        struct epoll_event ev[2];
+        struct epoll_event ev[MAX_EVENTS];
         int64_t start = cf__now_ns();
-        int n = epoll_wait_ns(loop->epfd, ev, 2, timeout);
-        for (int i = 0; i < n; i++)
-            read_fd(ev[i].data.u32 == TAG_EVENTFD ? loop->efd : loop->tfd);
+        int n = epoll_wait_ns(loop->epfd, ev, MAX_EVENTS, timeout);
+        handle_events(loop, ev, n, true);
+        polled = true;
         /* Woken by a completion that a longer spin would have caught: spin longer. */
         int64_t waited = spun + (cf__now_ns() - start);
         if (spun && waited < loop->spin_max_ns &&
@@ -406,6 +432,7 @@ static void wait_for_work(cf_loop *loop, int64_t timeout)
             loop->spin_ns = 2 * waited < loop->spin_max_ns ? 2 * waited : loop->spin_max_ns;
     }
     atomic_store_explicit(&loop->wake_pending, 1, memory_order_seq_cst);
+    return polled;
 }
 
 static void run_once(cf_loop *loop)
@@ -413,8 +440,9 @@ static void run_once(cf_loop *loop)
     loop->iterations++;
     purge_cancelled_timers(loop);
     int64_t timeout = next_timeout(loop);
-    if (timeout != 0)
-        wait_for_work(loop, timeout);
+    bool polled = timeout != 0 && wait_for_work(loop, timeout);
+    if (!polled && loop->io_registered)
+        poll_descriptors(loop, true);
     drain_inbox(loop);
     collect_due_timers(loop, cf__now_ns());
     run_ready(loop);
@@ -445,7 +473,7 @@ static int claim(cf_loop *loop, uint32_t how)
     uint32_t idle = 0;
     if (!atomic_compare_exchange_strong(&loop->busy, &idle, how))
         return CF_EINVALSTATE;
-    uintptr_t self = (uintptr_t)pthread_self();
+    uintptr_t self = cf__thread_self();
     if (loop->tasks_live && loop->tasks_thread != self) {
         /* Suspended tasks would resume on another thread: coroutines never migrate. */
         atomic_store_explicit(&loop->busy, 0, memory_order_release);
@@ -483,7 +511,7 @@ static int open_fds(cf_loop *loop)
         close(loop->epfd);
         return rc;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_EVENTFD};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_EVENTFD};
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->efd, &ev) != 0) {
         rc = cf__errno_code(errno);
         close(loop->efd);
@@ -516,7 +544,7 @@ int cf_loop_new(cf_loop **out, const cf_loop_options *options)
     }
     atomic_init(&loop->refs, 1);
     cf__slab_cache_init(&loop->handles, sizeof(cf_loop_handle));
-    atomic_init(&loop->owner, (uintptr_t)pthread_self());
+    atomic_init(&loop->owner, cf__thread_self());
     loop->tfd = -1;
     loop->tfd_armed = CF__FOREVER_NS;
     loop->fork_gen = cf__fork_gen();
@@ -559,7 +587,7 @@ int cf_loop_close(cf_loop *loop)
     uint32_t idle = 0;
     if (!atomic_compare_exchange_strong(&loop->busy, &idle, BUSY_CLOSING))
         return CF_EINVALSTATE;
-    atomic_store_explicit(&loop->owner, (uintptr_t)pthread_self(), memory_order_relaxed);
+    atomic_store_explicit(&loop->owner, cf__thread_self(), memory_order_relaxed);
     close_loop(loop);
     atomic_store_explicit(&loop->busy, 0, memory_order_release);
     return 0;
@@ -593,6 +621,8 @@ static void close_loop(cf_loop *loop)
     discard_list(loop, late);
     cf__loop_tasks_closed(loop);
     discard_all(loop);
+    cf__loop_io_close(loop);
+    cf__loop_signals_close(loop);
     if (loop->default_executor)
         cf_executor_shutdown(loop->default_executor, false, false);
     cf__timer_heap_free(&loop->timers);
@@ -799,7 +829,7 @@ int cf_loop_fd(cf_loop *loop)
         return CF_EMFILE;
     }
     int tfd = cf__fd_above_stdio(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_TIMERFD};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_TIMERFD};
     if (tfd < 0 || epoll_ctl(loop->epfd, EPOLL_CTL_ADD, tfd, &ev) != 0) {
         rc = cf__errno_code(errno);
         if (tfd >= 0)
@@ -844,6 +874,8 @@ int cf_loop_dispatch(cf_loop *loop)
     loop->iterations++;
     if (loop->embedded)
         dispatch_consume(loop);
+    if (loop->io_registered)
+        poll_descriptors(loop, false);
     purge_cancelled_timers(loop);
     drain_inbox(loop);
     collect_due_timers(loop, cf__now_ns());

@@ -45,6 +45,20 @@ static void close_from(int lo)
         close(fd);
 }
 
+int cf__reap(pid_t pid)
+{
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return status;
+}
+
+void cf__kill_and_reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    cf__reap(pid);
+}
+
 /* ---- control messages ---- */
 
 int cf__ctl_send(int sock, const cf__ctl *m, int fd)
@@ -150,8 +164,7 @@ static void spawn(server *s, const cf__ctl *m, int wsock)
     } else if (pidfd < 0) {
         /* Without a pidfd we cannot report its exit: do not keep it. */
         reply.value = errno;
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        cf__kill_and_reap(pid);
         cf__ctl_send(s->sock, &reply, -1);
         return;
     }

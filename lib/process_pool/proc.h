@@ -189,6 +189,10 @@ typedef struct cf__start {
  * cf_process_start); CF_EINVAL for a worker_program that is not executable; CF_EDEADLK for a
  * fork among threads. */
 int cf__forkserver_start(cf__start *how, pid_t *pid, int *sock);
+/* Waits for our child `pid` to exit (retrying EINTR) and returns its wait status. */
+int cf__reap(pid_t pid);
+/* Kills our child `pid` (SIGKILL) and reaps it. */
+void cf__kill_and_reap(pid_t pid);
 /* In the child of CF_PROCESS_START_FORK's fork(): becomes the server of `sock`. */
 _Noreturn void cf__forkserver_forked(int sock, pid_t parent);
 /* Sends one control message (and a descriptor, or -1), without blocking. */

@@ -429,8 +429,7 @@ int cf__forkserver_start(cf__start *how, pid_t *pid_out, int *sock_out)
     if (rc == 0)
         rc = cf__set_nonblock(sv[0]);
     if (rc) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        cf__kill_and_reap(pid);
         close(sv[0]);
         return rc;
     }
