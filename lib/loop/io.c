@@ -15,15 +15,17 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "loop/timeouts.h"
 #include "loop/io.h"
 
 typedef struct cf__io_wait {
     cf__loop_future lf;
-    cf__dlink link;        /* on its record's waiters */
-    cf__io *io;            /* the record it is linked on; NULL once unlinked */
-    unsigned events;       /* CF_IO_READABLE and/or CF_IO_WRITABLE */
-    cf_loop_handle *timer; /* its deadline, if any (pooled, one reference is ours) */
-    cf_loop_handle unlink; /* embedded: a cancellation made on another thread */
+    cf__dlink link;                 /* on its record's waiters */
+    cf__io *io;                     /* the record it is linked on; NULL once unlinked */
+    unsigned events;                /* CF_IO_READABLE and/or CF_IO_WRITABLE */
+    cf__timeout deadline;           /* armed while linked, if it has one */
+    cf_loop_handle unlink;          /* embedded: a cancellation made on another thread */
+    struct cf__io_wait *spare_next; /* in loop->io_spare once released */
 } cf__io_wait;
 
 static cf__io_wait *wait_of(cf__dlink *l)
@@ -31,8 +33,9 @@ static cf__io_wait *wait_of(cf__dlink *l)
     return CF__CONTAINER_OF(l, cf__io_wait, link);
 }
 
-#define ASK_READ  (CF_IO_READABLE | CF_IO_WRITABLE)
-#define AWAIT_SET (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+#define ASK_READ    (CF_IO_READABLE | CF_IO_WRITABLE)
+#define SPARE_WAITS 64 /* readiness futures a loop keeps for reuse */
+#define AWAIT_SET   (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
 /* The epoll events that concern each direction: errors and hang-ups wake both, so they are never
  * lost whichever direction is watched. A half-close by the peer (RDHUP) concerns readers only. */
@@ -283,16 +286,6 @@ int cf_loop_remove_writer(cf_loop *loop, int fd)
 
 /* ---- readiness futures ---- */
 
-static void stop_timer(cf_loop *loop, cf__io_wait *w)
-{
-    cf_loop_handle *h = w->timer;
-    if (!h)
-        return;
-    w->timer = NULL;
-    cf__loop_handle_cancel(h);
-    cf__loop_handle_release(loop, h);
-}
-
 /* Takes a pending wait off its record (the caller then drops the link's reference). */
 static void unlink_wait(cf_loop *loop, cf__io_wait *w)
 {
@@ -300,7 +293,7 @@ static void unlink_wait(cf_loop *loop, cf__io_wait *w)
     CF__ASSERT(w->io != NULL);
     cf__dlist_remove(&w->io->waiters, &w->link);
     w->io = NULL;
-    stop_timer(loop, w);
+    cf__timeout_stop(loop, &w->deadline);
 }
 
 /* Completes a linked wait with `events` (0: its deadline passed). A wait cancelled meanwhile
@@ -319,24 +312,12 @@ static void fail_wait(cf_loop *loop, cf__io_wait *w, int code, const char *messa
     cf_future_unref(&w->lf.base);
 }
 
-static void wait_timer_run(cf_loop *loop, cf_loop_handle *h)
+static void wait_expired(cf_loop *loop, cf__timeout *d)
 {
-    cf__io_wait *w = h->data;
-    w->timer = NULL;
-    cf__loop_handle_release(loop, h); /* ours */
+    cf__io_wait *w = CF__CONTAINER_OF(d, cf__io_wait, deadline);
     if (w->io)
         finish_wait(loop, w, 0);
 }
-
-/* The loop closed: cf__loop_io_close ends the wait itself. */
-static void wait_timer_drop(cf_loop_handle *h)
-{
-    cf__io_wait *w = h->data;
-    w->timer = NULL;
-    cf__loop_handle_release(h->loop, h);
-}
-
-static const cf__handle_kind wait_timer_kind = {.run = wait_timer_run, .drop = wait_timer_drop};
 
 /* A cancellation made on another thread, carried to the loop thread (with a reference). */
 static void unlink_run(cf_loop *loop, cf_loop_handle *h)
@@ -379,9 +360,20 @@ static bool wait_cancel(cf_future *f)
     return true;
 }
 
+/* Released on the loop thread of an open loop, a readiness future is kept for the next wait (the
+ * loop's reference goes: the user's keeps the loop alive until close, which frees the spares). */
 static void wait_release(cf_future *f)
 {
-    cf__loop_future_free(&((cf__io_wait *)f)->lf);
+    cf__io_wait *w = (cf__io_wait *)f;
+    cf_loop *loop = w->lf.loop;
+    if (cf__loop_on_thread(loop) && !loop->closed && loop->io_spares < SPARE_WAITS) {
+        w->spare_next = loop->io_spare;
+        loop->io_spare = w;
+        loop->io_spares++;
+        cf__loop_unref(loop);
+        return;
+    }
+    cf__loop_future_free(&w->lf);
 }
 
 static const cf__future_ops wait_ops = {
@@ -426,27 +418,18 @@ static int poll_now(int fd, unsigned events)
 
 static cf__io_wait *wait_alloc(cf_loop *loop, unsigned events)
 {
-    cf__io_wait *w = cf__calloc(1, sizeof(*w));
-    if (!w)
+    cf__io_wait *w = loop->io_spare;
+    if (w) {
+        loop->io_spare = w->spare_next;
+        loop->io_spares--;
+        memset(w, 0, sizeof(*w));
+    } else if (!(w = cf__calloc(1, sizeof(*w)))) {
         return NULL;
+    }
     cf__loop_future_init(&w->lf, loop, 1, &wait_ops);
     w->events = events;
     cf__loop_handle_embed(&w->unlink, loop, &unlink_kind, w);
     return w;
-}
-
-static int start_timer(cf_loop *loop, cf__io_wait *w, int64_t deadline_ns)
-{
-    cf_loop_handle *h = cf__loop_handle_alloc(loop, &wait_timer_kind, NULL, w);
-    if (!h)
-        return CF_ENOMEM;
-    if (cf__loop_timer_start(loop, h, deadline_ns) != 0) {
-        cf__loop_handle_release(loop, h);
-        return CF_ENOMEM;
-    }
-    h->refs++; /* ours, to cancel it */
-    w->timer = h;
-    return 0;
 }
 
 static void link_wait(cf__io *io, cf__io_wait *w)
@@ -457,7 +440,7 @@ static void link_wait(cf__io *io, cf__io_wait *w)
 }
 
 int cf__io_wait_new(cf_future **out, cf_loop *loop, int fd, unsigned events, int64_t deadline_ns,
-                    bool confirm)
+                    int64_t duration_ns, bool confirm)
 {
     *out = NULL;
     events &= ASK_READ;
@@ -479,7 +462,8 @@ int cf__io_wait_new(cf_future **out, cf_loop *loop, int fd, unsigned events, int
     cf__io_wait *w = rc ? NULL : wait_alloc(loop, events);
     if (!rc && !w)
         rc = CF_ENOMEM;
-    if (!rc && !now && deadline_ns != CF__FOREVER_NS && (rc = start_timer(loop, w, deadline_ns)))
+    if (!rc && !now && deadline_ns != CF__FOREVER_NS &&
+        (rc = cf__timeout_arm(loop, &w->deadline, deadline_ns, duration_ns, wait_expired)))
         cf_future_unref(&w->lf.base);
     if (rc) {
         release_if_unused(loop, io);
@@ -501,7 +485,7 @@ int cf_loop_wait_fd(cf_future **out, cf_loop *loop, int fd, unsigned events)
     if (fd < 0 || !(events & ASK_READ) || events > 0xf)
         return CF_EINVAL;
     int rc = cf__loop_check(loop);
-    return rc ? rc : cf__io_wait_new(out, loop, fd, events, CF__FOREVER_NS, true);
+    return rc ? rc : cf__io_wait_new(out, loop, fd, events, CF__FOREVER_NS, 0, true);
 }
 
 /* Awaits a readiness future inside a task and turns its outcome into a code. */
@@ -519,14 +503,12 @@ static int await_wait(unsigned *revents, cf_future *f)
     return rc;
 }
 
-int cf__io_await(cf_loop *loop, int fd, unsigned events, int64_t deadline_ns)
+int cf__io_await(cf_loop *loop, int fd, unsigned events, int64_t deadline_ns, int64_t duration_ns)
 {
     if (loop->closing)
         return CF_ECANCELLED;
-    if (deadline_ns <= cf__now_ns())
-        return CF_ETIMEDOUT;
     cf_future *f;
-    int rc = cf__io_wait_new(&f, loop, fd, events, deadline_ns, false);
+    int rc = cf__io_wait_new(&f, loop, fd, events, deadline_ns, duration_ns, false);
     return rc ? rc : await_wait(NULL, f);
 }
 
@@ -544,7 +526,7 @@ int cf_wait_fd(unsigned *revents, int fd, unsigned events, double timeout)
     int64_t deadline = CF__FOREVER_NS;
     cf__deadline(timeout, &deadline);
     cf_future *f;
-    int rc = cf__io_wait_new(&f, loop, fd, events, deadline, true);
+    int rc = cf__io_wait_new(&f, loop, fd, events, deadline, cf__seconds_to_ns(timeout), true);
     return rc ? rc : await_wait(revents, f);
 }
 
@@ -630,4 +612,11 @@ void cf__loop_io_close(cf_loop *loop)
     loop->io = NULL;
     loop->io_cap = 0;
     loop->io_registered = 0;
+    while (loop->io_spare) {
+        cf__io_wait *w = loop->io_spare;
+        loop->io_spare = w->spare_next;
+        cf__free(w);
+    }
+    loop->io_spares = 0;
+    cf__loop_timeouts_close(loop);
 }
