@@ -42,7 +42,7 @@ static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const 
         return rc;
     rc = ex->vt->submit(ex, &f, 1);
     if (rc) {
-        cf__task_future_discard(f);
+        cf__future_discard(f);
         return rc;
     }
     *out = f;

@@ -218,6 +218,21 @@ static inline void cf__spin_step(unsigned iteration)
         sched_yield();
 }
 
+/* pthread_create() with the library's fault injection and its one translation of a failure:
+ * CF_EAGAIN for EAGAIN (a thread or memory limit), CF_ENOMEM for anything else (the stack the
+ * attributes ask for cannot be had). */
+int cf__thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
+                      void *arg);
+
+/* The calling thread's identity for "does this thread own it" checks: the address of a
+ * thread-local, unique among live threads like pthread_self(), but one instruction where
+ * pthread_self() is a call (the loop asks on every handle it touches). */
+extern _Thread_local char cf__thread_tag CF__TLS_FAST;
+static inline uintptr_t cf__thread_self(void)
+{
+    return (uintptr_t)&cf__thread_tag;
+}
+
 /* Number of CPUs this process may run on (affinity aware), at least 1. */
 unsigned cf__cpu_count(void);
 
@@ -328,6 +343,8 @@ static inline void cf__prefetch_ahead(cf_future *const *fs, size_t i, size_t n)
 cf_future *cf__future_alloc(uint32_t refs);
 /* Initialises a future embedded in a larger object released through ops->release. */
 void cf__future_init(cf_future *f, uint32_t refs, const cf__future_ops *ops);
+/* Releases a future that was never handed out, whatever references it was built with. */
+void cf__future_discard(cf_future *f);
 
 static inline bool cf__state_done(uint32_t s)
 {
@@ -393,8 +410,6 @@ void *cf__task_context_swap(void *ctx);
 
 /* Builds a task future (two references) for fn/arg; with `bytes`, copies arg/len. */
 int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len);
-/* Releases a task future that was never queued. */
-void cf__task_future_discard(cf_future *f);
 /* The argument copy of a bytes task, or NULL once released. */
 const cf__bytes *cf__task_arg_bytes(const cf_future *f);
 /* Releases the argument copy of a bytes task (nothing for other futures, or if released). */

@@ -24,7 +24,7 @@ static void release_range(cf_future **fs, size_t from, size_t to, bool cancel)
 static void discard_range(cf_future **fs, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++)
-        cf__task_future_discard(fs[i]);
+        cf__future_discard(fs[i]);
 }
 
 static int build_futures(cf_map *it, void *fn, bool bytes, const void *args)
