@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
-#include "loop/timeouts.h"
+#include "loop/shared_timer.h"
 #include "loop/io.h"
 
 typedef struct cf__io_wait {
@@ -23,7 +23,7 @@ typedef struct cf__io_wait {
     cf__dlink link;                 /* on its record's waiters */
     cf__io *io;                     /* the record it is linked on; NULL once unlinked */
     unsigned events;                /* CF_IO_READABLE and/or CF_IO_WRITABLE */
-    cf__timeout deadline;           /* armed while linked, if it has one */
+    cf__shared_timer deadline;      /* armed while linked, if it has one */
     cf_loop_handle unlink;          /* embedded: a cancellation made on another thread */
     struct cf__io_wait *spare_next; /* in loop->io_spare once released */
 } cf__io_wait;
@@ -293,7 +293,7 @@ static void unlink_wait(cf_loop *loop, cf__io_wait *w)
     CF__ASSERT(w->io != NULL);
     cf__dlist_remove(&w->io->waiters, &w->link);
     w->io = NULL;
-    cf__timeout_stop(loop, &w->deadline);
+    cf__shared_timer_stop(loop, &w->deadline);
 }
 
 /* Completes a linked wait with `events` (0: its deadline passed). A wait cancelled meanwhile
@@ -312,7 +312,7 @@ static void fail_wait(cf_loop *loop, cf__io_wait *w, int code, const char *messa
     cf_future_unref(&w->lf.base);
 }
 
-static void wait_expired(cf_loop *loop, cf__timeout *d)
+static void wait_expired(cf_loop *loop, cf__shared_timer *d)
 {
     cf__io_wait *w = CF__CONTAINER_OF(d, cf__io_wait, deadline);
     if (w->io)
@@ -463,7 +463,7 @@ int cf__io_wait_new(cf_future **out, cf_loop *loop, int fd, unsigned events, int
     if (!rc && !w)
         rc = CF_ENOMEM;
     if (!rc && !now && deadline_ns != CF__FOREVER_NS &&
-        (rc = cf__timeout_arm(loop, &w->deadline, deadline_ns, duration_ns, wait_expired)))
+        (rc = cf__shared_timer_arm(loop, &w->deadline, deadline_ns, duration_ns, wait_expired)))
         cf_future_unref(&w->lf.base);
     if (rc) {
         release_if_unused(loop, io);
@@ -618,5 +618,5 @@ void cf__loop_io_close(cf_loop *loop)
         cf__free(w);
     }
     loop->io_spares = 0;
-    cf__loop_timeouts_close(loop);
+    cf__loop_shared_timers_close(loop);
 }

@@ -1,5 +1,5 @@
-/* Deadlines shared by the waits with the same timeout (see timeouts.h). */
-#include "loop/timeouts.h"
+/* Deadlines shared by the waits with the same timeout (see shared_timer.h). */
+#include "loop/shared_timer.h"
 
 enum { GROUPS = 8 };
 
@@ -10,20 +10,20 @@ typedef struct group {
     int64_t armed;         /* when the timer is due */
 } group;
 
-typedef struct cf__timeouts {
+typedef struct cf__shared_timers {
     group groups[GROUPS];
-} cf__timeouts;
+} cf__shared_timers;
 
-static cf__timeout *entry_of(cf__dlink *l)
+static cf__shared_timer *entry_of(cf__dlink *l)
 {
-    return CF__CONTAINER_OF(l, cf__timeout, link);
+    return CF__CONTAINER_OF(l, cf__shared_timer, link);
 }
 
 /* ---- a timer of the entry's own ---- */
 
 static void own_run(cf_loop *loop, cf_loop_handle *h)
 {
-    cf__timeout *d = h->data;
+    cf__shared_timer *d = h->data;
     d->timer = NULL;
     d->armed = false;
     cf__loop_handle_release(loop, h); /* ours */
@@ -32,7 +32,7 @@ static void own_run(cf_loop *loop, cf_loop_handle *h)
 
 static void own_drop(cf_loop_handle *h)
 {
-    cf__timeout *d = h->data;
+    cf__shared_timer *d = h->data;
     d->timer = NULL;
     cf__loop_handle_release(h->loop, h);
 }
@@ -65,7 +65,7 @@ static void stop_timer(cf_loop *loop, cf_loop_handle **timer)
 
 /* ---- groups ---- */
 
-static void group_remove(group *g, cf__timeout *d)
+static void group_remove(group *g, cf__shared_timer *d)
 {
     if (d->link.prev)
         d->link.prev->next = d->link.next;
@@ -88,14 +88,14 @@ static void group_run(cf_loop *loop, cf_loop_handle *h)
     cf__loop_handle_release(loop, h); /* ours */
     int64_t now = cf__now_ns();
     while (g->head && entry_of(g->head)->when <= now) {
-        cf__timeout *d = entry_of(g->head);
+        cf__shared_timer *d = entry_of(g->head);
         group_remove(g, d);
         d->armed = false;
         d->expire(loop, d);
     }
     /* Out of memory here, the entries left would never expire: fire them now rather. */
     while (g->head && group_arm(loop, g, entry_of(g->head)->when) != 0) {
-        cf__timeout *d = entry_of(g->head);
+        cf__shared_timer *d = entry_of(g->head);
         group_remove(g, d);
         d->armed = false;
         d->expire(loop, d);
@@ -128,7 +128,7 @@ static int group_arm(cf_loop *loop, group *g, int64_t when)
 }
 
 /* The group for `duration`: the one that has it, else an empty one, else NULL. */
-static group *group_for(cf__timeouts *ds, int64_t duration)
+static group *group_for(cf__shared_timers *ds, int64_t duration)
 {
     group *empty = NULL;
     for (int i = 0; i < GROUPS; i++) {
@@ -145,7 +145,7 @@ static group *group_for(cf__timeouts *ds, int64_t duration)
 
 /* Inserts in deadline order, searching from the end: entries of one duration are armed in
  * deadline order, except a call that waits a second time within its first deadline. */
-static void group_insert(group *g, cf__timeout *d)
+static void group_insert(group *g, cf__shared_timer *d)
 {
     cf__dlink *after = g->tail;
     while (after && entry_of(after)->when > d->when)
@@ -165,8 +165,8 @@ static void group_insert(group *g, cf__timeout *d)
 
 /* ---- public (internal) ---- */
 
-int cf__timeout_arm(cf_loop *loop, cf__timeout *d, int64_t when, int64_t duration,
-                    cf__timeout_fn expire)
+int cf__shared_timer_arm(cf_loop *loop, cf__shared_timer *d, int64_t when, int64_t duration,
+                         cf__shared_timer_fn expire)
 {
     CF__ASSERT_LOOP_THREAD(loop);
     CF__ASSERT(!d->armed);
@@ -175,9 +175,10 @@ int cf__timeout_arm(cf_loop *loop, cf__timeout *d, int64_t when, int64_t duratio
     d->group = NULL;
     d->timer = NULL;
     d->link.prev = d->link.next = NULL;
-    if (duration > 0 && !loop->timeouts)
-        loop->timeouts = cf__calloc(1, sizeof(cf__timeouts));
-    group *g = duration > 0 && loop->timeouts ? group_for(loop->timeouts, duration) : NULL;
+    if (duration > 0 && !loop->shared_timers)
+        loop->shared_timers = cf__calloc(1, sizeof(cf__shared_timers));
+    group *g =
+        duration > 0 && loop->shared_timers ? group_for(loop->shared_timers, duration) : NULL;
     if (g && group_arm(loop, g, when) == 0) {
         group_insert(g, d);
     } else if (start_timer(&d->timer, loop, &own_kind, d, when) != 0) {
@@ -187,7 +188,7 @@ int cf__timeout_arm(cf_loop *loop, cf__timeout *d, int64_t when, int64_t duratio
     return 0;
 }
 
-void cf__timeout_stop(cf_loop *loop, cf__timeout *d)
+void cf__shared_timer_stop(cf_loop *loop, cf__shared_timer *d)
 {
     CF__ASSERT_LOOP_THREAD(loop);
     if (!d->armed)
@@ -199,13 +200,13 @@ void cf__timeout_stop(cf_loop *loop, cf__timeout *d)
         stop_timer(loop, &d->timer);
 }
 
-void cf__loop_timeouts_close(cf_loop *loop)
+void cf__loop_shared_timers_close(cf_loop *loop)
 {
-    cf__timeouts *ds = loop->timeouts;
+    cf__shared_timers *ds = loop->shared_timers;
     if (!ds)
         return;
     for (int i = 0; i < GROUPS; i++)
         CF__ASSERT(!ds->groups[i].head && !ds->groups[i].timer);
     cf__free(ds);
-    loop->timeouts = NULL;
+    loop->shared_timers = NULL;
 }

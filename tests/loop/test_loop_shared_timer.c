@@ -1,12 +1,12 @@
-/* Shared timeouts (white-box, lib/loop/timeouts.c): entries of one duration share a timer that
+/* Shared timers (white-box, lib/loop/shared_timer.c): entries of one duration share a timer that
  * is re-armed lazily; every armed entry expires exactly once, not before its deadline, in
  * deadline order; a stopped one never does; durations beyond the shared lists get timers of
  * their own. */
 #include "cf_test.h"
-#include "loop/timeouts.h"
+#include "loop/shared_timer.h"
 
 typedef struct probe {
-    cf__timeout t;
+    cf__shared_timer t;
     int fired;
     int order;
     double at;
@@ -16,7 +16,7 @@ typedef struct probe {
 static int fired_total, expected_total;
 static cf_loop *loop;
 
-static void expire(cf_loop *l, cf__timeout *t)
+static void expire(cf_loop *l, cf__shared_timer *t)
 {
     probe *p = CF__CONTAINER_OF(t, probe, t);
     p->fired++;
@@ -42,8 +42,8 @@ static void arm(probe *p, double delay, double duration)
 {
     int64_t now = cf__now_ns();
     p->deadline = (double)(now + (int64_t)(delay * 1e9)) / 1e9;
-    ck_assert_int_eq(cf__timeout_arm(loop, &p->t, now + (int64_t)(delay * 1e9),
-                                     (int64_t)(duration * 1e9), expire),
+    ck_assert_int_eq(cf__shared_timer_arm(loop, &p->t, now + (int64_t)(delay * 1e9),
+                                          (int64_t)(duration * 1e9), expire),
                      0);
 }
 
@@ -59,8 +59,8 @@ START_TEST(test_same_duration_in_order)
     for (int i = 0; i < 4; i++)
         arm(&p[i], 0.02 + 0.005 * i, 0.02);
     /* Stopping the head leaves the shared timer armed for it: it must re-arm for the next. */
-    cf__timeout_stop(loop, &p[0].t);
-    cf__timeout_stop(loop, &p[0].t); /* twice: no-op */
+    cf__shared_timer_stop(loop, &p[0].t);
+    cf__shared_timer_stop(loop, &p[0].t); /* twice: no-op */
     expected_total = 3;
     ck_assert_int_eq(cf_loop_run_forever(loop), 0);
     ck_assert_int_eq(p[0].fired, 0);
@@ -94,8 +94,8 @@ START_TEST(test_many_durations)
     probe p[N] = {0};
     for (int i = 0; i < N; i++)
         arm(&p[i], 0.001 * (N - i), 0.001 * (N - i)); /* every duration differs */
-    cf__timeout_stop(loop, &p[3].t);
-    cf__timeout_stop(loop, &p[15].t);
+    cf__shared_timer_stop(loop, &p[3].t);
+    cf__shared_timer_stop(loop, &p[15].t);
     expected_total = N - 2;
     ck_assert_int_eq(cf_loop_run_forever(loop), 0);
     for (int i = 0; i < N; i++) {
@@ -115,7 +115,7 @@ START_TEST(test_rearm_after_stop_and_expiry)
 {
     probe p = {0};
     arm(&p, 3600, 3600);
-    cf__timeout_stop(loop, &p.t);
+    cf__shared_timer_stop(loop, &p.t);
     arm(&p, 0.005, 0.005);
     expected_total = 1;
     ck_assert_int_eq(cf_loop_run_forever(loop), 0);
@@ -135,7 +135,7 @@ START_TEST(test_close_with_entries_stopped)
     for (int i = 0; i < 3; i++)
         arm(&p[i], 3600, 3600);
     for (int i = 0; i < 3; i++)
-        cf__timeout_stop(loop, &p[i].t);
+        cf__shared_timer_stop(loop, &p[i].t);
     ck_assert_int_eq(cf_loop_close(loop), 0);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(p[i].fired, 0);
@@ -144,8 +144,8 @@ END_TEST
 
 static Suite *suite(void)
 {
-    Suite *s = suite_create("loop_timeouts");
-    TCase *tc = cf_test_tcase("timeouts");
+    Suite *s = suite_create("loop_shared_timer");
+    TCase *tc = cf_test_tcase("shared_timer");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_same_duration_in_order);
     tcase_add_test(tc, test_earlier_deadline_sorted_in);

@@ -10,36 +10,36 @@
  * only when it fires.
  * Arming and stopping are then a few pointer writes. A few durations get a list each; others, and
  * entries armed when every list is taken, get a timer of their own. Loop thread only. */
-#ifndef CFUTURES_LOOP_TIMEOUTS_H
-#define CFUTURES_LOOP_TIMEOUTS_H
+#ifndef CFUTURES_LOOP_SHARED_TIMER_H
+#define CFUTURES_LOOP_SHARED_TIMER_H
 
 #include "core/list.h"
 #include "loop/loop_internal.h"
 
-typedef struct cf__timeout cf__timeout;
+typedef struct cf__shared_timer cf__shared_timer;
 
 /* Called on the loop thread once the deadline passed; the entry is already stopped. */
-typedef void (*cf__timeout_fn)(cf_loop *loop, cf__timeout *d);
+typedef void (*cf__shared_timer_fn)(cf_loop *loop, cf__shared_timer *d);
 
-struct cf__timeout {
+struct cf__shared_timer {
     cf__dlink link;        /* in its group's list, in deadline order */
     int64_t when;          /* CLOCK_MONOTONIC ns */
     void *group;           /* the list it is on, or NULL */
     cf_loop_handle *timer; /* its own timer when it is on no list (one reference is ours) */
-    cf__timeout_fn expire;
+    cf__shared_timer_fn expire;
     bool armed;
 };
 
 /* Arms `d` to call `expire` at `when` (ns). `duration` is the timeout `when` was computed from
  * (entries of equal duration share a timer); 0 gives the entry a timer of its own. Returns 0 or
  * CF_ENOMEM (nothing armed). */
-int cf__timeout_arm(cf_loop *loop, cf__timeout *d, int64_t when, int64_t duration,
-                    cf__timeout_fn expire);
+int cf__shared_timer_arm(cf_loop *loop, cf__shared_timer *d, int64_t when, int64_t duration,
+                         cf__shared_timer_fn expire);
 
 /* Disarms `d` if it is armed (no-op otherwise). */
-void cf__timeout_stop(cf_loop *loop, cf__timeout *d);
+void cf__shared_timer_stop(cf_loop *loop, cf__shared_timer *d);
 
 /* Called by close once no handle can run: every entry must have been stopped; frees the lists. */
-void cf__loop_timeouts_close(cf_loop *loop);
+void cf__loop_shared_timers_close(cf_loop *loop);
 
 #endif
