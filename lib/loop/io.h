@@ -74,7 +74,7 @@ int cf__io_await_mode(cf_loop *loop, cf__io *io);
 
 /* A loop future for readiness of `fd` for `events`, finishing with the events (as a pointer),
  * or with 0 at `deadline_ns` (CF__FOREVER_NS: none), which is `duration_ns` after some moment
- * (waits with equal durations share a timer: loop/timeouts.h; 0: unknown). With `confirm`, a
+ * (waits with equal durations share a timer: loop/shared_timer.h; 0: unknown). With `confirm`, a
  * direction the record believes ready is checked with poll() first (a caller that did its own
  * I/O may have drained it); without it the caller has just seen EAGAIN and cleared that
  * direction itself. */
