@@ -117,8 +117,8 @@ static bool queued(const cf_loop_handle *h)
 static void release_if_unused(cf_loop *loop, cf__io *io)
 {
     CF__ASSERT_LOOP_THREAD(loop);
-    if (io->rd_cb || io->wr_cb || io->waiters || io->registered || io->running || queued(&io->rd) ||
-        queued(&io->wr))
+    if (io->rd_cb || io->wr_cb || io->waiters || !cf__wait_list_empty(&io->parked) ||
+        io->registered || io->running || queued(&io->rd) || queued(&io->wr))
         return;
     if (cf__io_find(loop, io->fd) == io)
         loop->io[io->fd] = NULL;
@@ -218,7 +218,7 @@ static int add_callback(cf_loop *loop, int fd, bool reader, cf_loop_io_cb cb, vo
     rc = cf__io_get(&io, loop, fd);
     if (rc)
         return rc;
-    if (io->mode == CF__IO_AWAIT && io->waiters)
+    if (io->mode == CF__IO_AWAIT && (io->waiters || !cf__wait_list_empty(&io->parked)))
         return CF_EINVALSTATE;
     cf_loop_io_cb *slot = reader ? &io->rd_cb : &io->wr_cb;
     void **slot_data = reader ? &io->rd_data : &io->wr_data;
@@ -488,18 +488,47 @@ int cf_loop_wait_fd(cf_future **out, cf_loop *loop, int fd, unsigned events)
     return rc ? rc : cf__io_wait_new(out, loop, fd, events, CF__FOREVER_NS, 0, true);
 }
 
-/* Awaits a readiness future inside a task and turns its outcome into a code. */
-static int await_wait(unsigned *revents, cf_future *f)
+/* ---- tasks parked on a record ---- */
+
+/* A task waiting for a descriptor: a node on its own stack, linked on the record's `parked`. It
+ * is woken with the events that happened (a positive status) or a negative code. */
+typedef struct io_park {
+    cf__wait wait;
+    unsigned events;
+    cf__shared_timer deadline;
+} io_park;
+
+static void park_expired(cf_loop *loop, cf__shared_timer *t)
 {
-    void *value;
-    int rc = cf_await(&value, f);
-    if (rc == 0 && !value)
-        rc = CF_ETIMEDOUT;
-    else if (rc == 0 && revents)
-        *revents = (unsigned)(uintptr_t)value;
-    else if (rc == CF_ETASK)
-        cf_future_exception(&rc, NULL, f, 0);
-    cf_future_unref(f);
+    (void)loop;
+    io_park *p = CF__CONTAINER_OF(t, io_park, deadline);
+    if (p->wait.list)
+        cf__task_wake(&p->wait, CF_ETIMEDOUT);
+}
+
+/* Parks the running task on `io` (in await mode). Returns the events (> 0) or a code. */
+static int park_on(cf_loop *loop, cf__io *io, unsigned events, int64_t deadline_ns,
+                   int64_t duration_ns)
+{
+    io_park p = {.events = events};
+    int rc = deadline_ns == CF__FOREVER_NS
+                 ? 0
+                 : cf__shared_timer_arm(loop, &p.deadline, deadline_ns, duration_ns, park_expired);
+    if (rc == 0) {
+        rc = cf__task_park(&p.wait, &io->parked); /* `io` may be gone once this returns */
+        cf__shared_timer_stop(loop, &p.deadline);
+    } else {
+        release_if_unused(loop, io);
+    }
+    return rc;
+}
+
+/* The record of `fd` in await mode, for a task about to park on it. */
+static int await_record(cf__io **out, cf_loop *loop, int fd)
+{
+    int rc = cf__io_get(out, loop, fd);
+    if (rc == 0 && (rc = cf__io_await_mode(loop, *out)) != 0)
+        release_if_unused(loop, *out);
     return rc;
 }
 
@@ -507,9 +536,11 @@ int cf__io_await(cf_loop *loop, int fd, unsigned events, int64_t deadline_ns, in
 {
     if (loop->closing)
         return CF_ECANCELLED;
-    cf_future *f;
-    int rc = cf__io_wait_new(&f, loop, fd, events, deadline_ns, duration_ns, false);
-    return rc ? rc : await_wait(NULL, f);
+    cf__io *io;
+    int rc = await_record(&io, loop, fd);
+    if (rc == 0)
+        rc = park_on(loop, io, events & ASK_READ, deadline_ns, duration_ns);
+    return rc > 0 ? 0 : rc;
 }
 
 int cf_wait_fd(unsigned *revents, int fd, unsigned events, double timeout)
@@ -525,9 +556,22 @@ int cf_wait_fd(unsigned *revents, int fd, unsigned events, double timeout)
         return CF_ECANCELLED;
     int64_t deadline = CF__FOREVER_NS;
     cf__deadline(timeout, &deadline);
-    cf_future *f;
-    int rc = cf__io_wait_new(&f, loop, fd, events, deadline, cf__seconds_to_ns(timeout), true);
-    return rc ? rc : await_wait(revents, f);
+    events &= ASK_READ;
+    cf__io *io;
+    int rc = await_record(&io, loop, fd);
+    if (rc == 0 && ((io->ready & events) || timeout == 0)) {
+        /* A direction seen ready may have been drained by the caller's own I/O since; and a
+         * check without waiting cannot wait for the edge of a fresh registration. */
+        rc = poll_now(fd, events);
+        if (rc == 0)
+            io->ready &= (uint8_t)~events;
+    }
+    if (rc == 0)
+        rc = timeout == 0 ? CF_ETIMEDOUT
+                          : park_on(loop, io, events, deadline, cf__seconds_to_ns(timeout));
+    if (rc > 0 && revents)
+        *revents = (unsigned)rc;
+    return rc > 0 ? 0 : rc;
 }
 
 /* ---- forgetting ---- */
@@ -543,6 +587,7 @@ void cf__io_forget(cf_loop *loop, int fd)
     io->wr_skip = queued(&io->wr);
     while (io->waiters)
         fail_wait(loop, wait_of(io->waiters), CF_ECLOSED, "the loop forgot the descriptor");
+    cf__task_wake_all(&io->parked, CF_ECLOSED);
     set_registration(loop, io, 0, REG_REMOVE);
     io->mode = CF__IO_IDLE;
     io->ready = 0;
@@ -579,6 +624,12 @@ void cf__loop_io_event(cf_loop *loop, uint64_t tag, uint32_t e)
     bool rd = e & WAKES_READER, wr = e & WAKES_WRITER;
     if (io->mode == CF__IO_AWAIT) {
         io->ready |= (uint8_t)((rd ? CF__IO_READY_IN : 0) | (wr ? CF__IO_READY_OUT : 0));
+        for (cf__wait *w = io->parked.head, *next; w; w = next) {
+            next = w->next;
+            unsigned want = CF__CONTAINER_OF(w, io_park, wait)->events;
+            if (((want & CF_IO_READABLE) && rd) || ((want & CF_IO_WRITABLE) && wr))
+                cf__task_wake(w, (int)events);
+        }
         for (cf__dlink *l = io->waiters, *next; l; l = next) {
             next = l->next;
             cf__io_wait *w = wait_of(l);
@@ -599,6 +650,7 @@ void cf__loop_io_close(cf_loop *loop)
         cf__io *io = loop->io[fd];
         if (!io)
             continue;
+        CF__ASSERT(cf__wait_list_empty(&io->parked)); /* close unlinked every parked task */
         while (io->waiters) {
             cf__io_wait *w = wait_of(io->waiters);
             unlink_wait(loop, w);

@@ -55,7 +55,8 @@ typedef struct cf__io {
     cf_loop_io_cb rd_cb, wr_cb;
     void *rd_data, *wr_data;
     cf_loop_handle rd, wr; /* embedded; queued when an event calls for the callback */
-    cf__dlink *waiters;    /* AWAIT: pending waits (cf__io_wait.link), newest first */
+    cf__dlink *waiters;    /* AWAIT: pending readiness futures (cf__io_wait.link), newest first */
+    cf__wait_list parked;  /* AWAIT: tasks parked in cf__io_await / cf_wait_fd, oldest first */
 } cf__io;
 
 /* The record of `fd`, or NULL. */
@@ -81,9 +82,13 @@ int cf__io_await_mode(cf_loop *loop, cf__io *io);
 int cf__io_wait_new(cf_future **out, cf_loop *loop, int fd, unsigned events, int64_t deadline_ns,
                     int64_t duration_ns, bool confirm);
 
-/* Inside a task: awaits cf__io_wait_new(confirm = false). A deadline already passed is met in
- * the next iteration (checking it first is the caller's choice: it costs a clock read). Returns 0,
- * CF_ETIMEDOUT, CF_ECANCELLED, CF_ECLOSED, or the errors of cf__io_wait_new. */
+/* Inside a task: parks it on the record of `fd` (made and registered if needed) until `fd` is
+ * ready for `events`, `deadline_ns` passes (`duration_ns` as for cf__io_wait_new), the task is
+ * cancelled or the descriptor forgotten. The caller has just seen EAGAIN and cleared the
+ * direction. A deadline already passed is met in the next iteration (checking it first is the
+ * caller's choice: it costs a clock read). No allocation: the parking node is on the task's
+ * stack (cf__task_park). Returns 0, CF_ETIMEDOUT, CF_ECANCELLED, CF_ECLOSED, CF_EINVALSTATE (the
+ * descriptor has callbacks), the registration's errors (CF_EBADF...), CF_ENOMEM. */
 int cf__io_await(cf_loop *loop, int fd, unsigned events, int64_t deadline_ns, int64_t duration_ns);
 
 /* Forgets `fd` (cf_loop_forget_fd without the checks): a descriptor number that comes back from
