@@ -21,6 +21,7 @@ typedef struct worker_state {
     char *module_error[CF__FRAME_MODULES_MAX]; /* why a module could not be found */
     uint32_t nmodules;
     uint64_t max_tasks, done;
+    bool own_image; /* the pool's program: its main program's functions may run */
 } worker_state;
 
 static _Noreturn void leave(int status)
@@ -93,7 +94,11 @@ static void add_module(worker_state *w, const cf__frame *f, const unsigned char 
     memcpy(path, payload ? (const char *)payload + id_len : "", (size_t)f->len - id_len);
     path[f->len - id_len] = '\0';
     char why[1024];
-    if (cf_module_open(&w->modules[w->nmodules], path, payload, id_len, why, sizeof(why)) != 0)
+    if (path[0] == '\0' && !w->own_image)
+        w->module_error[w->nmodules] = strdup("the task's function is in the pool's main "
+                                              "program, which the helper program does not run");
+    else if (cf_module_open(&w->modules[w->nmodules], path, payload, id_len, why, sizeof(why)) !=
+             0)
         w->module_error[w->nmodules] = strdup(why);
     w->nmodules++;
 }
@@ -193,10 +198,13 @@ static void run_init(worker_state *w, const cf__frame *f, const unsigned char *i
     send_now(w);
 }
 
-_Noreturn void cf__worker_main(int sock)
+_Noreturn void cf__worker_main(int sock, pid_t parent, bool own_image)
 {
+    if (!cf__channel_trusted(sock, parent))
+        _exit(CF__WORKER_EXIT_UNTRUSTED);
     static worker_state w;
     w.sock = sock;
+    w.own_image = own_image;
     if (cf__inbuf_init(&w.in) != 0)
         leave(CF__WORKER_EXIT_NOMEM);
     bool initialised = false;
