@@ -97,8 +97,7 @@ static void add_module(worker_state *w, const cf__frame *f, const unsigned char 
     if (path[0] == '\0' && !w->own_image)
         w->module_error[w->nmodules] = strdup("the task's function is in the pool's main "
                                               "program, which the helper program does not run");
-    else if (cf_module_open(&w->modules[w->nmodules], path, payload, id_len, why, sizeof(why)) !=
-             0)
+    else if (cf_module_open(&w->modules[w->nmodules], path, payload, id_len, why, sizeof(why)) != 0)
         w->module_error[w->nmodules] = strdup(why);
     w->nmodules++;
 }
