@@ -26,12 +26,12 @@
  *     MPI_Comm_spawn() (mpi4py's MPIPoolExecutor). In a spawned worker the same call serves its
  *     parent and returns NULL.
  *
- * The program initialises MPI (MPI_THREAD_MULTIPLE on the client: a manager thread makes the
- * MPI calls) and finalises it after cf_executor_free(). Functions are named as by the process
- * pool: (module, offset), with each module's build-id checked on the worker (fn_name.h), so
- * every rank must run the same build. Tasks start in submission order on whichever worker has
- * room, with up to `window` tasks in flight per worker; a future is RUNNING from its dispatch.
- * Done-callbacks run on the client's manager thread.
+ * The program initialises MPI (MPI_THREAD_MULTIPLE on the client: submitting threads send while
+ * a manager thread receives) and finalises it after cf_executor_free(). Functions are named as by
+ * the process pool: (module, offset), with each module's build-id checked on the worker
+ * (fn_name.h), so every rank must run the same build. Tasks start in submission order on whichever
+ * worker has room, with up to `window` tasks in flight per worker; a future is RUNNING from its
+ * dispatch. Done-callbacks run on the client's manager thread.
  *
  * Failure: a task's error code and cf_task_fail() message come back to its future. A worker that
  * dies (detected on the client's machine through the worker's pid) breaks the executor: every

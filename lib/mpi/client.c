@@ -1,22 +1,25 @@
-/* The client side of the MPI executor: the cf_executor_ops, and the manager thread that makes
- * every MPI call after the start.
+/* The client side of the MPI executor: the cf_executor_ops, and the manager thread.
  *
- * Submitters put jobs in a FIFO queue under `mu` (naming the task function there) and wake the
- * manager if it sleeps. The manager loops: it moves queued jobs into the windows of the workers
- * with the fewest tasks in flight (the future becomes RUNNING then; cancelled ones are dropped)
- * and sends each worker its new frames as one message, followed by the out-of-line arguments;
- * it receives results (a worker answers its tasks in order, so a RESULT matches the oldest task
- * in flight on that worker), posts receives for large results, and completes futures with no
- * lock held (done-callbacks run on this thread). When nothing happens it backs off from polling
- * to sleeping in ppoll() on an eventfd that submits write to, and on the pidfds of the workers
- * that run on this machine: a worker's death wakes it at once.
+ * Sending happens under `mu`, from whichever thread has work to send: a submitter puts its jobs
+ * in the FIFO queue (naming the task function there) and, while it holds the lock, moves queued
+ * jobs into the windows of the workers with the fewest tasks in flight (the future becomes
+ * RUNNING then; cancelled ones are dropped) and sends each worker its new frames as one message,
+ * followed by the out-of-line arguments (MPI_THREAD_MULTIPLE). So a task leaves at once, without
+ * waiting for the manager to be scheduled. The manager thread does the same when windows free
+ * up, and owns the receiving side: it receives results (a worker answers its tasks in order, so a
+ * RESULT matches the oldest task in flight on that worker), posts receives for large results,
+ * completes futures with no lock held (done-callbacks run on this thread), notices dead workers
+ * and winds the session down. When nothing happens it backs off from polling to sleeping in
+ * ppoll() on an eventfd that submits write to, and on the pidfds of the workers that run on this
+ * machine: a worker's death wakes it at once.
  *
  * Invariants:
- *   - a job is in exactly one place: the queue (mu), a worker's in-flight list, the list of
- *     results being received, or the list of outcomes to deliver (manager only);
- *   - once `broken` is set, the queue stays empty; jobs still due from live workers keep their
- *     place (their futures have failed already, their results are received and dropped), so the
- *     protocol with those workers stays in step until they are told to exit. */
+ *   - a job is in exactly one place: the queue, a worker's in-flight list, the list of results
+ *     being received (manager only), or the list of outcomes to deliver;
+ *   - under `mu`: the queue, the workers' windows and batches, the posted sends, the outcomes;
+ *   - once `broken` is set, nothing more is queued or dispatched; jobs still due from live workers
+ *     keep their place (their futures have failed already, their results are received and
+ *     dropped), so the protocol with those workers stays in step until they are told to exit. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -85,22 +88,23 @@ typedef struct send_op {
 typedef struct client {
     session s;
     unsigned window;
+    int wakefd;
+    int *index_of; /* worker index by rank, up to max_rank (read-only after the start) */
+    int max_rank;
     /* under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv; /* manager_done */
     jlist queue;
     bool shutdown, broken, sleeping, manager_done, free_on_exit;
+    const char *problem; /* a failure met while sending: the manager breaks the executor */
     cf_fn_table *names;
     uint64_t next_id;
-    /* the manager's */
-    pthread_t manager;
-    int wakefd;
-    wslot *w;
-    int *index_of; /* worker index by rank, up to max_rank */
-    int max_rank;
+    wslot *w; /* windows, batches, liveness */
     send_op *sends;
-    jlist receiving;
     jlist done;
+    /* the manager's own */
+    pthread_t manager;
+    jlist receiving;
     unsigned char *in;
     size_t in_cap;
     int64_t last_liveness;
@@ -152,7 +156,7 @@ static void job_free(job *j)
 
 /* ---- outcomes ---- */
 
-/* Queues a failure for delivery (manager). */
+/* Queues a failure for delivery (mu held). */
 static void fail_job(client *c, job *j, int code, const char *message)
 {
     j->code = code;
@@ -161,11 +165,15 @@ static void fail_job(client *c, job *j, int code, const char *message)
     jl_push(&c->done, j);
 }
 
-/* Completes the collected futures: no lock held, callbacks run here. */
+/* Completes the collected futures: no lock held, callbacks run here (manager). */
 static void deliver(client *c)
 {
+    pthread_mutex_lock(&c->mu);
+    jlist list = c->done;
+    c->done = (jlist){0};
+    pthread_mutex_unlock(&c->mu);
     job *j;
-    while ((j = jl_pop(&c->done))) {
+    while ((j = jl_pop(&list))) {
         if (j->f && !j->cancelled) {
             if (j->code)
                 cf_future_set_exception(j->f, j->code, j->message);
@@ -190,7 +198,8 @@ static void wake(client *c)
 /* ---- breaking ---- */
 
 /* A worker is gone, or MPI failed: every queued and running future fails with CF_EBROKEN. Jobs
- * still due from live workers keep their place without a future. */
+ * still due from live workers keep their place without a future. Manager thread, mu not held:
+ * once `broken` is set nothing else dispatches, so the windows change only here. */
 static void client_break(client *c, const char *why)
 {
     pthread_mutex_lock(&c->mu);
@@ -208,7 +217,9 @@ static void client_break(client *c, const char *why)
     while (queued) {
         job *j = queued;
         queued = j->next;
-        fail_job(c, j, CF_EBROKEN, message);
+        cf_future_set_exception(j->f, CF_EBROKEN, message);
+        cf_future_unref(j->f);
+        job_free(j);
     }
     for (int i = 0; i < c->s.nworkers; i++) {
         for (job *j = c->w[i].inflight.head; j; j = j->next) {
@@ -232,15 +243,27 @@ static void client_break(client *c, const char *why)
 static void worker_died(client *c, int i)
 {
     wslot *w = &c->w[i];
+    pthread_mutex_lock(&c->mu);
     w->dead = true;
+    pthread_mutex_unlock(&c->mu);
     char why[256];
     snprintf(why, sizeof(why), "an MPI worker (rank %d, pid %d on %s) terminated abruptly", w->rank,
              (int)w->info.pid, w->info.host);
     client_break(c, why);
+    pthread_mutex_lock(&c->mu);
     job *j;
     while ((j = jl_pop(&w->inflight)))
         job_free(j); /* futures failed above */
     w->n = 0;
+    /* Sends to it never complete: cancel them. The buffers are released: a dead receiver no
+     * longer reads them. */
+    for (send_op *op = c->sends; op; op = op->next)
+        if (op->worker == i)
+            xfer_abandon(&op->x);
+    batch_free(&w->out);
+    w->ool = NULL;
+    w->ool_tail = &w->ool;
+    pthread_mutex_unlock(&c->mu);
     jlist keep = {0};
     while ((j = jl_pop(&c->receiving))) {
         if (j->worker == i) {
@@ -251,14 +274,6 @@ static void worker_died(client *c, int i)
         }
     }
     c->receiving = keep;
-    /* Sends to it never complete: cancel them. The buffers are released: a dead receiver no
-     * longer reads them. */
-    for (send_op *op = c->sends; op; op = op->next)
-        if (op->worker == i)
-            xfer_abandon(&op->x);
-    batch_free(&w->out);
-    w->ool = NULL;
-    w->ool_tail = &w->ool;
 }
 
 static void check_workers(client *c)
@@ -366,6 +381,7 @@ static bool dispatch(client *c)
     return moved;
 }
 
+/* Posts a send (mu held). A failure is left for the manager to break the executor with. */
 static void post_send(client *c, int worker, const void *data, size_t len, int tag, void *buf,
                       cf_future *arg)
 {
@@ -375,8 +391,9 @@ static void post_send(client *c, int worker, const void *data, size_t len, int t
         free(op);
         free(buf);
         cf_future_unref(arg);
-        client_break(c, rc == CF_ENOMEM ? "out of memory while sending to an MPI worker"
-                                        : "MPI_Isend to a worker failed");
+        if (!c->problem)
+            c->problem = rc == CF_ENOMEM ? "out of memory while sending to an MPI worker"
+                                         : "MPI_Isend to a worker failed";
         return;
     }
     op->worker = worker;
@@ -386,7 +403,7 @@ static void post_send(client *c, int worker, const void *data, size_t len, int t
     c->sends = op;
 }
 
-/* Sends each worker its new frames, then the out-of-line arguments (in frame order). */
+/* Sends each worker its new frames, then the out-of-line arguments, in frame order (mu held). */
 static void flush(client *c)
 {
     for (int i = 0; i < c->s.nworkers; i++) {
@@ -407,7 +424,7 @@ static void flush(client *c)
     }
 }
 
-/* Releases what finished sends held. Returns whether any finished. */
+/* Releases what finished sends held (mu held). Returns whether any finished. */
 static bool reap_sends(client *c)
 {
     bool any = false;
@@ -419,8 +436,8 @@ static bool reap_sends(client *c)
             pp = &op->next;
             continue;
         }
-        if (rc < 0)
-            mpi_error(c, rc, "a send to an MPI worker");
+        if (rc < 0 && !c->problem)
+            c->problem = "a send to an MPI worker failed";
         *pp = op->next;
         any = true;
         xfer_free(&op->x);
@@ -441,14 +458,14 @@ static int worker_index(client *c, int rank)
     return rank >= 0 && rank <= c->max_rank ? c->index_of[rank] : -1;
 }
 
-static void on_result(client *c, int i, const frame *f, const unsigned char *payload)
+/* Matches a RESULT frame to the oldest task in flight on worker `i` (mu held). Returns NULL, or
+ * why the executor must break. */
+static const char *on_result(client *c, int i, const frame *f, const unsigned char *payload)
 {
     wslot *w = &c->w[i];
     job *j = w->inflight.head;
-    if (!j || j->id != f->id) {
-        client_break(c, "an MPI worker answered a task it was not given");
-        return;
-    }
+    if (!j || j->id != f->id)
+        return "an MPI worker answered a task it was not given";
     jl_pop(&w->inflight);
     w->n--;
     j->code = f->code;
@@ -459,7 +476,7 @@ static void on_result(client *c, int i, const frame *f, const unsigned char *pay
             j->message[f->len] = '\0';
         }
         jl_push(&c->done, j);
-        return;
+        return NULL;
     }
     size_t len = (size_t)f->len;
     j->result = malloc(len ? len : 1);
@@ -467,20 +484,18 @@ static void on_result(client *c, int i, const frame *f, const unsigned char *pay
     if (!j->result) {
         /* The data must still be taken off the wire if it comes separately: give up on it. */
         fail_job(c, j, CF_ENOMEM, "out of memory for the result of an MPI task");
-        if (f->flags & FR_OOL)
-            client_break(c, "out of memory while receiving a result from an MPI worker");
-        return;
+        return f->flags & FR_OOL ? "out of memory while receiving a result from an MPI worker"
+                                 : NULL;
     }
     if (!(f->flags & FR_OOL)) {
         if (len)
             memcpy(j->result, payload, len);
         jl_push(&c->done, j);
-        return;
+        return NULL;
     }
     int rc = xfer_irecv(&j->rx, j->result, len, w->rank, TAG_RDATA, c->s.comm);
     jl_push(&c->receiving, j);
-    if (rc)
-        mpi_error(c, rc, "MPI_Irecv of a result");
+    return rc ? "MPI_Irecv of a result failed" : NULL;
 }
 
 static bool receive_one(client *c)
@@ -517,16 +532,18 @@ static bool receive_one(client *c)
     frame f;
     const unsigned char *payload;
     size_t used;
-    while (i >= 0 && (rc = fr_decode(&f, &payload, &used, c->in + at, (size_t)count - at)) == 1) {
+    const char *problem = i < 0 ? "an MPI worker sent a malformed message" : NULL;
+    pthread_mutex_lock(&c->mu);
+    while (!problem && (rc = fr_decode(&f, &payload, &used, c->in + at, (size_t)count - at)) == 1) {
         at += used;
-        if (f.type != FR_RESULT) {
-            rc = CF_EINVAL;
-            break;
-        }
-        on_result(c, i, &f, payload);
+        problem = f.type == FR_RESULT ? on_result(c, i, &f, payload)
+                                      : "an MPI worker sent a malformed message";
     }
-    if (i < 0 || rc < 0)
-        client_break(c, "an MPI worker sent a malformed message");
+    if (rc < 0)
+        problem = "an MPI worker sent a malformed message";
+    pthread_mutex_unlock(&c->mu);
+    if (problem)
+        client_break(c, problem);
     return true;
 }
 
@@ -543,6 +560,7 @@ static bool reap_receives(client *c)
             continue;
         }
         any = true;
+        pthread_mutex_lock(&c->mu);
         if (rc < 0) {
             free(j->result);
             j->result = NULL;
@@ -550,6 +568,7 @@ static bool reap_receives(client *c)
         } else {
             jl_push(&c->done, j);
         }
+        pthread_mutex_unlock(&c->mu);
     }
     c->receiving = keep;
     return any;
@@ -558,7 +577,7 @@ static bool reap_receives(client *c)
 /* ---- the end ---- */
 
 /* Once nothing is queued or due (shut down or broken), every live worker gets an EXIT frame; the
- * manager is finished when those are sent too. */
+ * manager is finished when those are sent too (mu held). */
 static void wind_down(client *c, bool stopping)
 {
     if (!stopping || c->queue.head)
@@ -639,7 +658,7 @@ static void sleep_until(client *c, int64_t ns)
             check_workers(c);
 }
 
-/* True when nothing is in flight: the manager may sleep until woken. */
+/* True when nothing is in flight: the manager may sleep until woken (mu held). */
 static bool quiet(client *c)
 {
     if (c->sends || c->receiving.head)
@@ -655,9 +674,10 @@ static bool quiet(client *c)
  * it. */
 static void backoff_wait(client *c, backoff *b)
 {
-    bool idle = quiet(c);
     pthread_mutex_lock(&c->mu);
-    bool progress_possible = idle && (c->queue.head || c->shutdown || c->broken);
+    bool idle = quiet(c);
+    bool progress_possible =
+        c->done.head || c->problem || (idle && (c->queue.head || c->shutdown || c->broken));
     pthread_mutex_unlock(&c->mu);
     if (progress_possible)
         return;
@@ -666,9 +686,11 @@ static void backoff_wait(client *c, backoff *b)
     if (!ns)
         return;
     pthread_mutex_lock(&c->mu);
-    c->sleeping = true;
-    if (idle && (c->queue.head || c->shutdown || c->broken))
-        c->sleeping = false; /* a submit or shutdown slipped in */
+    /* Again under this lock: a submitter may have dispatched since (then the sleep must be
+     * bounded, results are due) or queued (then there is work now). */
+    idle = quiet(c);
+    c->sleeping =
+        !(c->done.head || c->problem || (idle && (c->queue.head || c->shutdown || c->broken)));
     bool asleep = c->sleeping;
     pthread_mutex_unlock(&c->mu);
     if (asleep)
@@ -687,22 +709,35 @@ static void *manager_main(void *arg)
     backoff b = {0};
     while (!c->finished) {
         pthread_mutex_lock(&c->mu);
-        bool busy = dispatch(c);
-        bool stopping = c->shutdown || c->broken;
-        wind_down(c, stopping);
-        pthread_mutex_unlock(&c->mu);
+        bool busy = !c->broken && dispatch(c);
+        wind_down(c, c->shutdown || c->broken);
         flush(c);
-        while (receive_one(c))
-            busy = true;
-        busy |= reap_receives(c);
-        busy |= reap_sends(c);
-        if (c->done.head) {
-            deliver(c);
-            busy = true;
+        const char *problem = c->problem;
+        c->problem = NULL;
+        bool idle = quiet(c);
+        pthread_mutex_unlock(&c->mu);
+        if (problem)
+            client_break(c, problem);
+        /* Nothing unasked-for ever arrives: with nothing out, MPI is left alone (under
+         * oversubscription each empty poll yields the CPU inside Open MPI). */
+        if (!idle) {
+            /* Each result is delivered as soon as it is in: the next, empty, poll may yield. */
+            while (receive_one(c)) {
+                deliver(c);
+                busy = true;
+            }
+            busy |= reap_receives(c);
+            pthread_mutex_lock(&c->mu);
+            busy |= reap_sends(c);
+            pthread_mutex_unlock(&c->mu);
         }
+        deliver(c);
         if (now_ns() - c->last_liveness > LIVENESS_EVERY_NS)
             check_workers(c);
-        if (c->finished)
+        pthread_mutex_lock(&c->mu);
+        bool finished = c->finished;
+        pthread_mutex_unlock(&c->mu);
+        if (finished)
             break;
         if (busy)
             backoff_reset(&b);
@@ -764,7 +799,10 @@ static int mpi_submit(void *impl, cf_future *const *fs, size_t n)
         j->id = c->next_id++;
         jl_push(&c->queue, j);
     }
-    wake(c);
+    /* Sent from here when a window has room: no wait for the manager to be scheduled. */
+    dispatch(c);
+    flush(c);
+    wake(c); /* results will come: the manager must poll (and deliver what dispatch failed) */
     pthread_mutex_unlock(&c->mu);
     return 0;
 }
