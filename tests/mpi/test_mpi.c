@@ -3,7 +3,8 @@
  *
  *   suite     the Check suite below on one executor (results in order through map, as_completed
  *             across ranks, an error from a worker, 16 MiB payloads both ways, an MPI future
- *             awaited by a loop task, a function outside every module), ending with shutdown
+ *             awaited by a loop task and one delivered to a libuv loop through the adapter, a
+ *             function outside every module), ending with shutdown
  *             while work is pending, with cancel_futures;
  *   kill      a worker rank kills itself in the middle of a task (run with --enable-recovery):
  *             every pending and running future fails with CF_EBROKEN, later submits too, and
@@ -23,6 +24,9 @@
 #include "cf_test_sync.h"
 #include "cfutures/mpi.h"
 #include "mpi_test.h"
+#ifdef CF_TEST_HAVE_UV
+#include "cfutures/adapter_uv.h"
+#endif
 
 /* Makes the other build of this program a different binary (another build-id). */
 #ifdef CF_TEST_OTHER_BUILD
@@ -368,6 +372,54 @@ START_TEST(test_loop_task_awaits_mpi_future)
 END_TEST
 #endif
 
+#ifdef CF_TEST_HAVE_UV
+/* An MPI future reaches a libuv program as any executor's does: a cf_loop attached to a uv loop
+ * runs the done-callback of the loop's future on the thread in uv_run(). */
+typedef struct uv_host {
+    uv_loop_t uv;
+    int calls;
+    pthread_t thread;
+    int value;
+} uv_host;
+
+static void uv_done(cf_future *f, void *data)
+{
+    uv_host *h = data;
+    h->calls++;
+    h->thread = pthread_self();
+    const void *bytes;
+    size_t len;
+    ck_assert_int_eq(cf_future_result_bytes(&bytes, &len, f, 0), 0);
+    ck_assert_uint_eq(len, sizeof(int));
+    memcpy(&h->value, bytes, sizeof(int));
+    uv_stop(&h->uv);
+}
+
+START_TEST(test_uv_host_gets_mpi_future)
+{
+    uv_host h = {0};
+    cf_loop *loop;
+    ck_assert_int_eq(cf_loop_new(&loop, NULL), 0);
+    ck_assert_int_eq(uv_loop_init(&h.uv), 0);
+    cf_uv_attachment *att;
+    ck_assert_int_eq(cf_uv_attach(&att, loop, &h.uv), 0);
+    int x = 12;
+    cf_future *f;
+    ck_assert_int_eq(cf_loop_run_in_executor_bytes(&f, loop, ex, square_task, &x, sizeof(x)), 0);
+    ck_assert_int_eq(cf_future_add_done_callback(f, uv_done, &h), 0);
+    uv_run(&h.uv, UV_RUN_DEFAULT);
+    ck_assert_int_eq(h.calls, 1);
+    ck_assert(pthread_equal(h.thread, pthread_self()));
+    ck_assert_int_eq(h.value, 144);
+    cf_future_unref(f);
+    cf_uv_detach(att);
+    uv_run(&h.uv, UV_RUN_DEFAULT); /* runs the close callback */
+    ck_assert_int_eq(uv_loop_close(&h.uv), 0);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+}
+END_TEST
+#endif
+
 START_TEST(test_refusals)
 {
     static const int data_not_code = 1;
@@ -494,6 +546,9 @@ static Suite *suite(const char *scenario)
         tcase_add_test(tc, test_16mib_payloads);
 #ifndef CF_TEST_NO_COROUTINES
         tcase_add_test(tc, test_loop_task_awaits_mpi_future);
+#endif
+#ifdef CF_TEST_HAVE_UV
+        tcase_add_test(tc, test_uv_host_gets_mpi_future);
 #endif
         tcase_add_test(tc, test_refusals);
         tcase_add_test(tc, test_shutdown_cancels_pending);
