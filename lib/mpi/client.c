@@ -424,8 +424,9 @@ static void flush(client *c)
     }
 }
 
-/* Releases what finished sends held (mu held). Returns whether any finished. */
-static bool reap_sends(client *c)
+/* Takes the finished sends off the list (mu held), onto `*finished`. Returns whether any
+ * finished. */
+static bool reap_sends(client *c, send_op **finished)
 {
     bool any = false;
     send_op **pp = &c->sends;
@@ -439,7 +440,19 @@ static bool reap_sends(client *c)
         if (rc < 0 && !c->problem)
             c->problem = "a send to an MPI worker failed";
         *pp = op->next;
+        op->next = *finished;
+        *finished = op;
         any = true;
+    }
+    return any;
+}
+
+/* Releases what finished sends held, after mu: an argument's future may lose its last reference
+ * here, and freeing it takes the future cache's lock. */
+static void sends_free(send_op *op)
+{
+    while (op) {
+        send_op *next = op->next;
         xfer_free(&op->x);
         free(op->buf);
         if (op->arg) {
@@ -447,8 +460,8 @@ static bool reap_sends(client *c)
             cf_future_unref(op->arg);
         }
         free(op);
+        op = next;
     }
-    return any;
 }
 
 /* ---- receiving (manager) ---- */
@@ -727,9 +740,11 @@ static void *manager_main(void *arg)
                 busy = true;
             }
             busy |= reap_receives(c);
+            send_op *finished = NULL;
             pthread_mutex_lock(&c->mu);
-            busy |= reap_sends(c);
+            busy |= reap_sends(c, &finished);
             pthread_mutex_unlock(&c->mu);
+            sends_free(finished);
         }
         deliver(c);
         if (now_ns() - c->last_liveness > LIVENESS_EVERY_NS)
@@ -846,14 +861,8 @@ static void client_release(client *c)
         jobs_discard(jl_take(&c->w[i].inflight));
     }
     jobs_discard(jl_take(&c->receiving));
-    while (c->sends) {
-        send_op *op = c->sends;
-        c->sends = op->next;
-        xfer_free(&op->x);
-        free(op->buf);
-        cf_future_unref(op->arg);
-        free(op);
-    }
+    sends_free(c->sends);
+    c->sends = NULL;
     if (c->wakefd >= 0)
         close(c->wakefd);
     cf_fn_table_free(c->names);
