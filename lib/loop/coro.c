@@ -459,12 +459,17 @@ static void coro_main(void *p)
     switch_out(co, true);
 }
 
+bool cf__coro_stack_size_valid(size_t stack_size)
+{
+    return stack_size <= STACK_MAX;
+}
+
 int cf__coro_new(cf__coro **out, cf__coro_fn fn, void *arg, size_t stack_size)
 {
     if (!out)
         return CF_EINVAL;
     *out = NULL;
-    if (!fn || stack_size > STACK_MAX)
+    if (!fn || !cf__coro_stack_size_valid(stack_size))
         return CF_EINVAL;
     pthread_once(&pool_once, pool_init);
     size_t slot_size = slot_size_for(stack_size);

@@ -31,6 +31,9 @@ typedef void (*cf__coro_fn)(void *arg);
  * CF_ENOMEM (no memory for a new stack arena). Any thread. */
 int cf__coro_new(cf__coro **out, cf__coro_fn fn, void *arg, size_t stack_size);
 
+/* Whether cf__coro_new() accepts `stack_size` (at most 1 GiB, 256 MiB on 32-bit systems). */
+bool cf__coro_stack_size_valid(size_t stack_size);
+
 /* Runs `co` from where it stopped until it yields or its function returns. Returns true if the
  * function has returned (the coroutine is finished and must not be resumed again). Coroutines
  * may resume other coroutines (nesting): the resumer is suspended until `co` yields or ends.

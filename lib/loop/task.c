@@ -24,9 +24,10 @@ typedef struct loop_task loop_task;
 
 struct loop_task {
     cf__loop_future lf;
-    cf__coro *coro; /* NULL once finished */
+    cf__coro *coro; /* from the first step until it finishes */
     cf_fn fn;
     void *arg;
+    size_t stack_size;
     cf__loop_waiter waiter; /* its handle is the task's step */
     cf_future *waiting_on;
     cf_loop_handle *timer;
@@ -36,6 +37,7 @@ struct loop_task {
     uint32_t cancels; /* cancellation requests received */
     uint8_t park;
     bool started;
+    bool finished;
     bool live;        /* its coroutine has run: counted in loop->tasks_live */
     bool must_cancel; /* deliver CF_ECANCELLED at the next suspension point */
 };
@@ -78,6 +80,7 @@ static void task_finish(loop_task *t)
     cf_loop *loop = t->lf.loop;
     cf__coro_free(t->coro);
     t->coro = NULL;
+    t->finished = true;
     list_remove(loop, t);
     if (t->live)
         loop->tasks_live--;
@@ -101,6 +104,15 @@ static void task_step(loop_task *t)
         t->started = true;
         if (t->must_cancel) { /* cancelled before it ever ran */
             t->outcome.rc = CF_ECANCELLED;
+            task_finish(t);
+            return;
+        }
+        /* The stack is taken only now, so that a task that runs to its end without suspending
+         * gives it back before the next task starts: spawning many short tasks reuses one
+         * cache-warm stack instead of touching a fresh one each. */
+        if (cf__coro_new(&t->coro, task_main, t, t->stack_size) != 0) {
+            t->outcome = (cf__outcome){.rc = CF_ENOMEM,
+                                       .message = cf__strdup("no memory for the task's stack")};
             task_finish(t);
             return;
         }
@@ -247,14 +259,13 @@ int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
     int rc = cf__loop_check(loop);
     if (rc)
         return rc;
+    size_t stack_size = options ? options->stack_size : 0;
+    if (!cf__coro_stack_size_valid(stack_size))
+        return CF_EINVAL;
     loop_task *t = cf__calloc(1, sizeof(*t));
     if (!t)
         return CF_ENOMEM;
-    rc = cf__coro_new(&t->coro, task_main, t, options ? options->stack_size : 0);
-    if (rc) {
-        cf__free(t);
-        return rc;
-    }
+    t->stack_size = stack_size;
     /* The caller's reference and the loop's (until the task finishes). */
     cf__loop_future_init(&t->lf, loop, 2, &task_ops);
     t->fn = fn;
@@ -416,7 +427,7 @@ void cf__loop_tasks_closed(cf_loop *loop)
             t->outcome.rc = CF_ECANCELLED;
             task_finish(t);
         }
-        while (t->coro)
+        while (!t->finished)
             task_step(t);
         cf_future_unref(&t->lf.base);
     }
