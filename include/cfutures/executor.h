@@ -30,7 +30,8 @@ typedef struct cf_executor cf_executor;
 /* An iterator over the results of cf_executor_map(), in input order. */
 typedef struct cf_map cf_map;
 
-/* A borrowed byte range, used to pass arguments to bytes tasks. */
+/* A borrowed byte range, used to pass arguments to bytes tasks. Frozen: it is an array element
+ * (cf_executor_map_bytes), so it never grows (docs/abi.md). */
 typedef struct cf_bytes {
     const void *data;
     size_t len;

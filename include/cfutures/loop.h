@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "executor.h"
@@ -44,7 +45,8 @@ typedef struct cf_loop_handle cf_loop_handle;
 /* A loop callback: runs once on the loop thread with the loop and the user data. */
 typedef void (*cf_loop_cb)(cf_loop *loop, void *data);
 
-/* Loop options. Zero-initialise, then set what you need: every zero field means "default". */
+/* Loop options. Zero-initialise ({0}), then set what you need: every zero field means
+ * "default". The struct grows only into its reserved tail (docs/abi.md). */
 typedef struct cf_loop_options {
     /* Seconds the loop busy-waits for a completion before it sleeps, while executor futures
      * it awaits (run_in_executor, wrap_future) are outstanding. A wake-up from sleep costs
@@ -54,14 +56,17 @@ typedef struct cf_loop_options {
     /* Most threads of the default executor (run_in_executor with a NULL executor).
      * 0: the thread-pool default. */
     unsigned default_workers;
+    /* Reserved for fields added by later releases (docs/abi.md): must be zero, which a
+     * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
+    uint64_t reserved[16];
 } cf_loop_options;
 
 /* ---- life cycle ---- */
 
 /* Creates a loop (an epoll descriptor and an eventfd, both close-on-exec). `options` may be
  * NULL. The calling thread becomes the loop thread until another thread runs the loop.
- * Returns 0; CF_EINVAL (NULL out, NaN spin_time); CF_ENOMEM; CF_EMFILE (no descriptor).
- * Any thread. */
+ * Returns 0; CF_EINVAL (NULL out, NaN spin_time, a non-zero reserved slot); CF_ENOMEM; CF_EMFILE
+ * (no descriptor). Any thread. */
 int cf_loop_new(cf_loop **out, const cf_loop_options *options);
 
 /* Closes the loop, as asyncio's close(): pending callbacks and timers are discarded without

@@ -36,6 +36,7 @@
 #define CFUTURES_LOOP_TASK_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "future.h"
 #include "loop.h"
@@ -44,11 +45,15 @@
 extern "C" {
 #endif
 
-/* Task options. Zero-initialise: every zero field means "default". */
+/* Task options. Zero-initialise ({0}): every zero field means "default". The struct grows
+ * only into its reserved tail (docs/abi.md). */
 typedef struct cf_loop_task_options {
     /* Usable stack size in bytes. 0: 64 KiB (larger under sanitizers). Stacks are committed
      * lazily: a task that stays shallow costs a page or two of memory. */
     size_t stack_size;
+    /* Reserved for fields added by later releases (docs/abi.md): must be zero, which a
+     * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
+    uint64_t reserved[16];
 } cf_loop_task_options;
 
 /* Creates a task running `fn(arg, &result)` on `loop`; it starts in a later iteration (first
@@ -56,9 +61,9 @@ typedef struct cf_loop_task_options {
  * the loop keeps its own until the task finishes). `options` may be NULL. The task takes its
  * stack from the pool when it starts, and gives it back when it finishes, so many short tasks
  * share a few stacks; a task whose stack cannot be had when it starts does not run and fails
- * with CF_ENOMEM. Returns 0; CF_EINVAL (including a stack_size above 1 GiB); CF_ECLOSED;
- * CF_EPERM (not the loop thread); CF_ENOMEM (no memory for the task); CF_ENOTSUP (built
- * without coroutines). Loop thread. */
+ * with CF_ENOMEM. Returns 0; CF_EINVAL (including a stack_size above 1 GiB, or a non-zero
+ * reserved slot of `options`); CF_ECLOSED; CF_EPERM (not the loop thread); CF_ENOMEM (no
+ * memory for the task); CF_ENOTSUP (built without coroutines). Loop thread. */
 int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
                         const cf_loop_task_options *options);
 

@@ -48,6 +48,7 @@
 #define CFUTURES_PROCESS_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "executor.h"
 
@@ -55,7 +56,8 @@
 extern "C" {
 #endif
 
-/* Pool options. Zero-initialise, then set what you need: every zero field means "default". */
+/* Pool options. Zero-initialise ({0}), then set what you need: every zero field means
+ * "default". The struct grows only into its reserved tail (docs/abi.md). */
 typedef struct cf_process_pool_options {
     /* Most worker processes alive at once. 0: the number of usable CPUs. At most 4096. */
     unsigned max_workers;
@@ -70,15 +72,19 @@ typedef struct cf_process_pool_options {
     /* A worker exits after running this many tasks and is replaced by a fresh one when work
      * remains. 0: workers live until shutdown. */
     unsigned max_tasks_per_child;
+    /* Reserved for fields added by later releases (docs/abi.md): must be zero, which a
+     * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
+    uint64_t reserved[16];
 } cf_process_pool_options;
 
 /* Creates a process pool and starts its fork server (workers start on demand, at most one per
  * pending task). `options` may be NULL for all defaults. On success stores the executor in
  * `*out` and returns 0.
  * Errors: CF_EINVAL (NULL out; max_workers above 4096; an initializer outside every loaded
- * module; initializer_arg NULL with a non-zero length); CF_ENOMEM; CF_EMFILE; CF_EAGAIN (no
- * process or thread could be started); CF_ESYSTEM (the program image could not be re-executed,
- * for example without /proc, or when the library was loaded with dlopen()). Thread-safe. */
+ * module; initializer_arg NULL with a non-zero length; a non-zero reserved slot); CF_ENOMEM;
+ * CF_EMFILE; CF_EAGAIN (no process or thread could be started); CF_ESYSTEM (the program image could
+ * not be re-executed, for example without /proc, or when the library was loaded with dlopen()).
+ * Thread-safe. */
 int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *options);
 
 /* Stops the pool at once, like Python 3.14's terminate_workers(): shuts it down without waiting,

@@ -12,6 +12,7 @@
 #define CFUTURES_THREAD_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "executor.h"
 
@@ -26,7 +27,8 @@ typedef enum cf_queue_policy {
     CF_QUEUE_CALLER_RUNS = 2 /* run the task in the submitting thread before returning */
 } cf_queue_policy;
 
-/* Pool options. Zero-initialise, then set what you need: every zero field means "default". */
+/* Pool options. Zero-initialise ({0}), then set what you need: every zero field means
+ * "default". The struct grows only into its reserved tail (docs/abi.md). */
 typedef struct cf_thread_pool_options {
     /* Most threads that run at once. 0: min(32, usable CPUs + 4), as Python. */
     unsigned max_workers;
@@ -51,22 +53,29 @@ typedef struct cf_thread_pool_options {
     /* Seconds an idle thread waits for work before exiting (while more than min_workers
      * threads remain). 0: threads never exit before shutdown. */
     double idle_timeout;
+    /* Reserved for fields added by later releases (docs/abi.md): must be zero, which a
+     * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
+    uint64_t reserved[16];
 } cf_thread_pool_options;
 
-/* A snapshot of a thread pool's counters, for monitoring and tests. */
+/* A snapshot of a thread pool's counters, for monitoring and tests. The library fills the whole
+ * struct; counters added by later releases come out of the reserved tail, which reads zero from
+ * a library that predates them (docs/abi.md). */
 typedef struct cf_thread_pool_stats {
     unsigned threads; /* threads alive now */
     unsigned idle;    /* of those, waiting for work */
     size_t queued;    /* tasks waiting to start (cancelled ones included until drained) */
     unsigned long long threads_started; /* threads started since creation */
     unsigned long long tasks_completed; /* tasks the pool's threads ran to completion */
+    /* Reserved for counters added by later releases (docs/abi.md); zero for now. */
+    uint64_t reserved[16];
 } cf_thread_pool_stats;
 
 /* Creates a thread pool. `options` may be NULL for all defaults. No thread starts until the
  * first submit. On success stores the executor in `*out` and returns 0.
  * Errors: CF_EINVAL (NULL out; an unknown queue_policy; min_workers > max_workers, the default
  * max_workers included; a NaN or negative idle_timeout; a NaN queue_timeout; a non-zero
- * stack_size below PTHREAD_STACK_MIN), CF_ENOMEM. Thread-safe. */
+ * stack_size below PTHREAD_STACK_MIN; a non-zero reserved slot), CF_ENOMEM. Thread-safe. */
 int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options);
 
 /* Fills `*out` with the current counters of a thread pool. Returns 0; CF_EINVAL if an argument

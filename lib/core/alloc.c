@@ -64,6 +64,33 @@ void *cf__calloc(size_t n, size_t size)
     return calloc(n, size);
 }
 
+void *cf__realloc_array(void *p, size_t n, size_t size)
+{
+    if (cf__fault(CF__FAULT_ALLOC) || too_big(n, size))
+        return NULL;
+    return realloc(p, n * size);
+}
+
+int cf__grow(void *array_ptr, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 16;
+    while (n < need) {
+        if (n > SIZE_MAX / 2)
+            return CF_ENOMEM;
+        n *= 2;
+    }
+    void *array;
+    memcpy(&array, array_ptr, sizeof(array));
+    array = cf__realloc_array(array, n, size);
+    if (!array)
+        return CF_ENOMEM;
+    memcpy(array_ptr, &array, sizeof(array));
+    *cap = n;
+    return 0;
+}
+
 void *cf__malloc_aligned(size_t align, size_t size)
 {
     if (cf__fault(CF__FAULT_ALLOC))

@@ -1,4 +1,4 @@
-/* Error codes to text. */
+/* Error codes to text, and errno values to error codes. */
 #include <errno.h>
 
 #include "core/internal.h"
@@ -9,6 +9,27 @@ _Static_assert(CF_EINVAL == -EINVAL && CF_ENOMEM == -ENOMEM && CF_EAGAIN == -EAG
                    CF_EMFILE == -EMFILE && CF_EDEADLK == -EDEADLK && CF_ENOSYS == -ENOSYS &&
                    CF_ENOTSUP == -ENOTSUP && CF_EPERM == -EPERM,
                "cfutures error codes must equal the negated errno values");
+
+int cf__errno_code(int err)
+{
+    switch (err) {
+    case ENOMEM:
+    case ENOBUFS:
+        return CF_ENOMEM;
+    case EMFILE:
+    case ENFILE:
+        return CF_EMFILE;
+    case EAGAIN:
+        return CF_EAGAIN;
+    case EPERM:
+    case EACCES:
+        return CF_EPERM;
+    case ENOSYS:
+        return CF_ENOSYS;
+    default:
+        return CF_ESYSTEM;
+    }
+}
 
 const char *cf_strerror(int code)
 {

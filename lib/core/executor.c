@@ -10,33 +10,6 @@ void cf__executor_init(cf_executor *ex, const cf__executor_vtable *vt)
     ex->fork_gen = cf__fork_gen();
 }
 
-int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len)
-{
-    cf_future *f = cf__future_alloc(2);
-    if (!f)
-        return CF_ENOMEM;
-    f->fn = fn;
-    if (bytes) {
-        cf__bytes *copy = cf__bytes_new(arg, len);
-        if (!copy) {
-            cf__task_future_discard(f);
-            return CF_ENOMEM;
-        }
-        f->arg = copy;
-        atomic_store_explicit(&f->state, CF__F_TASK_BYTES, memory_order_relaxed);
-    } else {
-        f->arg = (void *)arg;
-    }
-    *out = f;
-    return 0;
-}
-
-void cf__task_future_discard(cf_future *f)
-{
-    atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
-    cf_future_unref(f);
-}
-
 int cf__executor_check(const cf_executor *ex, bool bytes)
 {
     if (cf__executor_forked(ex))
@@ -44,6 +17,12 @@ int cf__executor_check(const cf_executor *ex, bool bytes)
     if (!bytes && !ex->vt->pointer_tasks)
         return CF_ENOTSUP;
     return 0;
+}
+
+size_t cf__chunksize_for(size_t n, unsigned workers)
+{
+    size_t chunk = n / (4 * (size_t)workers);
+    return chunk < 1 ? 1 : chunk > 1024 ? 1024 : chunk;
 }
 
 static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const void *arg,

@@ -183,8 +183,7 @@ static void future_destroy(cf_future *f)
     if ((s & CF__S_MASK) == CF__S_FINISHED && !(s & CF__F_FAILED) && f->dtor && f->value)
         f->dtor(f->value);
     cf__free(f->message);
-    if ((s & CF__F_TASK_BYTES) && f->arg)
-        cf__free(f->arg);
+    cf__task_arg_release(f);
     if (f->ops && f->ops->release)
         f->ops->release(f);
     else
@@ -293,6 +292,31 @@ bool cf__future_cancel_plain(cf_future *f)
     }
     cf__lock_release(&f->lock);
     return (s & CF__S_MASK) == CF__S_CANCELLED;
+}
+
+bool cf__future_copy_outcome(cf_future *dest, cf_future *src)
+{
+    if (cf__state_done(cf__future_load(dest)))
+        return false;
+    uint32_t s = cf__future_load(src);
+    if ((s & CF__S_MASK) == CF__S_CANCELLED)
+        return cf__future_cancel_plain(dest);
+    if (s & CF__F_FAILED) {
+        cf__outcome o = {.rc = src->err, .message = src->message ? cf__strdup(src->message) : NULL};
+        if (cf__future_finish(dest, &o, false) == 0)
+            return true;
+        cf__free(o.message);
+        return false;
+    }
+    bool bytes = s & CF__F_RESULT_BYTES;
+    cf__outcome o = {.value = src->value, .len = src->len};
+    if (cf__future_finish(dest, &o, bytes) != 0)
+        return false;
+    /* The value is borrowed from src (kept alive by dest's reference on it): finish gave a
+     * bytes result cf__free as destructor. Nobody reads dtor before the last unref, which
+     * cannot happen while the caller holds its reference. */
+    dest->dtor = NULL;
+    return true;
 }
 
 bool cf_future_cancel(cf_future *f)

@@ -16,6 +16,35 @@
 #define CF__CACHELINE   64
 #define CF__FOREVER_NS  INT64_MAX
 
+/* ---- the ABI rule for public structs (docs/abi.md) ---- */
+
+/* A public struct with a reserved tail keeps its LP64 size forever, and `reserved` stays its last
+ * member: later releases carve new fields out of the tail. One line per struct, next to the code
+ * that reads it; tests/core/check_abi.py holds the same sizes to docs/abi.md. */
+#define CF__ABI_STRUCT(type, lp64_size)                                                            \
+    _Static_assert(sizeof(void *) != 8 || sizeof(type) == (lp64_size),                             \
+                   #type " must keep its size: carve new fields out of `reserved` (docs/abi.md)"); \
+    _Static_assert(offsetof(type, reserved) + sizeof(((type *)0)->reserved) == sizeof(type),       \
+                   #type ": `reserved` must stay the last member (docs/abi.md)")
+
+/* A frozen public struct (no reserved tail: an array element such as cf_bytes) never changes. */
+#define CF__ABI_FROZEN(type, lp64_size)                                                            \
+    _Static_assert(sizeof(void *) != 8 || sizeof(type) == (lp64_size),                             \
+                   #type " is frozen (docs/abi.md)")
+
+/* True if the reserved tail of the options struct `o` is all zero, as a caller built against
+ * these headers (or older ones) leaves it; a non-zero slot is an option this library does not
+ * know, which constructors reject with CF_EINVAL rather than ignore. */
+#define CF__RESERVED_ZERO(o) cf__all_zero((o)->reserved, sizeof((o)->reserved))
+static inline bool cf__all_zero(const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < len; i++)
+        if (b[i])
+            return false;
+    return true;
+}
+
 /* ---- memory (alloc.c); every allocation goes through here so faults can be injected ---- */
 
 void *cf__malloc(size_t size);
@@ -27,6 +56,13 @@ void *cf__calloc_aligned(size_t align, size_t size);
 /* The same without zeroing, so large blocks stay lazily committed. Freed with cf__free. */
 void *cf__malloc_aligned(size_t align, size_t size);
 char *cf__strdup(const char *s);
+/* realloc() for an array of `n` elements of `size` bytes (NULL on overflow or no memory, the
+ * block then unchanged). */
+void *cf__realloc_array(void *p, size_t n, size_t size);
+/* Makes room for `need` elements of `size` bytes in the array at *(T **)array_ptr, whose
+ * capacity (in elements) is *cap: doubles the capacity (from 16) until they fit, keeping the
+ * contents. Returns 0, or CF_ENOMEM with the array and *cap unchanged. */
+int cf__grow(void *array_ptr, size_t *cap, size_t need, size_t size);
 
 /* Fault injection (compiled in with -Dfault_injection=true). cf__fault(kind) returns true when
  * the current operation of that kind must fail. Tests arm it with cf__fault_arm(). */
@@ -53,21 +89,42 @@ static inline bool cf__fault(cf__fault_kind kind)
 }
 #endif
 
+/* ---- errors (error.c) ---- */
+
+/* The one translation of an errno value from a system call the library made with its own
+ * arguments into a CF_E* code (docs/errors.md, "Errors from the system"): ENOMEM and ENOBUFS
+ * give CF_ENOMEM, EMFILE and ENFILE CF_EMFILE, EAGAIN CF_EAGAIN (a process or thread limit),
+ * EPERM and EACCES CF_EPERM, ENOSYS CF_ENOSYS, and anything else (EINVAL included: the
+ * caller's arguments were not at fault) CF_ESYSTEM. */
+int cf__errno_code(int err);
+
 /* ---- time and blocking (sync.c) ---- */
 
+/* Public timeouts and delays are seconds in a double. From this many on, the nanosecond clock
+ * would overflow (about 292 years): such a duration means no limit. */
+#define CF__MAX_SECONDS 9.0e9
+
 int64_t cf__now_ns(void); /* CLOCK_MONOTONIC */
-/* Converts a public timeout in seconds to an absolute deadline in ns (CF__FOREVER_NS for no
- * limit). Returns 0 or CF_EINVAL for NaN. */
+/* A duration in seconds (not NaN) in ns: 0 at or below 0, CF__FOREVER_NS from CF__MAX_SECONDS
+ * on. Also converts a point on the loop clock (seconds of CLOCK_MONOTONIC) to ns. */
+int64_t cf__seconds_to_ns(double seconds);
+/* base_ns + ns (ns >= 0), saturating at CF__FOREVER_NS, so a forever stays forever. */
+int64_t cf__ns_after(int64_t base_ns, int64_t ns);
+/* The deadline `delay` seconds (not NaN) from now: now for a delay <= 0, CF__FOREVER_NS for
+ * one too far to represent. */
+int64_t cf__deadline_after(double delay);
+/* Converts a public timeout in seconds to an absolute deadline in ns: a negative timeout (such
+ * as CF_FOREVER) is no limit (CF__FOREVER_NS). Returns 0 or CF_EINVAL for NaN. */
 int cf__deadline(double timeout, int64_t *deadline_ns);
+/* A relative timeout in ns as the milliseconds poll() and epoll_wait() take: -1 (no limit) for
+ * a negative one, else rounded up (waking early would only go round again), at most INT_MAX. */
+int cf__timeout_ms(int64_t timeout_ns);
 /* Sleeps while *addr == expected, until woken or the deadline. Returns 0 (woken, spurious, or
  * value changed) or CF_ETIMEDOUT. Retries EINTR internally, keeping the deadline. */
 int cf__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns);
 void cf__futex_wake(_Atomic uint32_t *addr, int n);
-/* Absolute CLOCK_MONOTONIC timespec for pthread_cond_timedwait on a cond using that clock. */
+/* Absolute CLOCK_MONOTONIC timespec for an absolute deadline in ns. */
 struct timespec cf__timespec(int64_t ns);
-int cf__cond_init_monotonic(pthread_cond_t *cond);
-/* Waits on `cond` until signalled or the deadline; returns 0 or CF_ETIMEDOUT. */
-int cf__cond_wait(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ns);
 
 /* A 4-byte mutex (futex based), so that small objects such as futures stay small. */
 typedef struct cf__lock {
@@ -270,28 +327,46 @@ int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void 
 int cf__future_wait(cf_future *f, int64_t deadline_ns);
 /* Cancels ignoring ops->cancel (the plain state transition). */
 bool cf__future_cancel_plain(cf_future *f);
+/* Completes `dest` with the final state of `src`, which must be done: cancelled, failed (its
+ * code and a copy of its message) or finished with src's value. The value (and bytes) stay
+ * owned by src, so `dest` must keep a reference on src for as long as it lives. Returns whether
+ * dest changed (false if it was done already). Any thread. */
+bool cf__future_copy_outcome(cf_future *dest, cf_future *src);
 
 /* ---- tasks (task.c) ---- */
 
 /* Runs fn(arg) (or, with `bytes`, the bytes function on arg/len) with the thread's task context
  * set, so cf_task_fail() and cf_task_set_result_dtor() work. */
 void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, size_t len);
-/* Runs the task recorded in `f` and completes `f` (set_running_or_notify_cancel first). */
+/* Runs the task recorded in `f` unless it was cancelled (set_running_or_notify_cancel first),
+ * and completes `f` through cf__future_finish_then(released, ctx). Returns whether it ran; if
+ * not, `released` is not called. */
+bool cf__task_run_then(cf_future *f, void (*released)(void *), void *ctx);
+/* The same without a `released` call. */
 void cf__task_run(cf_future *f);
-/* Invokes the task recorded in `f` (which the caller has set running). The argument copy of a
- * bytes task is released as soon as the function returns. */
-void cf__task_invoke_future(cf__outcome *out, cf_future *f);
 /* Moves an outcome into a future (or frees it if the future was completed meanwhile). */
 void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes);
-/* The same through cf__future_finish_then. */
-void cf__task_complete_then(cf_future *f, cf__outcome *o, bool bytes, void (*released)(void *),
-                            void *ctx);
 /* Frees what an outcome owns. */
 void cf__outcome_discard(cf__outcome *o, bool bytes);
 /* Installs `ctx` as the calling thread's current task context and returns the previous one.
  * For schedulers that interleave several running task functions on one thread (the event
  * loop's coroutines): each keeps its own context across its suspensions. */
 void *cf__task_context_swap(void *ctx);
+
+/* Task futures. A bytes task owns a private copy of its argument (a cf__bytes block, flagged
+ * CF__F_TASK_BYTES), and task.c is the one owner of its life: built here, read by executors
+ * with cf__task_arg_bytes(), released early with cf__task_arg_release() as soon as nobody needs
+ * it (the function returned, or the content went to a worker process), or at the latest with
+ * the future. */
+
+/* Builds a task future (two references) for fn/arg; with `bytes`, copies arg/len. */
+int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len);
+/* Releases a task future that was never queued. */
+void cf__task_future_discard(cf_future *f);
+/* The argument copy of a bytes task, or NULL once released. */
+const cf__bytes *cf__task_arg_bytes(const cf_future *f);
+/* Releases the argument copy of a bytes task (nothing for other futures, or if released). */
+void cf__task_arg_release(cf_future *f);
 
 /* ---- executors (executor.c) ---- */
 
@@ -320,9 +395,9 @@ static inline bool cf__executor_forked(const cf_executor *ex)
 }
 /* CF_EFORKED for an inherited executor, CF_ENOTSUP for a pointer task it cannot run, else 0. */
 int cf__executor_check(const cf_executor *ex, bool bytes);
-/* Builds a task future (two references) for fn/arg; with `bytes`, copies arg/len. */
-int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len);
-/* Releases a task future that was never queued. */
-void cf__task_future_discard(cf_future *f);
+/* map()'s default chunk size for a pool of `workers`: a quarter of an even share of `n` per
+ * worker, between 1 and 1024, so every worker gets several chunks and a slow one stalls little
+ * of the work. */
+size_t cf__chunksize_for(size_t n, unsigned workers);
 
 #endif

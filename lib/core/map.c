@@ -116,6 +116,8 @@ int cf_executor_map(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args, 
     return map_common(out, ex, (void *)fn, false, args, n, timeout, chunksize);
 }
 
+CF__ABI_FROZEN(cf_bytes, 16);
+
 int cf_executor_map_bytes(cf_map **out, cf_executor *ex, cf_bytes_fn fn, const cf_bytes *args,
                           size_t n, double timeout, size_t chunksize)
 {

@@ -17,17 +17,37 @@ int64_t cf__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t cf__seconds_to_ns(double seconds)
+{
+    if (seconds >= CF__MAX_SECONDS)
+        return CF__FOREVER_NS;
+    return seconds <= 0 ? 0 : (int64_t)(seconds * 1e9);
+}
+
+int64_t cf__ns_after(int64_t base_ns, int64_t ns)
+{
+    return ns >= CF__FOREVER_NS - base_ns ? CF__FOREVER_NS : base_ns + ns;
+}
+
+int64_t cf__deadline_after(double delay)
+{
+    return cf__ns_after(cf__now_ns(), cf__seconds_to_ns(delay));
+}
+
 int cf__deadline(double timeout, int64_t *deadline_ns)
 {
     if (isnan(timeout))
         return CF_EINVAL;
-    /* Beyond ~292 years the nanosecond clock would overflow: treat it as no limit. */
-    if (timeout < 0 || timeout > 9.0e9) {
-        *deadline_ns = CF__FOREVER_NS;
-        return 0;
-    }
-    *deadline_ns = cf__now_ns() + (int64_t)(timeout * 1e9);
+    *deadline_ns = timeout < 0 ? CF__FOREVER_NS : cf__deadline_after(timeout);
     return 0;
+}
+
+int cf__timeout_ms(int64_t timeout_ns)
+{
+    if (timeout_ns < 0)
+        return -1;
+    int64_t ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
+    return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
 struct timespec cf__timespec(int64_t ns)
@@ -63,26 +83,6 @@ int cf__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_n
 void cf__futex_wake(_Atomic uint32_t *addr, int n)
 {
     syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
-}
-
-int cf__cond_init_monotonic(pthread_cond_t *cond)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(cond, &attr);
-    pthread_condattr_destroy(&attr);
-    return rc ? CF_ENOMEM : 0;
-}
-
-int cf__cond_wait(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ns)
-{
-    if (deadline_ns == CF__FOREVER_NS) {
-        pthread_cond_wait(cond, mu);
-        return 0;
-    }
-    struct timespec ts = cf__timespec(deadline_ns);
-    return pthread_cond_timedwait(cond, mu, &ts) == ETIMEDOUT ? CF_ETIMEDOUT : 0;
 }
 
 /* Drepper's three-state futex mutex ("Futexes are tricky", mutex #3). */

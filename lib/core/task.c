@@ -1,4 +1,5 @@
-/* Running a task function with its per-thread context, and storing its outcome. */
+/* Task futures: running a task function with its per-thread context, storing its outcome, and
+ * the life of a bytes task's argument copy. */
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -83,38 +84,80 @@ void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, si
     }
 }
 
-void cf__task_invoke_future(cf__outcome *out, cf_future *f)
+/* Invokes the task recorded in `f` (which the caller has set running). */
+static void invoke_future(cf__outcome *out, cf_future *f)
 {
-    bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
-    if (!bytes) {
+    const cf__bytes *arg = cf__task_arg_bytes(f);
+    if (!arg) {
         cf__task_invoke(out, f->fn, false, f->arg, 0);
         return;
     }
-    cf__bytes *arg = f->arg;
     cf__task_invoke(out, f->fn, true, arg->data, arg->len);
     /* Only this thread touches the argument while the task runs; free it early. */
-    f->arg = NULL;
-    cf__free(arg);
-}
-
-void cf__task_complete_then(cf_future *f, cf__outcome *o, bool bytes, void (*released)(void *),
-                            void *ctx)
-{
-    if (cf__future_finish_then(f, o, bytes, released, ctx) != 0)
-        cf__outcome_discard(o, bytes);
+    cf__task_arg_release(f);
 }
 
 void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes)
 {
-    cf__task_complete_then(f, o, bytes, NULL, NULL);
+    if (cf__future_finish(f, o, bytes) != 0)
+        cf__outcome_discard(o, bytes);
+}
+
+bool cf__task_run_then(cf_future *f, void (*released)(void *), void *ctx)
+{
+    if (cf_future_set_running_or_notify_cancel(f) != 1)
+        return false;
+    bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
+    cf__outcome o;
+    invoke_future(&o, f);
+    if (cf__future_finish_then(f, &o, bytes, released, ctx) != 0)
+        cf__outcome_discard(&o, bytes);
+    return true;
 }
 
 void cf__task_run(cf_future *f)
 {
-    if (cf_future_set_running_or_notify_cancel(f) != 1)
-        return;
-    bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
-    cf__outcome o;
-    cf__task_invoke_future(&o, f);
-    cf__task_complete(f, &o, bytes);
+    cf__task_run_then(f, NULL, NULL);
+}
+
+/* ---- task futures and the argument of a bytes task ---- */
+
+int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len)
+{
+    cf_future *f = cf__future_alloc(2);
+    if (!f)
+        return CF_ENOMEM;
+    f->fn = fn;
+    if (bytes) {
+        cf__bytes *copy = cf__bytes_new(arg, len);
+        if (!copy) {
+            cf__task_future_discard(f);
+            return CF_ENOMEM;
+        }
+        f->arg = copy;
+        atomic_store_explicit(&f->state, CF__F_TASK_BYTES, memory_order_relaxed);
+    } else {
+        f->arg = (void *)arg;
+    }
+    *out = f;
+    return 0;
+}
+
+void cf__task_future_discard(cf_future *f)
+{
+    atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+    cf_future_unref(f);
+}
+
+const cf__bytes *cf__task_arg_bytes(const cf_future *f)
+{
+    return (cf__future_load(f) & CF__F_TASK_BYTES) ? f->arg : NULL;
+}
+
+void cf__task_arg_release(cf_future *f)
+{
+    if (cf__future_load(f) & CF__F_TASK_BYTES) {
+        cf__free(f->arg);
+        f->arg = NULL;
+    }
 }

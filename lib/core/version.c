@@ -3,7 +3,7 @@
 
 unsigned cf_version(void)
 {
-    return (CF_VERSION_MAJOR << 16) | (CF_VERSION_MINOR << 8) | CF_VERSION_PATCH;
+    return CF_VERSION_HEX;
 }
 
 const char *cf_version_string(void)

@@ -37,11 +37,6 @@ enum {
 
 static _Thread_local cf_loop *running_loop CF__TLS_FAST;
 
-static int errno_code(int e)
-{
-    return (e == EMFILE || e == ENFILE) ? CF_EMFILE : e == ENOMEM ? CF_ENOMEM : CF_ESYSTEM;
-}
-
 /* ---- references ---- */
 
 static void loop_destroy(cf_loop *loop)
@@ -473,12 +468,12 @@ static int open_fds(cf_loop *loop)
         return CF_EMFILE;
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0)
-        return errno_code(errno);
+        return cf__errno_code(errno);
     int rc = CF_EMFILE; /* a fault injected on the eventfd */
     loop->efd = -1;
     if (!cf__fault(CF__FAULT_FD)) {
         loop->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        rc = errno_code(errno);
+        rc = cf__errno_code(errno);
     }
     if (loop->efd < 0) {
         close(loop->epfd);
@@ -486,13 +481,16 @@ static int open_fds(cf_loop *loop)
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_EVENTFD};
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->efd, &ev) != 0) {
-        rc = errno_code(errno);
+        rc = cf__errno_code(errno);
         close(loop->efd);
         close(loop->epfd);
         return rc;
     }
     return 0;
 }
+
+CF__ABI_STRUCT(cf_loop_options, 144);
+CF__ABI_STRUCT(cf_loop_task_options, 136);
 
 int cf_loop_new(cf_loop **out, const cf_loop_options *options)
 {
@@ -501,7 +499,7 @@ int cf_loop_new(cf_loop **out, const cf_loop_options *options)
         return CF_EINVAL;
     *out = NULL;
     const cf_loop_options *o = options ? options : &defaults;
-    if (isnan(o->spin_time))
+    if (isnan(o->spin_time) || !CF__RESERVED_ZERO(o))
         return CF_EINVAL;
     cf__fork_init();
     cf_loop *loop = cf__calloc(1, sizeof(*loop));
@@ -810,7 +808,7 @@ int cf_loop_fd(cf_loop *loop)
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_TIMERFD};
     if (tfd < 0 || epoll_ctl(loop->epfd, EPOLL_CTL_ADD, tfd, &ev) != 0) {
-        rc = errno_code(errno);
+        rc = cf__errno_code(errno);
         if (tfd >= 0)
             close(tfd);
         unclaim(loop);

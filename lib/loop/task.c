@@ -254,7 +254,7 @@ int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
     if (!out)
         return CF_EINVAL;
     *out = NULL;
-    if (!fn)
+    if (!fn || (options && !CF__RESERVED_ZERO(options)))
         return CF_EINVAL;
     int rc = cf__loop_check(loop);
     if (rc)

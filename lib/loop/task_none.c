@@ -8,11 +8,12 @@ int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
 {
     (void)loop;
     (void)arg;
-    (void)options;
     if (!out)
         return CF_EINVAL;
     *out = NULL;
-    return fn ? CF_ENOTSUP : CF_EINVAL;
+    if (!fn || (options && !CF__RESERVED_ZERO(options)))
+        return CF_EINVAL;
+    return CF_ENOTSUP;
 }
 
 int cf_await(void **value, cf_future *future)

@@ -12,29 +12,6 @@
 #include "core/internal.h"
 #include "process_pool/proc.h"
 
-int cf__errno_code(int err)
-{
-    switch (err) {
-    case ENOMEM:
-    case ENOBUFS:
-        return CF_ENOMEM;
-    case EMFILE:
-    case ENFILE:
-        return CF_EMFILE;
-    case EAGAIN:
-        return CF_EAGAIN;
-    case EINVAL:
-        return CF_EINVAL;
-    case EPERM:
-    case EACCES:
-        return CF_EPERM;
-    case ENOSYS:
-        return CF_ENOSYS;
-    default:
-        return CF_ESYSTEM;
-    }
-}
-
 int cf__set_nonblock(int fd)
 {
     int flags = fcntl(fd, F_GETFL);
@@ -81,17 +58,8 @@ unsigned char *cf__outbuf_reserve(cf__outbuf *b, size_t n)
 
 static int add_fd(cf__outbuf *b, int fd)
 {
-    if (b->nfds == b->fds_cap) {
-        size_t cap = b->fds_cap ? 2 * b->fds_cap : 8;
-        struct cf__outfd *nf = cf__malloc(cap * sizeof(*nf));
-        if (!nf)
-            return CF_ENOMEM;
-        if (b->nfds)
-            memcpy(nf, b->fds, b->nfds * sizeof(*nf));
-        cf__free(b->fds);
-        b->fds = nf;
-        b->fds_cap = cap;
-    }
+    if (cf__grow(&b->fds, &b->fds_cap, b->nfds + 1, sizeof(*b->fds)) != 0)
+        return CF_ENOMEM;
     b->fds[b->nfds++] = (struct cf__outfd){.pos = b->tail, .fd = fd};
     return 0;
 }
@@ -132,11 +100,8 @@ ssize_t cf__send_with_fd(int sock, const void *data, size_t len, int fd, bool bl
         ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL | (block ? 0 : MSG_DONTWAIT));
         if (n >= 0)
             return n;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN)
-            return CF_EAGAIN;
-        return cf__errno_code(errno);
+        if (errno != EINTR)
+            return cf__errno_code(errno); /* EAGAIN gives CF_EAGAIN */
     }
 }
 
@@ -189,11 +154,7 @@ void cf__outbuf_free(cf__outbuf *b)
 int cf__inbuf_init(cf__inbuf *b)
 {
     memset(b, 0, sizeof(*b));
-    b->buf = aligned_alloc(16, CF__INBUF_CAP);
-    if (cf__fault(CF__FAULT_ALLOC) && b->buf) {
-        free(b->buf);
-        b->buf = NULL;
-    }
+    b->buf = cf__malloc_aligned(16, CF__INBUF_CAP);
     return b->buf ? 0 : CF_ENOMEM;
 }
 
@@ -202,27 +163,42 @@ void cf__inbuf_free(cf__inbuf *b)
     int fd;
     while ((fd = cf__inbuf_pop_fd(b)) >= 0)
         close(fd);
-    free(b->buf);
+    cf__free(b->buf);
     b->buf = NULL;
 }
 
-static int push_fds(cf__inbuf *b, struct msghdr *msg)
+size_t cf__cmsg_fds(struct msghdr *msg, int *fds, size_t cap)
 {
-    int rc = 0;
+    size_t total = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
         size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++, total++) {
             int fd;
             memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (b->fd_count == CF__INBUF_FDS) {
+            if (total < cap)
+                fds[total] = fd;
+            else
                 close(fd);
-                rc = CF_EINVAL;
-                continue;
-            }
-            b->fds[(b->fd_head + b->fd_count++) % CF__INBUF_FDS] = fd;
         }
+    }
+    return total;
+}
+
+/* Queues the descriptors a message carried; CF_EINVAL if they do not all fit. */
+static int push_fds(cf__inbuf *b, struct msghdr *msg)
+{
+    int fds[CF__MSG_FDS];
+    size_t n = cf__cmsg_fds(msg, fds, CF__MSG_FDS);
+    int rc = n > CF__MSG_FDS ? CF_EINVAL : 0;
+    for (size_t i = 0; i < n && i < CF__MSG_FDS; i++) {
+        if (b->fd_count == CF__INBUF_FDS) {
+            close(fds[i]);
+            rc = CF_EINVAL;
+            continue;
+        }
+        b->fds[(b->fd_head + b->fd_count++) % CF__INBUF_FDS] = fds[i];
     }
     return rc;
 }
@@ -239,10 +215,7 @@ int cf__inbuf_fill(cf__inbuf *b, int sock)
     }
     if (b->tail == CF__INBUF_CAP)
         return CF_EINVAL; /* cannot happen with valid frames: they are at most CF__FRAME_MAX */
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(4 * sizeof(int))];
-    } ctl;
+    cf__fd_cmsg ctl;
     struct iovec iov = {.iov_base = b->buf + b->tail, .iov_len = CF__INBUF_CAP - b->tail};
     for (;;) {
         struct msghdr msg = {
@@ -257,7 +230,7 @@ int cf__inbuf_fill(cf__inbuf *b, int sock)
         if (n < 0 && errno == ECONNRESET)
             return 0; /* the peer exited without reading everything: still end-of-stream */
         if (n < 0)
-            return errno == EAGAIN ? CF_EAGAIN : cf__errno_code(errno);
+            return cf__errno_code(errno);
         int rc = push_fds(b, &msg);
         if (rc == 0 && (msg.msg_flags & MSG_CTRUNC))
             rc = CF_EINVAL;

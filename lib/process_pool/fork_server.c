@@ -28,9 +28,15 @@
 #include "core/internal.h"
 #include "process_pool/proc.h"
 
+/* How the parent starts the server image: the control socket at SERVER_FD, the executable at
+ * EXE_FD (open only while exec() resolves it), and SERVER_ENV=<SERVER_FD> in the environment.
+ * The descriptors are moved into place from numbers at or above FIRST_FREE_FD, which the moves
+ * cannot clobber. */
 #define SERVER_ENV    "CFUTURES_FORKSERVER"
 #define SERVER_FD     3
-#define EXE_FD        4     /* the executable, open only while exec() resolves it */
+#define SERVER_FD_STR "3"
+#define EXE_FD        4
+#define FIRST_FREE_FD 10
 #define HELLO_TIMEOUT 30000 /* ms; generous: the image may start under a sanitizer */
 
 extern char **environ;
@@ -61,10 +67,7 @@ int cf__ctl_send(int sock, const cf__ctl *m, int fd)
 
 int cf__ctl_recv(int sock, cf__ctl *m, int *fd)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(4 * sizeof(int))];
-    } ctl;
+    cf__fd_cmsg ctl;
     struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
     struct msghdr msg = {
         .msg_iov = &iov,
@@ -77,25 +80,11 @@ int cf__ctl_recv(int sock, cf__ctl *m, int *fd)
         n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0)
-        return errno == EAGAIN ? CF_EAGAIN : cf__errno_code(errno);
+        return cf__errno_code(errno);
     int got = -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k; i++) {
-            int x;
-            memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (got < 0 && fd)
-                got = x;
-            else
-                close(x);
-        }
-    }
+    cf__cmsg_fds(&msg, &got, fd ? 1 : 0);
     if (fd)
         *fd = got;
-    else if (got >= 0)
-        close(got);
     if (n == 0)
         return 0;
     if (n != (ssize_t)sizeof(*m) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
@@ -130,18 +119,18 @@ static _Noreturn void become_worker(server *s, int wsock)
     /* Keep only stdio and the worker's socket: no other worker's pidfd, no control socket. */
     if (wsock != SERVER_FD) {
         if (dup2(wsock, SERVER_FD) < 0)
-            _exit(126);
+            _exit(CF__WORKER_EXIT_SETUP);
         wsock = SERVER_FD;
     }
     close_from(SERVER_FD + 1);
     /* dup2() cleared close-on-exec: a program a task execs must not hold our socket open. */
     fcntl(wsock, F_SETFD, FD_CLOEXEC);
     /* The server's bookkeeping means nothing here. */
-    free(s->children);
-    free(s->pfds);
+    cf__free(s->children);
+    cf__free(s->pfds);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != s->self)
-        _exit(125); /* the server died before the death signal was armed */
+        _exit(CF__WORKER_EXIT_ORPHANED); /* the server died before the death signal was armed */
     prctl(PR_SET_NAME, "cfworker");
     cf__worker_main(wsock);
 }
@@ -149,15 +138,9 @@ static _Noreturn void become_worker(server *s, int wsock)
 static void spawn(server *s, const cf__ctl *m, int wsock)
 {
     cf__ctl reply = {.type = CF__CTL_FAILED, .token = m->token};
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 16;
-        child *nc = realloc(s->children, cap * sizeof(*nc));
-        if (!nc) {
-            reply.value = ENOMEM;
-            goto fail;
-        }
-        s->children = nc;
-        s->cap = cap;
+    if (cf__grow(&s->children, &s->cap, s->n + 1, sizeof(*s->children)) != 0) {
+        reply.value = ENOMEM;
+        goto fail;
     }
     pid_t pid = fork();
     if (pid == 0)
@@ -244,14 +227,8 @@ static _Noreturn void server_main(int sock)
     if (cf__ctl_send(sock, &hello, -1) != 0)
         _exit(0);
     for (;;) {
-        if (s.pcap < s.n + 1) {
-            size_t cap = 2 * (s.n + 1);
-            struct pollfd *np = realloc(s.pfds, cap * sizeof(*np));
-            if (!np)
-                server_exit(&s);
-            s.pfds = np;
-            s.pcap = cap;
-        }
+        if (cf__grow(&s.pfds, &s.pcap, s.n + 1, sizeof(*s.pfds)) != 0)
+            server_exit(&s);
         struct pollfd *pfds = s.pfds;
         pfds[0] = (struct pollfd){.fd = sock, .events = POLLIN};
         for (size_t i = 0; i < s.n; i++)
@@ -276,7 +253,7 @@ static _Noreturn void server_main(int sock)
 __attribute__((constructor)) static void forkserver_constructor(void)
 {
     const char *v = getenv(SERVER_ENV);
-    if (!v || strcmp(v, "3") != 0)
+    if (!v || strcmp(v, SERVER_FD_STR) != 0)
         return;
     struct stat st;
     if (fstat(SERVER_FD, &st) != 0 || !S_ISSOCK(st.st_mode))
@@ -303,9 +280,9 @@ static int program_image(int *out)
         return CF_EMFILE;
     int opened = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
     if (opened < 0)
-        return errno == EMFILE || errno == ENFILE ? CF_EMFILE : CF_ESYSTEM;
-    /* Above the numbers the spawned image uses, so the file actions cannot clobber it. */
-    fd = fcntl(opened, F_DUPFD_CLOEXEC, 10);
+        return cf__errno_code(errno);
+    /* Out of the way of the file actions that move descriptors into place in the image. */
+    fd = fcntl(opened, F_DUPFD_CLOEXEC, FIRST_FREE_FD);
     int err = errno;
     close(opened);
     if (fd < 0)
@@ -332,7 +309,7 @@ static char **server_env(void)
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], SERVER_ENV "=", sizeof(SERVER_ENV)) != 0)
             env[k++] = environ[i];
-    env[k++] = SERVER_ENV "=3";
+    env[k++] = SERVER_ENV "=" SERVER_FD_STR;
     env[k] = NULL;
     return env;
 }
@@ -348,8 +325,8 @@ static int spawn_image(pid_t *pid, int child_end, int image)
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&attr);
-    /* Both sources are >= 10, so neither dup2 overwrites the other's source. Everything else
-     * is closed: a leaked descriptor (a pipe's write end, say) would outlive the caller's. */
+    /* Both sources are >= FIRST_FREE_FD, so neither dup2 overwrites the other's source. Everything
+     * else is closed: a leaked descriptor (a pipe's write end, say) would outlive the caller's. */
     posix_spawn_file_actions_adddup2(&fa, child_end, SERVER_FD);
     posix_spawn_file_actions_adddup2(&fa, image, EXE_FD);
     posix_spawn_file_actions_addclosefrom_np(&fa, EXE_FD + 1);
@@ -367,7 +344,7 @@ static int spawn_image(pid_t *pid, int child_end, int image)
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     cf__free(env);
-    return err ? (err == EAGAIN || err == ENOMEM ? CF_EAGAIN : CF_ESYSTEM) : 0;
+    return err ? cf__errno_code(err) : 0;
 }
 
 /* Waits for the server's hello. */
@@ -400,7 +377,7 @@ int cf__forkserver_start(pid_t *pid_out, int *sock_out)
         return cf__errno_code(errno);
     int child_end = -1, err = EMFILE;
     if (!cf__fault(CF__FAULT_FD)) {
-        child_end = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+        child_end = fcntl(sv[1], F_DUPFD_CLOEXEC, FIRST_FREE_FD);
         err = errno;
     }
     close(sv[1]);

@@ -15,11 +15,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CF__FRAME_MAGIC      0x43465046u /* "FPFC" */
-#define CF__FRAME_HEADER     48u
-#define CF__FRAME_INLINE_MAX (64u * 1024u) /* larger payloads travel in a memfd */
-#define CF__FRAME_NAME_MAX   4096u         /* module path */
-#define CF__FRAME_MAX        (CF__FRAME_HEADER + CF__FRAME_INLINE_MAX)
+#define CF__FRAME_MAGIC       0x43465046u /* "FPFC" */
+#define CF__FRAME_HEADER      48u
+#define CF__FRAME_INLINE_MAX  (64u * 1024u) /* larger payloads travel in a memfd */
+#define CF__FRAME_NAME_MAX    4096u         /* module path */
+#define CF__FRAME_MODULES_MAX 1024u         /* MODULE ids per worker: 0 to this - 1 */
+#define CF__FRAME_MAX         (CF__FRAME_HEADER + CF__FRAME_INLINE_MAX)
 
 typedef enum cf__frame_type {
     /* parent -> worker */

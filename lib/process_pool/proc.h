@@ -7,9 +7,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "process_pool/frame.h"
+
+/* ---- how a worker process exits ----
+ * Its wait status reaches the parent through the fork server, and the parent quotes the number
+ * in the message of the futures a worker takes down when it was not expected to exit. */
+enum {
+    CF__WORKER_EXIT_DONE = 0,        /* an EXIT frame, its task limit, or the parent is gone */
+    CF__WORKER_EXIT_INIT_FAILED = 1, /* its initializer failed (after an INIT_FAILED frame) */
+    CF__WORKER_EXIT_PROTOCOL = 3,    /* the parent sent a frame it cannot accept */
+    CF__WORKER_EXIT_NOMEM = 4,       /* no memory for its buffers or a frame */
+    CF__WORKER_EXIT_ORPHANED = 125,  /* the fork server died before the worker watched it */
+    CF__WORKER_EXIT_SETUP = 126,     /* its socket could not be moved into place */
+};
 
 /* ---- channels (process_pool/channel.c) ---- */
 
@@ -44,7 +57,7 @@ static inline bool cf__outbuf_empty(const cf__outbuf *b)
 }
 void cf__outbuf_free(cf__outbuf *b);
 
-enum { CF__INBUF_FDS = 64 };
+enum { CF__INBUF_FDS = 64 }; /* descriptors received and not yet claimed by their frames */
 
 /* Bytes received and not yet decoded, and the descriptors received with them (in order). */
 typedef struct cf__inbuf {
@@ -83,10 +96,24 @@ void cf__advise_large(void *p, size_t len);
 int cf__memfd_map(void **out, int fd, size_t len, bool private_copy);
 void cf__memfd_unmap(void *addr, size_t len);
 
-/* Converts errno to a CF_E* code. */
-int cf__errno_code(int err);
 /* Makes `fd` non-blocking. */
 int cf__set_nonblock(int fd);
+
+/* ---- descriptors received with a message (process_pool/channel.c) ---- */
+
+/* Descriptors one received message may carry (frames carry one at most, control messages one;
+ * a peer that sends more is cut off with MSG_CTRUNC). */
+#define CF__MSG_FDS 4
+
+/* Control buffer for recvmsg() with room for CF__MSG_FDS descriptors, suitably aligned. */
+typedef union cf__fd_cmsg {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(CF__MSG_FDS * sizeof(int))];
+} cf__fd_cmsg;
+
+/* Takes the descriptors that `msg` carried: the first `cap` into fds[], closing the others.
+ * Returns how many it carried in all (more than `cap` means some were closed). */
+size_t cf__cmsg_fds(struct msghdr *msg, int *fds, size_t cap);
 
 /* ---- function translation (symbol.c) ---- */
 

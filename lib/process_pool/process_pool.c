@@ -27,17 +27,30 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/list.h"
 #include "process_pool/proc.h"
 
 enum {
-    WINDOW = 8,         /* jobs dispatched to one worker ahead of its results */
-    FN_CACHE = 16,      /* translated functions remembered per pool */
-    MAX_MODULES = 1024, /* distinct modules per pool (the worker's table) */
+    WINDOW = 8,    /* jobs dispatched to one worker ahead of its results */
+    FN_CACHE = 16, /* translated functions remembered per pool */
     MAX_WORKERS = 4096,
-    STATUS_WAIT_MS = 5000, /* how long a death waits for its exit status before reporting */
+    FLUSH_BATCH = 8,     /* workers a dispatch flushes by name; beyond, all with output */
+    MANAGER_EVENTS = 64, /* epoll events the manager takes per wait */
 };
 
-enum { TAG_WAKE = 1, TAG_CTL = 2, TAG_WORKER = 4 };
+/* How long a death waits for its exit status (from the fork server) before reporting. */
+#define STATUS_WAIT_NS (5 * 1000000000LL)
+
+/* What an epoll event is about: the low TAG_BITS bits, and a worker's token above them. */
+enum { TAG_WAKE = 1, TAG_CTL = 2, TAG_WORKER = 4, TAG_BITS = 8 };
+
+/* How cf_process_pool_terminate() / _kill() stop the workers. */
+typedef enum force_how { FORCE_NONE, FORCE_TERMINATE, FORCE_KILL } force_how;
+
+static int force_signal(force_how how)
+{
+    return how == FORCE_TERMINATE ? SIGTERM : SIGKILL;
+}
 
 typedef struct job {
     struct job *next;
@@ -49,6 +62,11 @@ typedef struct job {
     size_t len; /* argument length */
     cf__outcome out;
 } job;
+
+/* A FIFO of jobs linked through `next`. */
+typedef struct job_list {
+    job *head, *tail;
+} job_list;
 
 typedef struct worker {
     struct worker *next;
@@ -63,7 +81,7 @@ typedef struct worker {
     int status;      /* wait status, valid when exited and spawn_errno == 0 */
     int spawn_errno; /* the server could not fork it */
     int64_t deadline;
-    job *head, *tail; /* in flight, oldest first */
+    job_list jobs; /* in flight, oldest first */
     unsigned inflight;
     uint64_t sent, done;
     uint32_t modules_known;
@@ -75,9 +93,9 @@ typedef struct process_pool process_pool;
 struct process_pool {
     cf_executor base;
     pthread_mutex_t mu;
-    pthread_cond_t cv;                   /* the manager finished */
-    process_pool *prev_pool, *next_pool; /* all pools, for the fork handlers */
-    job *head, *tail;
+    pthread_cond_t cv; /* the manager finished */
+    cf__dlink pools;   /* all pools, for the fork handlers */
+    job_list queue;
     size_t queued;
     job *finished; /* outcomes to deliver, in any order */
     worker *workers;
@@ -87,7 +105,7 @@ struct process_pool {
     pid_t server_pid;
     pthread_t manager;
     bool manager_done, shutdown, broken, server_gone, server_exit_sent;
-    int forcing; /* 0, or 1 (terminate: SIGTERM) / 2 (kill: SIGKILL) */
+    force_how forcing;
     bool free_on_exit;
     bool forked_fds_closed; /* a fork() child closed our descriptors: touch none */
     /* options */
@@ -99,7 +117,7 @@ struct process_pool {
     cf__bytes *init_arg;
     /* function translation */
     char **modules;
-    uint32_t nmodules, modules_cap;
+    size_t nmodules, modules_cap;
     struct {
         const void *fn;
         uint32_t module;
@@ -112,7 +130,12 @@ static _Thread_local process_pool *current_manager CF__TLS_FAST;
 /* ---- all pools, and fork() ---- */
 
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
-static process_pool *pools;
+static cf__dlink *pools;
+
+static process_pool *pool_of(cf__dlink *l)
+{
+    return l ? CF__CONTAINER_OF(l, process_pool, pools) : NULL;
+}
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void close_fd(int *fd)
@@ -125,13 +148,13 @@ static void close_fd(int *fd)
 static void before_fork(void)
 {
     pthread_mutex_lock(&pools_mu);
-    for (process_pool *p = pools; p; p = p->next_pool)
+    for (process_pool *p = pool_of(pools); p; p = pool_of(p->pools.next))
         pthread_mutex_lock(&p->mu);
 }
 
 static void after_fork_parent(void)
 {
-    for (process_pool *p = pools; p; p = p->next_pool)
+    for (process_pool *p = pool_of(pools); p; p = pool_of(p->pools.next))
         pthread_mutex_unlock(&p->mu);
     pthread_mutex_unlock(&pools_mu);
 }
@@ -147,7 +170,7 @@ static void outbuf_forget_fds(cf__outbuf *b)
  * talk to the parent's server and workers nor keep them alive (they watch for end-of-stream). */
 static void after_fork_child(void)
 {
-    for (process_pool *p = pools; p; p = p->next_pool) {
+    for (process_pool *p = pool_of(pools); p; p = pool_of(p->pools.next)) {
         close_fd(&p->epfd);
         close_fd(&p->wakefd);
         close_fd(&p->ctl);
@@ -157,10 +180,10 @@ static void after_fork_child(void)
             int fd;
             while ((fd = cf__inbuf_pop_fd(&w->in)) >= 0)
                 close(fd);
-            for (job *j = w->head; j; j = j->next)
+            for (job *j = w->jobs.head; j; j = j->next)
                 close_fd(&j->fd);
         }
-        for (job *j = p->head; j; j = j->next)
+        for (job *j = p->queue.head; j; j = j->next)
             close_fd(&j->fd);
         p->forked_fds_closed = true;
         pthread_mutex_init(&p->mu, NULL);
@@ -176,23 +199,47 @@ static void register_atfork(void)
 static void pools_add(process_pool *p)
 {
     pthread_mutex_lock(&pools_mu);
-    p->next_pool = pools;
-    if (pools)
-        pools->prev_pool = p;
-    pools = p;
+    cf__dlist_push(&pools, &p->pools);
     pthread_mutex_unlock(&pools_mu);
 }
 
 static void pools_remove(process_pool *p)
 {
     pthread_mutex_lock(&pools_mu);
-    if (p->prev_pool)
-        p->prev_pool->next_pool = p->next_pool;
-    else if (pools == p)
-        pools = p->next_pool;
-    if (p->next_pool)
-        p->next_pool->prev_pool = p->prev_pool;
+    cf__dlist_remove(&pools, &p->pools);
     pthread_mutex_unlock(&pools_mu);
+}
+
+/* ---- job lists ---- */
+
+/* Appends the chain first..last (already linked). */
+static void jobs_append(job_list *l, job *first, job *last)
+{
+    last->next = NULL;
+    if (l->tail)
+        l->tail->next = first;
+    else
+        l->head = first;
+    l->tail = last;
+}
+
+static job *jobs_pop(job_list *l)
+{
+    job *j = l->head;
+    if (j) {
+        l->head = j->next;
+        if (!l->head)
+            l->tail = NULL;
+    }
+    return j;
+}
+
+/* Empties the list and returns its chain. */
+static job *jobs_take(job_list *l)
+{
+    job *chain = l->head;
+    l->head = l->tail = NULL;
+    return chain;
 }
 
 /* ---- small helpers ---- */
@@ -209,6 +256,36 @@ static void job_free(job *j)
     close_fd(&j->fd);
     cf__outcome_discard(&j->out, true);
     cf__free(j);
+}
+
+/* Frees a chain of jobs whose futures belong to someone else. */
+static void jobs_discard(job *chain)
+{
+    while (chain) {
+        job *j = chain;
+        chain = j->next;
+        job_free(j);
+    }
+}
+
+/* Frees a chain of jobs and drops their futures' executor references, cancelling them first
+ * with `cancel`. */
+static void jobs_drop(job *chain, bool cancel)
+{
+    while (chain) {
+        job *j = chain;
+        chain = j->next;
+        if (cancel)
+            cf_future_cancel(j->f);
+        cf_future_unref(j->f);
+        job_free(j);
+    }
+}
+
+static job *take_queue(process_pool *pool)
+{
+    pool->queued = 0;
+    return jobs_take(&pool->queue);
 }
 
 static void finish_job(process_pool *pool, job *j, int code, const char *message)
@@ -247,7 +324,7 @@ static void epoll_watch(process_pool *pool, int op, int fd, uint64_t tag, uint32
 
 static uint64_t worker_tag(const worker *w)
 {
-    return ((uint64_t)w->token << 8) | TAG_WORKER;
+    return ((uint64_t)w->token << TAG_BITS) | TAG_WORKER;
 }
 
 /* Describes how a worker ended, for the messages of the futures it takes down. */
@@ -258,7 +335,7 @@ static void describe_end(char *buf, size_t cap, const process_pool *pool, const 
         snprintf(pid, sizeof(pid), " (pid %d)", (int)w->pid);
     if (pool->forcing)
         snprintf(buf, cap, "a worker process%s was stopped by cf_process_pool_%s()", pid,
-                 pool->forcing == 2 ? "kill" : "terminate");
+                 pool->forcing == FORCE_KILL ? "kill" : "terminate");
     else if (w->spawn_errno)
         snprintf(buf, cap, "a worker process could not be started: %s", strerror(w->spawn_errno));
     else if (!w->exited)
@@ -303,14 +380,11 @@ static void pool_break(process_pool *pool, const char *why)
              "anymore",
              why);
     for (worker *w = pool->workers; w; w = w->next) {
-        fail_list(pool, w->head, message);
-        w->head = w->tail = NULL;
+        fail_list(pool, jobs_take(&w->jobs), message);
         w->inflight = 0;
         kill_worker(pool, w, SIGKILL);
     }
-    fail_list(pool, pool->head, message);
-    pool->head = pool->tail = NULL;
-    pool->queued = 0;
+    fail_list(pool, take_queue(pool), message);
     wake_manager(pool);
 }
 
@@ -325,30 +399,20 @@ static void worker_died(process_pool *pool, worker *w)
 
 static int module_id(process_pool *pool, const char *name, uint32_t *out)
 {
-    for (uint32_t i = 0; i < pool->nmodules; i++) {
+    for (size_t i = 0; i < pool->nmodules; i++) {
         if (strcmp(pool->modules[i], name) == 0) {
-            *out = i;
+            *out = (uint32_t)i;
             return 0;
         }
     }
-    if (pool->nmodules == MAX_MODULES)
+    if (pool->nmodules == CF__FRAME_MODULES_MAX ||
+        cf__grow(&pool->modules, &pool->modules_cap, pool->nmodules + 1, sizeof(char *)) != 0)
         return CF_ENOMEM;
-    if (pool->nmodules == pool->modules_cap) {
-        uint32_t cap = pool->modules_cap ? 2 * pool->modules_cap : 4;
-        char **nm = cf__malloc(cap * sizeof(*nm));
-        if (!nm)
-            return CF_ENOMEM;
-        if (pool->nmodules)
-            memcpy(nm, pool->modules, pool->nmodules * sizeof(*nm));
-        cf__free(pool->modules);
-        pool->modules = nm;
-        pool->modules_cap = cap;
-    }
     char *copy = cf__strdup(name);
     if (!copy)
         return CF_ENOMEM;
     pool->modules[pool->nmodules] = copy;
-    *out = pool->nmodules++;
+    *out = (uint32_t)pool->nmodules++;
     return 0;
 }
 
@@ -439,33 +503,27 @@ static int encode_job(process_pool *pool, worker *w, job *j)
     if (j->fd >= 0)
         f.flags = CF__FRAME_FD;
     else
-        payload = ((cf__bytes *)j->f->arg)->data;
+        payload = cf__task_arg_bytes(j->f)->data;
     if (rc == 0) {
         rc = cf__outbuf_frame(&w->out, &f, payload, j->fd);
         j->fd = -1; /* owned (or closed) by the buffer now */
     }
     /* The worker has its own copy now: release ours early. */
-    if (j->f->arg) {
-        cf__free(j->f->arg);
-        j->f->arg = NULL;
-    }
+    cf__task_arg_release(j->f);
     return rc;
 }
 
 /* Moves queued jobs into worker windows and sends them (mu held). */
 static void dispatch(process_pool *pool)
 {
-    worker *touched[8];
+    worker *touched[FLUSH_BATCH];
     size_t ntouched = 0;
     bool overflow = false;
-    while (pool->head) {
+    while (pool->queue.head) {
         worker *w = pick_worker(pool);
         if (!w)
             break;
-        job *j = pool->head;
-        pool->head = j->next;
-        if (!pool->head)
-            pool->tail = NULL;
+        job *j = jobs_pop(&pool->queue);
         pool->queued--;
         if (cf_future_set_running_or_notify_cancel(j->f) != 1) {
             cf_future_unref(j->f);
@@ -476,19 +534,14 @@ static void dispatch(process_pool *pool)
             finish_job(pool, j, CF_ENOMEM, "out of memory while sending the task to a worker");
             continue;
         }
-        j->next = NULL;
-        if (w->tail)
-            w->tail->next = j;
-        else
-            w->head = j;
-        w->tail = j;
+        jobs_append(&w->jobs, j, j);
         w->inflight++;
         w->sent++;
         size_t k = 0;
         while (k < ntouched && touched[k] != w)
             k++;
         if (k == ntouched) {
-            if (ntouched < 8)
+            if (ntouched < FLUSH_BATCH)
                 touched[ntouched++] = w;
             else
                 overflow = true;
@@ -650,12 +703,9 @@ static int read_payload(worker *w, const cf__frame *f, const unsigned char *inl,
 
 static int on_result(process_pool *pool, worker *w, const cf__frame *f, const unsigned char *p)
 {
-    job *j = w->head;
-    if (!j || j->id != f->id)
+    if (!w->jobs.head || w->jobs.head->id != f->id)
         return CF_EINVAL;
-    w->head = j->next;
-    if (!w->head)
-        w->tail = NULL;
+    job *j = jobs_pop(&w->jobs);
     w->inflight--;
     w->done++;
     int rc = 0;
@@ -722,7 +772,7 @@ static void on_eof(process_pool *pool, worker *w)
     }
     /* Its exit status comes from the server; make sure it is really dying meanwhile. */
     w->awaiting = true;
-    w->deadline = cf__now_ns() + (int64_t)STATUS_WAIT_MS * 1000000;
+    w->deadline = cf__now_ns() + STATUS_WAIT_NS;
     kill_worker(pool, w, SIGKILL);
 }
 
@@ -804,7 +854,7 @@ static void read_control(process_pool *pool)
             if (w->pid <= 0)
                 w->pid = m.pid;
             if (pool->broken || pool->forcing)
-                kill_worker(pool, w, pool->forcing == 1 ? SIGTERM : SIGKILL);
+                kill_worker(pool, w, force_signal(pool->forcing));
         } else if (m.type == CF__CTL_EXITED) {
             if (w->pid <= 0)
                 w->pid = m.pid;
@@ -844,10 +894,10 @@ static void remove_gone_workers(process_pool *pool)
         worker *w = *pp;
         if (w->fd < 0 && w->exited && !w->awaiting) {
             *pp = w->next;
-            if (w->head) {
+            if (w->jobs.head) {
                 char why[512];
                 describe_end(why, sizeof(why), pool, w);
-                fail_list(pool, w->head, why);
+                fail_list(pool, jobs_take(&w->jobs), why);
             }
             worker_free(w);
         } else {
@@ -876,7 +926,7 @@ static bool progress(process_pool *pool)
         pool_break(pool, "no worker process could be started");
     dispatch(pool);
     bool stopping = pool->shutdown || pool->broken;
-    if (stopping && !pool->head) {
+    if (stopping && !pool->queue.head) {
         for (worker *w = pool->workers; w; w = w->next) {
             if (w->told_exit || w->fd < 0 || (pool->max_tasks && w->sent >= pool->max_tasks))
                 continue; /* retiring workers exit by themselves */
@@ -889,14 +939,14 @@ static bool progress(process_pool *pool)
         }
     }
     remove_gone_workers(pool);
-    if (stopping && !pool->head && !pool->workers && !pool->server_gone &&
+    if (stopping && !pool->queue.head && !pool->workers && !pool->server_gone &&
         !pool->server_exit_sent) {
         cf__ctl m = {.type = CF__CTL_EXIT};
         pool->server_exit_sent = true;
         if (pool->ctl < 0 || cf__ctl_send(pool->ctl, &m, -1) != 0)
             on_server_exit(pool);
     }
-    return stopping && !pool->head && !pool->workers && pool->server_gone;
+    return stopping && !pool->queue.head && !pool->workers && pool->server_gone;
 }
 
 static int next_timeout(process_pool *pool)
@@ -907,14 +957,14 @@ static int next_timeout(process_pool *pool)
             first = w->deadline;
     if (first == INT64_MAX)
         return -1;
-    int64_t ms = (first - cf__now_ns()) / 1000000 + 1;
-    return ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
+    int64_t left = first - cf__now_ns();
+    return cf__timeout_ms(left > 0 ? left : 0);
 }
 
 static void handle_event(process_pool *pool, const struct epoll_event *ev)
 {
     uint64_t tag = ev->data.u64;
-    switch (tag & 0xff) {
+    switch (tag & ((1u << TAG_BITS) - 1)) {
     case TAG_WAKE: {
         uint64_t v;
         ssize_t n = read(pool->wakefd, &v, sizeof(v));
@@ -926,7 +976,7 @@ static void handle_event(process_pool *pool, const struct epoll_event *ev)
             read_control(pool);
         return;
     default: {
-        worker *w = find_worker(pool, (uint32_t)(tag >> 8));
+        worker *w = find_worker(pool, (uint32_t)(tag >> TAG_BITS));
         if (!w || w->fd < 0)
             return;
         if (ev->events & EPOLLOUT)
@@ -943,13 +993,13 @@ static void *manager_main(void *arg)
 {
     process_pool *pool = arg;
     current_manager = pool;
-    struct epoll_event evs[64];
+    struct epoll_event evs[MANAGER_EVENTS];
     bool done = false;
     while (!done) {
         pthread_mutex_lock(&pool->mu);
         int timeout = next_timeout(pool);
         pthread_mutex_unlock(&pool->mu);
-        int n = epoll_wait(pool->epfd, evs, 64, timeout);
+        int n = epoll_wait(pool->epfd, evs, MANAGER_EVENTS, timeout);
         pthread_mutex_lock(&pool->mu);
         for (int i = 0; i < n; i++)
             handle_event(pool, &evs[i]);
@@ -972,15 +1022,6 @@ static void *manager_main(void *arg)
 
 /* ---- executor interface ---- */
 
-static void jobs_discard(job *list)
-{
-    while (list) {
-        job *j = list;
-        list = j->next;
-        job_free(j);
-    }
-}
-
 /* Builds the jobs of a submission; large arguments move into sealed memfds here, outside the
  * lock, so a big copy does not stall the pool. */
 static int make_jobs(job **out, cf_future **fs, size_t n)
@@ -994,7 +1035,7 @@ static int make_jobs(job **out, cf_future **fs, size_t n)
         }
         j->fd = -1;
         j->f = fs[i];
-        cf__bytes *arg = fs[i]->arg;
+        const cf__bytes *arg = cf__task_arg_bytes(fs[i]);
         j->len = arg->len;
         *tail = j;
         tail = &j->next;
@@ -1005,8 +1046,7 @@ static int make_jobs(job **out, cf_future **fs, size_t n)
                 return rc;
             }
             /* The memfd is the copy now. (If the submit fails, the future is discarded.) */
-            cf__free(arg);
-            fs[i]->arg = NULL;
+            cf__task_arg_release(fs[i]);
         }
     }
     *out = list;
@@ -1037,17 +1077,12 @@ static int pp_submit(cf_executor *ex, cf_future **fs, size_t n)
         j->id = pool->next_id++;
         last = j;
     }
-    if (pool->tail)
-        pool->tail->next = jobs;
-    else
-        pool->head = jobs;
-    pool->tail = last;
+    jobs_append(&pool->queue, jobs, last);
     pool->queued += n;
     rc = provide_workers(pool);
     if (rc) {
         /* No worker exists and none could start: only this batch is queued; take it back. */
-        pool->head = pool->tail = NULL;
-        pool->queued = 0;
+        jobs = take_queue(pool);
         pthread_mutex_unlock(&pool->mu);
         jobs_discard(jobs);
         return rc;
@@ -1055,25 +1090,6 @@ static int pp_submit(cf_executor *ex, cf_future **fs, size_t n)
     dispatch(pool);
     unlock_and_deliver(pool);
     return 0;
-}
-
-static void cancel_jobs(job *list)
-{
-    while (list) {
-        job *j = list;
-        list = j->next;
-        cf_future_cancel(j->f);
-        cf_future_unref(j->f);
-        job_free(j);
-    }
-}
-
-static job *take_queue(process_pool *pool)
-{
-    job *list = pool->head;
-    pool->head = pool->tail = NULL;
-    pool->queued = 0;
-    return list;
 }
 
 static void wait_manager(process_pool *pool)
@@ -1094,13 +1110,13 @@ static int pp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     job *cancelled = cancel_futures ? take_queue(pool) : NULL;
     wake_manager(pool);
     pthread_mutex_unlock(&pool->mu);
-    cancel_jobs(cancelled);
+    jobs_drop(cancelled, true);
     if (wait)
         wait_manager(pool);
     return 0;
 }
 
-static int force(cf_executor *ex, int how)
+static int force(cf_executor *ex, force_how how)
 {
     if (!ex || ex->vt->submit != pp_submit)
         return CF_EINVAL;
@@ -1114,22 +1130,22 @@ static int force(cf_executor *ex, int how)
         pool->forcing = how;
         for (worker *w = pool->workers; w; w = w->next)
             if (w->pid > 0)
-                kill_worker(pool, w, how == 1 ? SIGTERM : SIGKILL);
+                kill_worker(pool, w, force_signal(how));
     }
     wake_manager(pool);
     pthread_mutex_unlock(&pool->mu);
-    cancel_jobs(cancelled);
+    jobs_drop(cancelled, true);
     return 0;
 }
 
 int cf_process_pool_terminate(cf_executor *ex)
 {
-    return force(ex, 1);
+    return force(ex, FORCE_TERMINATE);
 }
 
 int cf_process_pool_kill(cf_executor *ex)
 {
-    return force(ex, 2);
+    return force(ex, FORCE_KILL);
 }
 
 /* Frees the memory of a pool whose manager has finished (or, after fork, never ran here). */
@@ -1139,20 +1155,14 @@ static void pool_release(process_pool *pool)
     while (pool->workers) {
         worker *w = pool->workers;
         pool->workers = w->next;
-        jobs_discard(w->head);
+        jobs_discard(jobs_take(&w->jobs));
         worker_free(w);
     }
-    job *q = take_queue(pool);
-    while (q) {
-        job *j = q;
-        q = j->next;
-        cf_future_unref(j->f);
-        job_free(j);
-    }
+    jobs_drop(take_queue(pool), false);
     close_fd(&pool->epfd);
     close_fd(&pool->wakefd);
     close_fd(&pool->ctl);
-    for (uint32_t i = 0; i < pool->nmodules; i++)
+    for (size_t i = 0; i < pool->nmodules; i++)
         cf__free(pool->modules[i]);
     cf__free(pool->modules);
     cf__free(pool->init_arg);
@@ -1167,19 +1177,10 @@ static int pp_destroy(cf_executor *ex)
     if (cf__executor_forked(ex)) {
         /* The manager does not exist here and our descriptors were closed at fork: memory only.
          * Unref the queued futures without completing them, as the thread pool does. */
-        pools_remove(pool);
-        while (pool->workers) {
-            worker *w = pool->workers;
-            pool->workers = w->next;
-            for (job *j = w->head; j; j = j->next)
-                cf_future_unref(j->f);
-            jobs_discard(w->head);
-            cf__free(w->out.buf);
-            cf__free(w->out.fds);
-            free(w->in.buf);
-            cf__free(w);
+        for (worker *w = pool->workers; w; w = w->next) {
+            jobs_drop(jobs_take(&w->jobs), false);
+            w->inflight = 0;
         }
-        pool->epfd = pool->wakefd = pool->ctl = -1;
         pool_release(pool);
         return CF_EFORKED;
     }
@@ -1197,9 +1198,7 @@ static int pp_destroy(cf_executor *ex)
 
 static size_t pp_default_chunksize(cf_executor *ex, size_t n)
 {
-    process_pool *pool = (process_pool *)ex;
-    size_t chunk = n / (4 * (size_t)pool->max_workers);
-    return chunk < 1 ? 1 : chunk > 1024 ? 1024 : chunk;
+    return cf__chunksize_for(n, ((process_pool *)ex)->max_workers);
 }
 
 static size_t pp_max_chunksize(cf_executor *ex)
@@ -1220,8 +1219,12 @@ static const cf__executor_vtable process_pool_vtable = {
 
 /* ---- construction ---- */
 
+CF__ABI_STRUCT(cf_process_pool_options, 168);
+
 static int check_options(const cf_process_pool_options *o)
 {
+    if (!CF__RESERVED_ZERO(o))
+        return CF_EINVAL;
     if (o->max_workers > MAX_WORKERS)
         return CF_EINVAL;
     if (!o->initializer_arg && o->initializer_arg_len)

@@ -12,14 +12,12 @@
 #include "core/internal.h"
 #include "process_pool/proc.h"
 
-enum { MAX_MODULES = 1024 };
-
 typedef struct worker_state {
     int sock;
     cf__inbuf in;
     cf__outbuf out;
-    cf__module modules[MAX_MODULES];
-    char *module_error[MAX_MODULES]; /* why a module could not be found */
+    cf__module modules[CF__FRAME_MODULES_MAX];
+    char *module_error[CF__FRAME_MODULES_MAX]; /* why a module could not be found */
     uint32_t nmodules;
     uint64_t max_tasks, done;
 } worker_state;
@@ -33,7 +31,7 @@ static _Noreturn void leave(int status)
 static void send_now(worker_state *w)
 {
     if (cf__outbuf_flush(&w->out, w->sock, true) < 0)
-        leave(0); /* the parent is gone */
+        leave(CF__WORKER_EXIT_DONE); /* the parent is gone */
 }
 
 /* Blocks until a whole frame is available; leaves at end-of-stream. */
@@ -44,10 +42,10 @@ static void next_frame(worker_state *w, cf__frame *f, const unsigned char **payl
         if (rc == 1)
             return;
         if (rc < 0)
-            leave(3); /* cannot happen with our own parent: treat as fatal */
+            leave(CF__WORKER_EXIT_PROTOCOL); /* cannot happen with our own parent */
         rc = cf__inbuf_fill(&w->in, w->sock);
         if (rc == 0 || (rc < 0 && rc != CF_EAGAIN))
-            leave(0);
+            leave(CF__WORKER_EXIT_DONE);
     }
 }
 
@@ -87,8 +85,8 @@ static void *resolve(worker_state *w, const cf__frame *f, char *why, size_t cap)
 
 static void add_module(worker_state *w, const cf__frame *f, const unsigned char *payload)
 {
-    if (f->id != w->nmodules || w->nmodules == MAX_MODULES)
-        leave(3);
+    if (f->id != w->nmodules || w->nmodules == CF__FRAME_MODULES_MAX)
+        leave(CF__WORKER_EXIT_PROTOCOL);
     char name[CF__FRAME_NAME_MAX + 1];
     memcpy(name, payload ? (const char *)payload : "", (size_t)f->len);
     name[f->len] = '\0';
@@ -124,7 +122,7 @@ static void put_result(worker_state *w, uint8_t type, uint64_t id, cf__outcome *
         }
     }
     if (cf__outbuf_frame(&w->out, &r, payload, fd) != 0)
-        leave(4);
+        leave(CF__WORKER_EXIT_NOMEM);
     cf__outcome_discard(o, true);
 }
 
@@ -184,12 +182,12 @@ static void run_init(worker_state *w, const cf__frame *f, const unsigned char *i
     if (o.rc) {
         put_result(w, CF__FR_INIT_FAILED, (uint64_t)getpid(), &o);
         send_now(w);
-        leave(1);
+        leave(CF__WORKER_EXIT_INIT_FAILED);
     }
     cf__outcome_discard(&o, true);
     cf__frame ready = {.type = CF__FR_READY, .id = (uint64_t)getpid()};
     if (cf__outbuf_frame(&w->out, &ready, NULL, -1) != 0)
-        leave(4);
+        leave(CF__WORKER_EXIT_NOMEM);
     send_now(w);
 }
 
@@ -198,33 +196,33 @@ _Noreturn void cf__worker_main(int sock)
     static worker_state w;
     w.sock = sock;
     if (cf__inbuf_init(&w.in) != 0)
-        leave(4);
+        leave(CF__WORKER_EXIT_NOMEM);
     bool initialised = false;
     for (;;) {
         cf__frame f;
         const unsigned char *payload;
         next_frame(&w, &f, &payload);
         if (!initialised && f.type != CF__FR_INIT && f.type != CF__FR_MODULE)
-            leave(3);
+            leave(CF__WORKER_EXIT_PROTOCOL);
         switch (f.type) {
         case CF__FR_MODULE:
             add_module(&w, &f, payload);
             break;
         case CF__FR_INIT:
             if (initialised)
-                leave(3);
+                leave(CF__WORKER_EXIT_PROTOCOL);
             run_init(&w, &f, payload);
             initialised = true;
             break;
         case CF__FR_TASK:
             run_task(&w, &f, payload);
             if (w.max_tasks && ++w.done == w.max_tasks)
-                leave(0);
+                leave(CF__WORKER_EXIT_DONE);
             break;
         case CF__FR_EXIT:
-            leave(0);
+            leave(CF__WORKER_EXIT_DONE);
         default:
-            leave(3);
+            leave(CF__WORKER_EXIT_PROTOCOL);
         }
     }
 }

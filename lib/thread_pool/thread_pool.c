@@ -376,12 +376,8 @@ static void worker_released(void *pool)
 /* Runs a popped future unless it was cancelled; returns whether the task ran. */
 static bool run_one(thread_pool *pool, worker *w, cf_future *f)
 {
-    bool ran = cf_future_set_running_or_notify_cancel(f) == 1;
+    bool ran = cf__task_run_then(f, worker_released, pool);
     if (ran) {
-        bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
-        cf__outcome o;
-        cf__task_invoke_future(&o, f);
-        cf__task_complete_then(f, &o, bytes, worker_released, pool);
         atomic_store_explicit(&w->completed,
                               atomic_load_explicit(&w->completed, memory_order_relaxed) + 1,
                               memory_order_relaxed);
@@ -442,7 +438,8 @@ static bool park(thread_pool *pool, worker *w)
         return false;
     }
     cf__lock_release(&pool->lock);
-    int64_t deadline = pool->idle_timeout_ns ? parked_at + pool->idle_timeout_ns : CF__FOREVER_NS;
+    int64_t deadline =
+        pool->idle_timeout_ns ? cf__ns_after(parked_at, pool->idle_timeout_ns) : CF__FOREVER_NS;
     int rc = 0;
     while (atomic_load_explicit(&w->wake, memory_order_acquire) == 0 && rc != CF_ETIMEDOUT)
         rc = cf__futex_wait(&w->wake, 0, deadline);
@@ -756,9 +753,7 @@ static int tp_destroy(cf_executor *ex)
 
 static size_t tp_default_chunksize(cf_executor *ex, size_t n)
 {
-    thread_pool *pool = (thread_pool *)ex;
-    size_t chunk = n / (4 * (size_t)pool->max_workers);
-    return chunk < 1 ? 1 : chunk > 1024 ? 1024 : chunk;
+    return cf__chunksize_for(n, ((thread_pool *)ex)->max_workers);
 }
 
 static size_t tp_max_chunksize(cf_executor *ex)
@@ -784,8 +779,13 @@ static unsigned effective_max_workers(const cf_thread_pool_options *o)
     return o->max_workers ? o->max_workers : (cpus + 4 < 32 ? cpus + 4 : 32);
 }
 
+CF__ABI_STRUCT(cf_thread_pool_options, 200);
+CF__ABI_STRUCT(cf_thread_pool_stats, 160);
+
 static int check_options(const cf_thread_pool_options *o)
 {
+    if (!CF__RESERVED_ZERO(o))
+        return CF_EINVAL;
     if (o->min_workers > effective_max_workers(o))
         return CF_EINVAL;
     if (o->queue_policy != CF_QUEUE_BLOCK && o->queue_policy != CF_QUEUE_REJECT &&
@@ -808,8 +808,7 @@ static void apply_options(thread_pool *pool, const cf_thread_pool_options *o)
     pool->max_queue = o->max_queue;
     pool->policy = o->queue_policy;
     pool->queue_timeout = o->queue_timeout;
-    double idle = o->idle_timeout > 1e9 ? 1e9 : o->idle_timeout;
-    pool->idle_timeout_ns = (int64_t)(idle * 1e9);
+    pool->idle_timeout_ns = cf__seconds_to_ns(o->idle_timeout);
     atomic_init(&pool->spin_ns, SPIN_MAX_NS / 4);
     if (o->thread_name_prefix)
         snprintf(pool->prefix, sizeof(pool->prefix), "%s", o->thread_name_prefix);
