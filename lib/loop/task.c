@@ -432,3 +432,9 @@ void cf__loop_tasks_closed(cf_loop *loop)
         cf_future_unref(&t->lf.base);
     }
 }
+
+void cf__loop_tasks_idle(cf_loop *loop)
+{
+    (void)loop;
+    cf__coro_trim();
+}

@@ -61,3 +61,8 @@ void cf__loop_tasks_closed(cf_loop *loop)
 {
     (void)loop;
 }
+
+void cf__loop_tasks_idle(cf_loop *loop)
+{
+    (void)loop;
+}
