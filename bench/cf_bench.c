@@ -41,6 +41,8 @@
     X("loop-future-await", "N", 1, wl_loop_future_await,                                           \
       "a task awaits a loop future set by a callback")                                             \
     X("loop-spawn", "N", 1, wl_loop_spawn, "create N empty tasks, gather them, run until done")    \
+    X("loop-spawn-yield", "N", 1, wl_loop_spawn_yield,                                             \
+      "create N tasks that yield once, gather them, run until done")                               \
     X("loop-task-memory", "N", 1, wl_loop_task_memory, "resident bytes per task parked in a sleep")
 #else
 #define CF_BENCH_TASK_WORKLOADS(X)
