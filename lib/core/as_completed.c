@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/list.h"
 #include "core/waiter.h"
 
 typedef struct ac_node {
@@ -51,19 +52,15 @@ static void node_fire(cf__hook *hook, cf_future *f)
 
 static void take_inbox(cf_as_completed *it)
 {
-    ac_node *node = atomic_exchange_explicit(&it->inbox, NULL, memory_order_acquire);
-    ac_node *fifo = NULL;
-    while (node) {
-        ac_node *next = node->ready_next;
-        node->ready_next = fifo;
-        fifo = node;
-        node = next;
-    }
-    while (fifo) {
-        ac_node *next = fifo->ready_next;
-        ready_append(it, fifo);
-        fifo = next;
-    }
+    ac_node *newest = atomic_exchange_explicit(&it->inbox, NULL, memory_order_acquire);
+    if (!newest)
+        return;
+    ac_node *oldest = CF__CHAIN_REVERSE(newest, ac_node, ready_next);
+    if (it->ready_tail)
+        it->ready_tail->ready_next = oldest;
+    else
+        it->ready_head = oldest;
+    it->ready_tail = newest; /* the newest is last now, its link NULL */
 }
 
 /* Queues a node that is already done, or links its hook into its pending future. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/list.h"
 
 /* ---- allocation ----
  *
@@ -211,13 +212,7 @@ static uint32_t set_state(cf_future *f, uint32_t bits)
 /* Fires hooks oldest first. Each hook may free itself, so read `next` before firing. */
 static void fire_hooks(cf_future *f, cf__hook *newest_first)
 {
-    cf__hook *oldest_first = NULL;
-    while (newest_first) {
-        cf__hook *h = newest_first;
-        newest_first = h->next;
-        h->next = oldest_first;
-        oldest_first = h;
-    }
+    cf__hook *oldest_first = CF__CHAIN_REVERSE(newest_first, cf__hook, next);
     while (oldest_first) {
         cf__hook *h = oldest_first;
         oldest_first = h->next;

@@ -15,6 +15,7 @@
 #define CF__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define CF__CACHELINE   64
 #define CF__FOREVER_NS  INT64_MAX
+#define CF__NS_PER_S    INT64_C(1000000000)
 
 /* ---- the ABI rule for public structs (docs/abi.md) ---- */
 

@@ -14,7 +14,7 @@ int64_t cf__now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t)ts.tv_sec * CF__NS_PER_S + ts.tv_nsec;
 }
 
 int64_t cf__seconds_to_ns(double seconds)
@@ -52,7 +52,7 @@ int cf__timeout_ms(int64_t timeout_ns)
 
 struct timespec cf__timespec(int64_t ns)
 {
-    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+    struct timespec ts = {.tv_sec = ns / CF__NS_PER_S, .tv_nsec = ns % CF__NS_PER_S};
     return ts;
 }
 

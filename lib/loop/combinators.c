@@ -10,15 +10,6 @@
 
 #include "loop/loop_internal.h"
 
-/* Seconds from now to a deadline in ns (delay must not be NaN). */
-static int64_t deadline_after(double delay)
-{
-    int64_t now = cf__now_ns();
-    if (delay >= 9.0e9)
-        return CF__FOREVER_NS;
-    return delay <= 0 ? now : now + (int64_t)(delay * 1e9);
-}
-
 /* Starts a timer whose handle references `owner` (one reference on it) and is referenced by
  * the caller (stored in *timer). Returns 0 or CF_ENOMEM. */
 static int start_timer(cf_loop_handle **timer, cf_loop *loop, const cf__handle_kind *kind,
@@ -105,10 +96,7 @@ static bool sleep_cancel(cf_future *f)
 
 static void sleep_release(cf_future *f)
 {
-    sleep_future *s = (sleep_future *)f;
-    cf_loop *loop = s->lf.loop;
-    cf__free(s);
-    cf__loop_unref(loop);
+    cf__loop_future_free(&((sleep_future *)f)->lf);
 }
 
 static const cf__future_ops sleep_ops = {
@@ -130,7 +118,7 @@ int cf_loop_sleep(cf_future **out, cf_loop *loop, double delay, void *result)
     cf__loop_future_init(&s->lf, loop, 1, &sleep_ops);
     s->result = result;
     s->timer = NULL;
-    rc = start_timer(&s->timer, loop, &sleep_timer_kind, &s->lf.base, deadline_after(delay));
+    rc = start_timer(&s->timer, loop, &sleep_timer_kind, &s->lf.base, cf__deadline_after(delay));
     if (rc) {
         cf_future_unref(&s->lf.base);
         return rc;
@@ -167,7 +155,7 @@ static void gather_finish(gather_future *g)
         return;
     }
     for (size_t i = 0; i < g->n; i++)
-        g->results[i] = g->children[i]->value;
+        cf_future_result(&g->results[i], g->children[i], 0); /* finished: their values */
     /* The array lives inside the gather future: no destructor. */
     cf_future_set_result(outer, g->n ? g->results : NULL, NULL);
 }
@@ -185,11 +173,11 @@ static void gather_child_done(gather_future *g, cf_future *child)
         if (atomic_load(&g->cancel_requested))
             cf__future_cancel_plain(outer);
         else
-            cf__loop_future_fail(outer, CF_ECANCELLED, "a gathered future was cancelled");
+            cf_future_set_exception(outer, CF_ECANCELLED, "a gathered future was cancelled");
         return;
     }
     if (s & CF__F_FAILED) {
-        cf__loop_future_copy(outer, child);
+        cf__future_copy_outcome(outer, child);
         return;
     }
     if (g->nfinished == g->n)
@@ -233,11 +221,9 @@ static bool gather_cancel(cf_future *f)
 static void gather_release(cf_future *f)
 {
     gather_future *g = (gather_future *)f;
-    cf_loop *loop = g->lf.loop;
     for (size_t i = 0; i < g->n; i++)
         cf_future_unref(g->children[i]);
-    cf__free(g);
-    cf__loop_unref(loop);
+    cf__loop_future_free(&g->lf);
 }
 
 static const cf__future_ops gather_ops = {
@@ -266,7 +252,7 @@ int cf_loop_gather(cf_future **out, cf_loop *loop, cf_future *const *fs, size_t 
     g->results = (void **)(g->children + n);
     g->n = n;
     for (size_t i = 0; i < n; i++) {
-        rc = cf__loop_ensure_future(&g->children[i], loop, fs[i]);
+        rc = cf_loop_wrap_future(&g->children[i], loop, fs[i]);
         if (rc) {
             while (i-- > 0)
                 cf_future_unref(g->children[i]);
@@ -311,9 +297,9 @@ static void wait_for_inner_done(cf_loop *loop, cf_loop_handle *h)
     if (flags & WF_CANCEL_REQUESTED)
         cf__future_cancel_plain(outer);
     else if ((flags & WF_TIMED_OUT) && cf_future_cancelled(w->inner))
-        cf__loop_future_fail(outer, CF_ETIMEDOUT, "wait_for timed out");
+        cf_future_set_exception(outer, CF_ETIMEDOUT, "wait_for timed out");
     else
-        cf__loop_future_copy(outer, w->inner);
+        cf__future_copy_outcome(outer, w->inner);
     cf_future_unref(outer);
 }
 
@@ -372,10 +358,8 @@ static bool wait_for_cancel(cf_future *f)
 static void wait_for_release(cf_future *f)
 {
     wait_for_future *w = (wait_for_future *)f;
-    cf_loop *loop = w->lf.loop;
     cf_future_unref(w->inner);
-    cf__free(w);
-    cf__loop_unref(loop);
+    cf__loop_future_free(&w->lf);
 }
 
 static const cf__future_ops wait_for_ops = {
@@ -401,7 +385,7 @@ int cf_loop_wait_for(cf_future **out, cf_loop *loop, cf_future *future, double t
     wait_for_future *w = cf__calloc(1, sizeof(*w));
     if (!w)
         return CF_ENOMEM;
-    rc = cf__loop_ensure_future(&w->inner, loop, future);
+    rc = cf_loop_wrap_future(&w->inner, loop, future);
     if (rc) {
         cf__free(w);
         return rc;
@@ -410,7 +394,7 @@ int cf_loop_wait_for(cf_future **out, cf_loop *loop, cf_future *future, double t
     cf__loop_future_init(&w->lf, loop, 2, &wait_for_ops);
     cf_future *outer = &w->lf.base;
     if (timeout > 0) {
-        rc = start_timer(&w->timer, loop, &wait_for_timer_kind, outer, deadline_after(timeout));
+        rc = start_timer(&w->timer, loop, &wait_for_timer_kind, outer, cf__deadline_after(timeout));
         if (rc) {
             atomic_store(&outer->refs, 1);
             cf_future_unref(outer);

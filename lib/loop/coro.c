@@ -13,6 +13,7 @@
 #include "loop/coro.h"
 #include "loop/coro_switch.h"
 #include "core/internal.h"
+#include "core/list.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define CORO_ASAN 1
@@ -121,13 +122,12 @@ static void misuse(const char *what)
  * is unmapped, except one per size class as a reserve. */
 
 typedef struct arena {
-    struct arena *prev, *next; /* in its class's list of arenas with cold slots */
+    cf__dlink partial; /* in its class's list of arenas with cold slots */
     struct stack_class *cls;
     char *base;
     uint32_t ncold;
     uint32_t nmprotect; /* guard pages made with mprotect, for the VMA budget */
-    bool listed;
-    bool canary; /* some slot has no guard page */
+    bool canary;        /* some slot has no guard page */
     uint32_t cold[];
 } arena;
 
@@ -144,8 +144,8 @@ typedef struct stack_class {
     uint32_t nhot;
     uint32_t pending_max;
     uint32_t npending;
-    uint32_t nempty; /* arenas with every slot cold */
-    arena *partial;  /* arenas with cold slots */
+    uint32_t nempty;    /* arenas with every slot cold */
+    cf__dlink *partial; /* arenas with cold slots */
     slot_ref hot[HOT_MAX];
     slot_ref pending[PENDING_MAX];
 } stack_class;
@@ -206,27 +206,6 @@ static void pool_init(void)
     pool.vma_budget = read_max_map_count() / 4;
     pool.guard = CF__CORO_GUARD_MADVISE;
     pthread_atfork(pool_prefork, pool_postfork, pool_postfork_child);
-}
-
-static void list_push(stack_class *c, arena *a)
-{
-    a->prev = NULL;
-    a->next = c->partial;
-    if (c->partial)
-        c->partial->prev = a;
-    c->partial = a;
-    a->listed = true;
-}
-
-static void list_remove(stack_class *c, arena *a)
-{
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        c->partial = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
-    a->listed = false;
 }
 
 /* Some environments (qemu-user) accept MADV_GUARD_INSTALL and ignore it. Checks once that
@@ -363,16 +342,16 @@ static int stack_take(size_t slot_size, slot_ref *out)
         arena *a = arena_new(c);
         if (!a)
             return CF_ENOMEM;
-        list_push(c, a);
+        cf__dlist_push(&c->partial, &a->partial);
         c->nempty++;
     }
-    arena *a = c->partial;
+    arena *a = CF__CONTAINER_OF(c->partial, arena, partial);
     if (a->ncold == c->per_arena)
         c->nempty--;
     out->a = a;
     out->i = a->cold[--a->ncold];
     if (!a->ncold)
-        list_remove(c, a);
+        cf__dlist_remove(&c->partial, &a->partial);
     pool.stats.cold--;
     pool.stats.in_use++;
     return 0;
@@ -398,12 +377,12 @@ static arena *file_cold(slot_ref s)
     arena *a = s.a;
     a->cold[a->ncold++] = s.i;
     pool.stats.cold++;
-    if (!a->listed)
-        list_push(c, a);
+    if (!cf__dlist_linked(&c->partial, &a->partial))
+        cf__dlist_push(&c->partial, &a->partial);
     if (a->ncold < c->per_arena || ++c->nempty == 1)
         return NULL;
     c->nempty--;
-    list_remove(c, a);
+    cf__dlist_remove(&c->partial, &a->partial);
     pool.vma_budget += 2 * (size_t)a->nmprotect;
     pool.stats.arenas--;
     pool.stats.mapped_bytes -= c->slot_size * c->per_arena;
@@ -428,21 +407,17 @@ static void trim(slot_ref *s, uint32_t n)
             for (uint32_t k = i; k < j; k++) /* one slot at a time, without the guards */
                 (void)madvise(slot_base(s[k]) + page_size, slot_size - page_size, MADV_DONTNEED);
     }
-    arena *dead = NULL;
+    arena *dead[PENDING_MAX + 1];
+    uint32_t ndead = 0;
     cf__lock_acquire(&pool.lock);
     for (uint32_t i = 0; i < n; i++) {
         arena *a = file_cold(s[i]);
-        if (a) {
-            a->next = dead;
-            dead = a;
-        }
+        if (a)
+            dead[ndead++] = a;
     }
     cf__lock_release(&pool.lock);
-    while (dead) {
-        arena *a = dead;
-        dead = a->next;
-        arena_unmap(a);
-    }
+    while (ndead)
+        arena_unmap(dead[--ndead]);
 }
 
 /* Takes a class's pending slots out for trimming (lock held); returns how many. */

@@ -22,17 +22,16 @@ void cf__loop_future_init(cf__loop_future *lf, cf_loop *loop, uint32_t refs,
     cf__loop_ref(loop);
 }
 
-void cf__loop_future_fini(cf__loop_future *lf)
+void cf__loop_future_free(cf__loop_future *lf)
 {
-    cf__loop_unref(lf->loop);
+    cf_loop *loop = lf->loop;
+    cf__free(lf);
+    cf__loop_unref(loop);
 }
 
 static void plain_release(cf_future *f)
 {
-    cf__loop_future *lf = (cf__loop_future *)f;
-    cf_loop *loop = lf->loop;
-    cf__free(lf);
-    cf__loop_unref(loop);
+    cf__loop_future_free((cf__loop_future *)f);
 }
 
 static const cf__future_ops plain_ops = {
@@ -85,14 +84,7 @@ void cf__loop_schedule_callback(cf_future *f, cf_done_cb cb, void *data)
         if (cf_loop_is_closed(loop))
             return;
         /* Pooled handles belong to the loop thread: allocate one for the trip. */
-        h = cf__malloc(sizeof(*h));
-        if (h)
-            *h = (cf_loop_handle){.kind = &done_cb_kind,
-                                  .fn = (void *)cb,
-                                  .data = data,
-                                  .loop = loop,
-                                  .refs = 1,
-                                  .flags = CF__H_HEAP};
+        h = cf__loop_handle_heap(loop, &done_cb_kind, (void *)cb, data);
     }
     if (!h) {
         /* Out of memory: running it late in the wrong thread beats never running it. */
@@ -130,38 +122,6 @@ bool cf__loop_waiter_unwatch(cf__loop_waiter *w, cf_future *f)
     return cf__future_remove_hook(f, &w->hook);
 }
 
-/* ---- copying outcomes ---- */
-
-bool cf__loop_future_copy(cf_future *dest, cf_future *src)
-{
-    if (cf__state_done(cf__future_load(dest)))
-        return false;
-    uint32_t s = cf__future_load(src);
-    if ((s & CF__S_MASK) == CF__S_CANCELLED)
-        return cf__future_cancel_plain(dest);
-    if (s & CF__F_FAILED) {
-        cf__outcome o = {.rc = src->err, .message = src->message ? cf__strdup(src->message) : NULL};
-        if (cf__future_finish(dest, &o, false) == 0)
-            return true;
-        cf__free(o.message);
-        return false;
-    }
-    bool bytes = s & CF__F_RESULT_BYTES;
-    cf__outcome o = {.value = src->value, .len = src->len};
-    if (cf__future_finish(dest, &o, bytes) != 0)
-        return false;
-    /* The value is borrowed from src (kept alive by dest's reference on it): finish gave a
-     * bytes result cf__free as destructor. Nobody reads dtor before the last unref, which
-     * cannot happen while the caller holds its reference. */
-    dest->dtor = NULL;
-    return true;
-}
-
-void cf__loop_future_fail(cf_future *dest, int code, const char *message)
-{
-    cf_future_set_exception(dest, code, message);
-}
-
 /* ---- wrap_future ---- */
 
 typedef struct wrap_future {
@@ -181,7 +141,7 @@ static void apply_run(cf_loop *loop, cf_loop_handle *h)
     wrap_future *w = h->data;
     /* Re-checked here, on the loop thread: a wrapper cancelled meanwhile stays cancelled and
      * the late outcome is dropped. */
-    cf__loop_future_copy(&w->lf.base, w->source);
+    cf__future_copy_outcome(&w->lf.base, w->source);
     chain_done(loop, w);
 }
 
@@ -211,10 +171,8 @@ static bool wrap_cancel(cf_future *f)
 static void wrap_release(cf_future *f)
 {
     wrap_future *w = (wrap_future *)f;
-    cf_loop *loop = w->lf.loop;
     cf_future_unref(w->source);
-    cf__free(w);
-    cf__loop_unref(loop);
+    cf__loop_future_free(&w->lf);
 }
 
 static const cf__future_ops wrap_ops = {
@@ -247,11 +205,6 @@ int cf_loop_wrap_future(cf_future **out, cf_loop *loop, cf_future *future)
     *out = &w->lf.base;
     cf__loop_waiter_watch(&w->waiter, future);
     return 0;
-}
-
-int cf__loop_ensure_future(cf_future **out, cf_loop *loop, cf_future *f)
-{
-    return cf_loop_wrap_future(out, loop, f);
 }
 
 /* ---- run_in_executor ---- */
@@ -352,7 +305,7 @@ int cf_loop_run_until_complete(void **result, cf_loop *loop, cf_future *future)
     if (!loop || !future)
         return CF_EINVAL;
     cf_future *target;
-    int rc = cf__loop_ensure_future(&target, loop, future);
+    int rc = cf_loop_wrap_future(&target, loop, future);
     if (rc)
         return rc;
     stopper *s = cf__malloc(sizeof(*s));

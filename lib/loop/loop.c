@@ -31,7 +31,7 @@ enum {
     BUSY_CLOSING = 3,
 };
 
-#define MAX_TIMEOUT_NS  (24LL * 3600 * 1000000000) /* asyncio's MAXIMUM_SELECT_TIMEOUT */
+#define MAX_TIMEOUT_NS  (24 * 3600 * CF__NS_PER_S) /* asyncio's MAXIMUM_SELECT_TIMEOUT */
 #define DEFAULT_SPIN_NS 50000
 #define MIN_SPIN_NS     500
 
@@ -73,9 +73,8 @@ cf_loop_handle *cf__loop_handle_alloc(cf_loop *loop, const cf__handle_kind *kind
     return h;
 }
 
-/* A handle in cf__malloc storage: for the user (released from any thread after close) or made
- * on another thread. */
-static cf_loop_handle *heap_handle(cf_loop *loop, const cf__handle_kind *kind, void *fn, void *data)
+cf_loop_handle *cf__loop_handle_heap(cf_loop *loop, const cf__handle_kind *kind, void *fn,
+                                     void *data)
 {
     cf_loop_handle *h = cf__malloc(sizeof(*h));
     if (h)
@@ -204,14 +203,8 @@ static void drain_inbox(cf_loop *loop)
 {
     if (atomic_load_explicit(&loop->inbox, memory_order_relaxed) == NULL)
         return;
-    cf_loop_handle *h = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
-    cf_loop_handle *fifo = NULL;
-    while (h) {
-        cf_loop_handle *next = h->next;
-        h->next = fifo;
-        fifo = h;
-        h = next;
-    }
+    cf_loop_handle *newest = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
+    cf_loop_handle *fifo = CF__CHAIN_REVERSE(newest, cf_loop_handle, next);
     loop->drains++;
     while (fifo) {
         cf_loop_handle *next = fifo->next;
@@ -355,9 +348,7 @@ static int epoll_wait_ns(int epfd, struct epoll_event *ev, int max, int64_t time
         atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
     }
 #endif
-    /* Round up: waking early would only spin through another iteration. */
-    int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);
-    return epoll_wait(epfd, ev, max, ms);
+    return epoll_wait(epfd, ev, max, cf__timeout_ms(timeout_ns));
 }
 
 /* Busy-waits up to `limit` ns for a post; true if one arrived. */
@@ -517,8 +508,10 @@ int cf_loop_new(cf_loop **out, const cf_loop_options *options)
     loop->tfd = -1;
     loop->tfd_armed = CF__FOREVER_NS;
     loop->fork_gen = cf__fork_gen();
-    double spin = o->spin_time == 0 ? DEFAULT_SPIN_NS / 1e9 : o->spin_time < 0 ? 0 : o->spin_time;
-    loop->spin_max_ns = spin > 1.0 ? 1000000000 : (int64_t)(spin * 1e9);
+    /* At most a second: a longer spin would only burn the CPU. */
+    loop->spin_max_ns = o->spin_time == 0
+                            ? DEFAULT_SPIN_NS
+                            : cf__seconds_to_ns(o->spin_time > 1.0 ? 1.0 : o->spin_time);
     loop->spin_ns = loop->spin_max_ns;
     loop->default_workers = o->default_workers;
     *out = loop;
@@ -676,7 +669,7 @@ static int schedule(cf_loop_handle **handle, cf_loop *loop, int64_t when, cf_loo
     int rc = cf__loop_check(loop);
     if (rc)
         return rc;
-    cf_loop_handle *h = handle ? heap_handle(loop, &user_kind, (void *)cb, data)
+    cf_loop_handle *h = handle ? cf__loop_handle_heap(loop, &user_kind, (void *)cb, data)
                                : cf__loop_handle_alloc(loop, &user_kind, (void *)cb, data);
     if (!h)
         return CF_ENOMEM;
@@ -700,16 +693,6 @@ int cf_loop_call_soon(cf_loop_handle **handle, cf_loop *loop, cf_loop_cb cb, voi
     return schedule(handle, loop, INT64_MIN, cb, data);
 }
 
-/* Seconds on the loop clock to an absolute deadline in ns; far futures never fire. */
-static int64_t deadline_ns(double when)
-{
-    if (when >= 9.0e9)
-        return CF__FOREVER_NS;
-    if (when <= 0)
-        return 0;
-    return (int64_t)(when * 1e9);
-}
-
 int cf_loop_call_later(cf_loop_handle **handle, cf_loop *loop, double delay, cf_loop_cb cb,
                        void *data)
 {
@@ -718,11 +701,7 @@ int cf_loop_call_later(cf_loop_handle **handle, cf_loop *loop, double delay, cf_
             *handle = NULL;
         return CF_EINVAL;
     }
-    int64_t now = cf__now_ns();
-    int64_t when = delay >= 9.0e9 ? CF__FOREVER_NS
-                   : delay <= 0   ? now
-                                  : now + (int64_t)(delay * 1e9);
-    return schedule(handle, loop, when, cb, data);
+    return schedule(handle, loop, cf__deadline_after(delay), cb, data);
 }
 
 int cf_loop_call_at(cf_loop_handle **handle, cf_loop *loop, double when, cf_loop_cb cb, void *data)
@@ -732,7 +711,8 @@ int cf_loop_call_at(cf_loop_handle **handle, cf_loop *loop, double when, cf_loop
             *handle = NULL;
         return CF_EINVAL;
     }
-    return schedule(handle, loop, deadline_ns(when), cb, data);
+    /* The loop clock is CLOCK_MONOTONIC in seconds; far futures never fire. */
+    return schedule(handle, loop, cf__seconds_to_ns(when), cb, data);
 }
 
 int cf_loop_call_soon_threadsafe(cf_loop *loop, cf_loop_cb cb, void *data)
@@ -745,7 +725,7 @@ int cf_loop_call_soon_threadsafe(cf_loop *loop, cf_loop_cb cb, void *data)
         return schedule(NULL, loop, INT64_MIN, cb, data);
     if (atomic_load_explicit(&loop->closed_flag, memory_order_acquire))
         return CF_ECLOSED;
-    cf_loop_handle *h = heap_handle(loop, &user_kind, (void *)cb, data);
+    cf_loop_handle *h = cf__loop_handle_heap(loop, &user_kind, (void *)cb, data);
     if (!h)
         return CF_ENOMEM;
     int rc = 0;

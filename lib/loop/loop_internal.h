@@ -17,6 +17,7 @@
 #include "cfutures/loop.h"
 #include "cfutures/loop_task.h"
 #include "core/internal.h"
+#include "core/list.h"
 #include "loop/slab.h"
 #include "loop/timer_heap.h"
 
@@ -80,7 +81,7 @@ struct cf_loop {
     uint64_t timer_seq;
     cf__slab_cache handles; /* storage of pooled handles */
     cf_future *current_task;
-    void *tasks; /* unfinished tasks (loop/task.c) */
+    cf__dlink *tasks; /* unfinished tasks (loop/task.c) */
     /* Tasks that have run and not finished, and the thread they run on: coroutines never
      * migrate, so while there are any, no other thread may run the loop. */
     size_t tasks_live;
@@ -120,6 +121,10 @@ void cf__loop_unref(cf_loop *loop);
 /* A pooled handle (slab storage) with one reference (the queue's), or NULL. Loop thread. */
 cf_loop_handle *cf__loop_handle_alloc(cf_loop *loop, const cf__handle_kind *kind, void *fn,
                                       void *data);
+/* A handle in cf__malloc storage with one reference, or NULL: for the user (released from any
+ * thread after close), or made on a thread other than the loop's. Any thread. */
+cf_loop_handle *cf__loop_handle_heap(cf_loop *loop, const cf__handle_kind *kind, void *fn,
+                                     void *data);
 /* Drops one reference of a pooled handle; the last one frees it. Loop thread (any thread for
  * CF__H_HEAP handles once the loop is closed). */
 void cf__loop_handle_release(cf_loop *loop, cf_loop_handle *h);
@@ -158,8 +163,9 @@ void cf__loop_schedule_callback(cf_future *f, cf_done_cb cb, void *data);
 /* Initialises a loop future embedded in a larger object with `refs` references. */
 void cf__loop_future_init(cf__loop_future *lf, cf_loop *loop, uint32_t refs,
                           const cf__future_ops *ops);
-/* Releases the loop reference of a loop future whose memory the caller frees. */
-void cf__loop_future_fini(cf__loop_future *lf);
+/* Frees the memory of a loop future (the start of its cf__malloc'd object) and drops its loop
+ * reference: the end of every ops->release. */
+void cf__loop_future_free(cf__loop_future *lf);
 
 static inline cf_loop *cf__future_loop(const cf_future *f)
 {
@@ -167,14 +173,6 @@ static inline cf_loop *cf__future_loop(const cf_future *f)
                ? ((const cf__loop_future *)f)->loop
                : NULL;
 }
-
-/* Completes `dest` (pending) with the final state of `src` (done): cancelled, failed (code and
- * a copy of the message) or finished with src's value. The value (and bytes) stay owned by
- * src, so `dest` must keep a reference on src for as long as it lives. Returns whether dest
- * changed (false if it was done already). Any thread. */
-bool cf__loop_future_copy(cf_future *dest, cf_future *src);
-/* Fails a future with `code` and a static message. */
-void cf__loop_future_fail(cf_future *dest, int code, const char *message);
 
 /* A hook on a future whose firing posts an embedded handle to a loop: the way loop code learns
  * that a future (of any kind, completed on any thread) is done, without allocating. */
@@ -191,10 +189,6 @@ void cf__loop_waiter_watch(cf__loop_waiter *w, cf_future *f);
 /* Stops watching; true if the handle will never be posted, false if it has been or is being
  * posted. */
 bool cf__loop_waiter_unwatch(cf__loop_waiter *w, cf_future *f);
-
-/* Wraps `f` in a loop future of `loop` unless it already is one of that loop (then it only
- * takes a reference). */
-int cf__loop_ensure_future(cf_future **out, cf_loop *loop, cf_future *f);
 
 /* ---- combinators (loop/combinators.c) ---- */
 

@@ -2,17 +2,18 @@
 #include <stdint.h>
 
 #include "core/internal.h"
+#include "core/list.h"
 #include "loop/slab.h"
 
 #define SLAB_BYTES ((size_t)65536)
 
 struct cf__slab {
-    cf__slab *prev, *next; /* the partial list, or the spare list (next only) */
-    void *free;            /* freed objects, linked through their first word */
-    char *fresh;           /* objects never handed out start here */
+    cf__dlink partial; /* on the partial list */
+    cf__slab *next_spare;
+    void *free;  /* freed objects, linked through their first word */
+    char *fresh; /* objects never handed out start here */
     char *end;
     unsigned live;
-    bool listed; /* on the partial list */
 };
 
 #define FIRST_OBJECT(s) ((char *)(s) + ((sizeof(cf__slab) + 63) & ~(size_t)63))
@@ -22,25 +23,9 @@ static cf__slab *slab_of(void *p)
     return (cf__slab *)((uintptr_t)p & ~(uintptr_t)(SLAB_BYTES - 1));
 }
 
-static void list_push(cf__slab_cache *c, cf__slab *s)
+static cf__slab *partial_slab(cf__dlink *l)
 {
-    s->prev = NULL;
-    s->next = c->partial;
-    if (c->partial)
-        c->partial->prev = s;
-    c->partial = s;
-    s->listed = true;
-}
-
-static void list_remove(cf__slab_cache *c, cf__slab *s)
-{
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        c->partial = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->listed = false;
+    return l ? CF__CONTAINER_OF(l, cf__slab, partial) : NULL;
 }
 
 void cf__slab_cache_init(cf__slab_cache *c, size_t object_size)
@@ -53,25 +38,26 @@ static cf__slab *slab_get(cf__slab_cache *c)
 {
     cf__slab *s = c->spare;
     if (s) {
-        c->spare = s->next;
+        c->spare = s->next_spare;
         c->nspare--;
     } else {
         s = cf__malloc_aligned(SLAB_BYTES, SLAB_BYTES);
         if (!s)
             return NULL;
+        s->partial = (cf__dlink){0};
     }
     s->free = NULL;
     s->live = 0;
     s->fresh = FIRST_OBJECT(s);
     size_t room = SLAB_BYTES - (size_t)(s->fresh - (char *)s);
     s->end = s->fresh + room / c->object_size * c->object_size;
-    list_push(c, s);
+    cf__dlist_push(&c->partial, &s->partial);
     return s;
 }
 
 void *cf__slab_alloc(cf__slab_cache *c)
 {
-    cf__slab *s = c->partial;
+    cf__slab *s = partial_slab(c->partial);
     if (!s && !(s = slab_get(c)))
         return NULL;
     void *p = s->free;
@@ -83,7 +69,7 @@ void *cf__slab_alloc(cf__slab_cache *c)
     }
     s->live++;
     if (!s->free && s->fresh == s->end)
-        list_remove(c, s); /* full */
+        cf__dlist_remove(&c->partial, &s->partial); /* full */
     return p;
 }
 
@@ -92,12 +78,12 @@ void cf__slab_free(cf__slab_cache *c, void *p)
     cf__slab *s = slab_of(p);
     *(void **)p = s->free;
     s->free = p;
-    if (!s->listed)
-        list_push(c, s);
+    if (!cf__dlist_linked(&c->partial, &s->partial))
+        cf__dlist_push(&c->partial, &s->partial);
     /* Empty: spare it, unless it is the one slab with room (then it serves the next alloc). */
-    if (--s->live == 0 && (s->prev || s->next)) {
-        list_remove(c, s);
-        s->next = c->spare;
+    if (--s->live == 0 && (s->partial.prev || s->partial.next)) {
+        cf__dlist_remove(&c->partial, &s->partial);
+        s->next_spare = c->spare;
         c->spare = s;
         c->nspare++;
     }
@@ -107,7 +93,7 @@ void cf__slab_trim(cf__slab_cache *c, size_t keep)
 {
     while (c->nspare > keep) {
         cf__slab *s = c->spare;
-        c->spare = s->next;
+        c->spare = s->next_spare;
         c->nspare--;
         cf__free(s);
     }
@@ -117,8 +103,8 @@ void cf__slab_cache_destroy(cf__slab_cache *c)
 {
     cf__slab_trim(c, 0);
     while (c->partial) {
-        cf__slab *s = c->partial;
-        list_remove(c, s);
+        cf__slab *s = partial_slab(c->partial);
+        cf__dlist_remove(&c->partial, &s->partial);
         cf__free(s);
     }
 }

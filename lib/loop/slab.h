@@ -12,11 +12,13 @@
 
 #include <stddef.h>
 
+#include "core/list.h"
+
 typedef struct cf__slab cf__slab;
 
 typedef struct cf__slab_cache {
-    cf__slab *partial; /* slabs with some objects in use and some free */
-    cf__slab *spare;   /* empty slabs */
+    cf__dlink *partial; /* slabs with some objects in use and some free */
+    cf__slab *spare;    /* empty slabs */
     size_t nspare;
     size_t object_size;
 } cf__slab_cache;

@@ -31,8 +31,8 @@ struct loop_task {
     cf__loop_waiter waiter; /* its handle is the task's step */
     cf_future *waiting_on;
     cf_loop_handle *timer;
-    void *context;          /* the task's cf_task_fail context while it is suspended */
-    loop_task *prev, *next; /* the loop's unfinished tasks */
+    void *context;  /* the task's cf_task_fail context while it is suspended */
+    cf__dlink link; /* the loop's unfinished tasks */
     cf__outcome outcome;
     uint32_t cancels; /* cancellation requests received */
     uint8_t park;
@@ -44,27 +44,10 @@ struct loop_task {
 
 static _Thread_local loop_task *current CF__TLS_FAST;
 
-/* ---- the loop's list of unfinished tasks ---- */
-
-static void list_add(cf_loop *loop, loop_task *t)
+/* The loop's unfinished tasks (loop->tasks, linked through loop_task.link). */
+static loop_task *task_of(cf__dlink *l)
 {
-    loop_task *head = loop->tasks;
-    t->prev = NULL;
-    t->next = head;
-    if (head)
-        head->prev = t;
-    loop->tasks = t;
-}
-
-static void list_remove(cf_loop *loop, loop_task *t)
-{
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        loop->tasks = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->prev = t->next = NULL;
+    return l ? CF__CONTAINER_OF(l, loop_task, link) : NULL;
 }
 
 /* ---- stepping ---- */
@@ -81,7 +64,7 @@ static void task_finish(loop_task *t)
     cf__coro_free(t->coro);
     t->coro = NULL;
     t->finished = true;
-    list_remove(loop, t);
+    cf__dlist_remove(&loop->tasks, &t->link);
     if (t->live)
         loop->tasks_live--;
     cf_future *f = &t->lf.base;
@@ -219,14 +202,10 @@ static bool task_cancel(cf_future *f)
     /* The task's state belongs to the loop thread: send the request there. */
     if (cf_future_done(f) || cf_loop_is_closed(loop))
         return false;
-    cf_loop_handle *h = cf__malloc(sizeof(*h));
+    cf_loop_handle *h = cf__loop_handle_heap(loop, &cancel_request_kind, NULL, f);
     if (!h)
         return false;
-    *h = (cf_loop_handle){.kind = &cancel_request_kind,
-                          .data = cf_future_ref(f),
-                          .loop = loop,
-                          .refs = 1,
-                          .flags = CF__H_HEAP};
+    cf_future_ref(f);
     cf__loop_post(loop, h);
     return true;
 }
@@ -234,10 +213,8 @@ static bool task_cancel(cf_future *f)
 static void task_release(cf_future *f)
 {
     loop_task *t = (loop_task *)f;
-    cf_loop *loop = t->lf.loop;
     cf__coro_free(t->coro);
-    cf__free(t);
-    cf__loop_unref(loop);
+    cf__loop_future_free(&t->lf);
 }
 
 static const cf__future_ops task_ops = {
@@ -271,7 +248,7 @@ int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
     t->fn = fn;
     t->arg = arg;
     cf__loop_waiter_init(&t->waiter, loop, &step_kind, t);
-    list_add(loop, t);
+    cf__dlist_push(&loop->tasks, &t->link);
     make_ready(t);
     *out = &t->lf.base;
     return 0;
@@ -342,9 +319,7 @@ int cf_sleep(double delay)
     cf_loop_handle *h = cf__loop_handle_alloc(loop, &timer_kind, NULL, t);
     if (!h)
         return CF_ENOMEM;
-    int64_t now = cf__now_ns();
-    int64_t when = delay >= 9.0e9 ? CF__FOREVER_NS : now + (int64_t)(delay * 1e9);
-    if (cf__loop_timer_start(loop, h, when) != 0) {
+    if (cf__loop_timer_start(loop, h, cf__deadline_after(delay)) != 0) {
         cf__loop_handle_release(loop, h);
         return CF_ENOMEM;
     }
@@ -394,7 +369,7 @@ int cf_wait_for(void **value, cf_future *future, double timeout)
 
 void cf__loop_close_tasks(cf_loop *loop)
 {
-    for (loop_task *t = loop->tasks; t; t = t->next) {
+    for (loop_task *t = task_of(loop->tasks); t; t = task_of(t->link.next)) {
         if (t->park == PARK_FUTURE && !cf__loop_waiter_unwatch(&t->waiter, t->waiting_on)) {
             /* Its wake-up is being posted by the thread that completed the future: let it
              * land before the inbox closes, so that thread is done with the task. */
@@ -418,7 +393,7 @@ void cf__loop_tasks_closed(cf_loop *loop)
     /* Every await and sleep now returns CF_ECANCELLED at once, so each task runs to its end in
      * one resume. */
     while (loop->tasks) {
-        loop_task *t = loop->tasks;
+        loop_task *t = task_of(loop->tasks);
         cf_future_ref(&t->lf.base);
         t->must_cancel = true;
         if (foreign && t->live) {

@@ -1,10 +1,9 @@
 /* The loop's timer heap: a 4-ary min-heap on (when, seq). */
-#include <string.h>
 
 #include "core/internal.h"
 #include "loop/timer_heap.h"
 
-enum { ARITY = 4, INITIAL_CAP = 64 };
+enum { ARITY = 4 };
 
 static bool less(const cf__timer_entry *a, const cf__timer_entry *b)
 {
@@ -44,25 +43,9 @@ static void sift_down(cf__timer_entry *v, size_t n, size_t i)
     v[i] = e;
 }
 
-static int grow(cf__timer_heap *h)
-{
-    size_t cap = h->cap ? h->cap * 2 : INITIAL_CAP;
-    if (cap > SIZE_MAX / sizeof(cf__timer_entry))
-        return CF_ENOMEM;
-    cf__timer_entry *v = cf__malloc(cap * sizeof(*v));
-    if (!v)
-        return CF_ENOMEM;
-    if (h->n)
-        memcpy(v, h->v, h->n * sizeof(*v));
-    cf__free(h->v);
-    h->v = v;
-    h->cap = cap;
-    return 0;
-}
-
 int cf__timer_heap_push(cf__timer_heap *h, int64_t when, uint64_t seq, void *item)
 {
-    if (h->n == h->cap && grow(h) != 0)
+    if (cf__grow(&h->v, &h->cap, h->n + 1, sizeof(*h->v)) != 0)
         return CF_ENOMEM;
     h->v[h->n] = (cf__timer_entry){.when = when, .seq = seq, .item = item};
     sift_up(h->v, h->n++);

@@ -39,7 +39,7 @@ enum {
 };
 
 /* How long a death waits for its exit status (from the fork server) before reporting. */
-#define STATUS_WAIT_NS (5 * 1000000000LL)
+#define STATUS_WAIT_NS (5 * CF__NS_PER_S)
 
 /* What an epoll event is about: the low TAG_BITS bits, and a worker's token above them. */
 enum { TAG_WAKE = 1, TAG_CTL = 2, TAG_WORKER = 4, TAG_BITS = 8 };
