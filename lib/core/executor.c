@@ -37,9 +37,13 @@ static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const 
     if (rc)
         return rc;
     cf_future *f;
-    rc = cf__task_future_new(&f, fn, bytes, arg, len);
-    if (rc)
-        return rc;
+    if (bytes) {
+        rc = cf__task_future_new(&f, fn, bytes, arg, len);
+        if (rc)
+            return rc;
+    } else if (!(f = cf__pointer_task_future_new(fn, (void *)arg))) {
+        return CF_ENOMEM;
+    }
     rc = ex->vt->submit(ex, &f, 1);
     if (rc) {
         cf__task_future_discard(f);

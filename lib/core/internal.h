@@ -210,6 +210,7 @@ typedef struct cf__outcome {
     size_t len;    /* bytes result length */
     cf_dtor dtor;  /* pointer result destructor */
     char *message; /* malloc'd failure message or NULL */
+    bool borrowed; /* the value belongs to someone else: the future never releases it */
 } cf__outcome;
 
 /* A hook is the single mechanism behind done-callbacks, cf_wait() and as_completed: a node
@@ -244,25 +245,39 @@ enum {
     CF__F_WAITERS = 1u << 3,      /* some thread sleeps on the state word */
     CF__F_RESULT_BYTES = 1u << 4, /* value is a malloc'd buffer of `len` bytes */
     CF__F_TASK_BYTES = 1u << 5,   /* fn is a cf_bytes_fn and arg a cf__bytes block we own */
+    CF__F_BORROWED = 1u << 6,     /* the value is not the future's to release */
 };
 
+/* One cache line (64 bytes on 64-bit systems): a future moves between the submitting thread,
+ * a worker and the waiter, and each hand-over then moves one line. The fields that are never
+ * needed at the same time share storage: the hooks live only until the future is done, and
+ * from then on the same word holds the value (success) or the message (failure); the length
+ * of a bytes result and the destructor of a pointer result exclude each other too. */
 struct cf_future {
     /* First, so that a queue can keep its producer end and its sentinel's link on one line. */
-    _Atomic(cf_future *) next; /* executor queue and cache link (see cf__next/cf__set_next) */
+    _Atomic(cf_future *) next; /* executor queue and pool link (see cf__next/cf__set_next) */
     _Atomic uint32_t state;    /* CF__S_* | CF__F_* */
     _Atomic uint32_t refs;
-    cf__lock lock;   /* guards `hooks` and the move to a done state */
-    int32_t err;     /* error code when CF__F_FAILED */
-    cf__hook *hooks; /* newest first; fired oldest first */
-    void *value;
-    size_t len; /* length of a bytes result */
-    cf_dtor dtor;
-    char *message;
+    cf__lock lock; /* guards `hooks` and the move to a done state */
+    int32_t err;   /* error code when CF__F_FAILED */
+    const cf__future_ops *ops;
     /* The task record, for executors. */
     void *fn;
     void *arg;
-    const cf__future_ops *ops;
+    union {
+        cf__hook *hooks; /* until done: newest first; fired oldest first */
+        void *value;     /* done, CF__S_FINISHED without CF__F_FAILED */
+        char *message;   /* done, CF__F_FAILED: malloc'd or NULL */
+    };
+    union {
+        size_t len;   /* with CF__F_RESULT_BYTES */
+        cf_dtor dtor; /* without it */
+    };
 };
+
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(struct cf_future) == 64, "a future is one cache line");
+#endif
 
 /* The link of a future in a queue or cache. Relaxed: where several threads race on a link
  * (the thread pool's lock-free queue) the callers order it with their own atomics. */
@@ -295,8 +310,21 @@ static inline void cf__prefetch_ahead(cf_future *const *fs, size_t i, size_t n)
 
 /* Allocates a pending future with `refs` references, from the calling thread's cache. */
 cf_future *cf__future_alloc(uint32_t refs);
-/* Initialises a future embedded in a larger object released through ops->release. */
-void cf__future_init(cf_future *f, uint32_t refs, const cf__future_ops *ops);
+/* Initialises a pending future (also one embedded in a larger object released through
+ * ops->release). */
+static inline void cf__future_init(cf_future *f, uint32_t refs, const cf__future_ops *ops)
+{
+    atomic_init(&f->next, NULL);
+    atomic_init(&f->state, CF__S_PENDING);
+    atomic_init(&f->refs, refs);
+    atomic_init(&f->lock.word, 0);
+    f->err = 0;
+    f->ops = ops;
+    f->fn = NULL;
+    f->arg = NULL;
+    f->hooks = NULL;
+    f->len = 0;
+}
 
 static inline bool cf__state_done(uint32_t s)
 {
@@ -364,6 +392,16 @@ void *cf__task_context_swap(void *ctx);
 int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len);
 /* Releases a task future that was never queued. */
 void cf__task_future_discard(cf_future *f);
+/* cf__task_future_new() for a pointer task, on the submit path: the future or NULL. */
+static inline cf_future *cf__pointer_task_future_new(void *fn, void *arg)
+{
+    cf_future *f = cf__future_alloc(2);
+    if (f) {
+        f->fn = fn;
+        f->arg = arg;
+    }
+    return f;
+}
 /* The argument copy of a bytes task, or NULL once released. */
 const cf__bytes *cf__task_arg_bytes(const cf_future *f);
 /* Releases the argument copy of a bytes task (nothing for other futures, or if released). */
@@ -400,5 +438,4 @@ int cf__executor_check(const cf_executor *ex, bool bytes);
  * worker, between 1 and 1024, so every worker gets several chunks and a slow one stalls little
  * of the work. */
 size_t cf__chunksize_for(size_t n, unsigned workers);
-
 #endif

@@ -10,6 +10,9 @@
 #include <math.h>
 #include <sched.h>
 
+#include <string.h>
+
+#include "core/objpool.h"
 #include "loop/coro.h"
 #include "loop/loop_internal.h"
 
@@ -27,14 +30,14 @@ struct loop_task {
     cf__coro *coro; /* from the first step until it finishes */
     cf_fn fn;
     void *arg;
-    size_t stack_size;
     cf__loop_waiter waiter; /* its handle is the task's step */
     cf_future *waiting_on;
     cf_loop_handle *timer;
     void *context;  /* the task's cf_task_fail context while it is suspended */
     cf__dlink link; /* the loop's unfinished tasks */
     cf__outcome outcome;
-    uint32_t cancels; /* cancellation requests received */
+    uint32_t cancels;    /* cancellation requests received */
+    uint32_t stack_size; /* as asked (at most 1 GiB) */
     uint8_t park;
     bool started;
     bool finished;
@@ -43,6 +46,11 @@ struct loop_task {
 };
 
 static _Thread_local loop_task *current CF__TLS_FAST;
+
+/* Task records come from a pool (core/objpool.h): a server creates and releases one per
+ * request, on the loop thread and, for the last reference, on any thread. */
+static cf__objpool task_pool =
+    CF__OBJPOOL_INIT((sizeof(loop_task) + 15) & ~(size_t)15, CF__OBJPOOL_LOOP_TASKS);
 
 /* The loop's unfinished tasks (loop->tasks, linked through loop_task.link). */
 static loop_task *task_of(cf__dlink *l)
@@ -213,8 +221,10 @@ static bool task_cancel(cf_future *f)
 static void task_release(cf_future *f)
 {
     loop_task *t = (loop_task *)f;
+    cf_loop *loop = t->lf.loop;
     cf__coro_free(t->coro);
-    cf__loop_future_free(&t->lf);
+    cf__objpool_free(&task_pool, t);
+    cf__loop_unref(loop);
 }
 
 static const cf__future_ops task_ops = {
@@ -239,10 +249,11 @@ int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
     size_t stack_size = options ? options->stack_size : 0;
     if (!cf__coro_stack_size_valid(stack_size))
         return CF_EINVAL;
-    loop_task *t = cf__calloc(1, sizeof(*t));
+    loop_task *t = cf__objpool_alloc(&task_pool);
     if (!t)
         return CF_ENOMEM;
-    t->stack_size = stack_size;
+    memset(t, 0, sizeof(*t));
+    t->stack_size = (uint32_t)stack_size;
     /* The caller's reference and the loop's (until the task finishes). */
     cf__loop_future_init(&t->lf, loop, 2, &task_ops);
     t->fn = fn;

@@ -46,6 +46,7 @@ struct worker {
     _Atomic uint32_t wake;    /* futex word: 0 while parked, 1 once woken */
     _Atomic int64_t woken_at; /* when the waker decided to wake it (see park) */
     unsigned index;
+    bool busy; /* counted in pool->nbusy (this worker's thread only) */
     bool exited;
     _Atomic unsigned long long completed; /* tasks run; per worker, so no line is shared */
 };
@@ -57,15 +58,17 @@ struct thread_pool {
      * putting the stub back, so they share a line. */
     _Alignas(CF__CACHELINE) _Atomic(cf_future *) in;
     cf_future stub;
-    _Atomic unsigned submitting;
+    /* Submitters only: a line of their own, so that a worker watching the stub's link does not
+     * take away the line each submit increments. */
+    _Alignas(CF__CACHELINE) _Atomic unsigned submitting;
     _Atomic uint64_t pushed;
     /* Consumers: the pop end, under take_lock. */
     _Alignas(CF__CACHELINE) cf__lock take_lock;
     _Atomic(cf_future *) out;
-    _Atomic uint64_t popped;
+    _Atomic uint64_t popped; /* written under take_lock, read without it */
     /* Worker states, read by submits. */
     _Alignas(CF__CACHELINE) _Atomic uint32_t idle;  /* IDLE_SPINNING | parked * IDLE_PARKED_ONE */
-    _Alignas(CF__CACHELINE) _Atomic unsigned nbusy; /* inside a task function */
+    _Alignas(CF__CACHELINE) _Atomic unsigned nbusy; /* in a task, or going on to a queued one */
     _Atomic int64_t spin_ns;
     /* Slow paths, under `lock`. */
     _Alignas(CF__CACHELINE) cf__lock lock;
@@ -166,6 +169,14 @@ static bool q_empty(thread_pool *pool)
     return !q_ready(pool) && atomic_load_explicit(&pool->in, SC) == &pool->stub;
 }
 
+/* take_lock held: a plain increment (no locked instruction), published for lock-free
+ * readers. */
+static void count_popped(thread_pool *pool)
+{
+    uint64_t n = atomic_load_explicit(&pool->popped, memory_order_relaxed);
+    atomic_store_explicit(&pool->popped, n + 1, memory_order_relaxed);
+}
+
 static cf_future *q_take_all(thread_pool *pool)
 {
     cf_future *head = NULL, *tail = NULL, *f;
@@ -177,7 +188,7 @@ static cf_future *q_take_all(thread_pool *pool)
         else
             head = f;
         tail = f;
-        atomic_fetch_add_explicit(&pool->popped, 1, memory_order_relaxed);
+        count_popped(pool);
     }
     cf__lock_release(&pool->take_lock);
     return head;
@@ -281,9 +292,8 @@ static bool pool_stalled(const thread_pool *pool)
  * a pop that left work behind by the worker. Nothing to do if a worker spins or is between
  * tasks (unless the pool stalled); else wake a parked worker, or start a thread if the pool may
  * grow. */
-static void ensure_worker(thread_pool *pool)
+static __attribute__((noinline)) void ensure_worker_slow(thread_pool *pool, uint32_t idle)
 {
-    uint32_t idle = atomic_load_explicit(&pool->idle, SC);
     bool spinning = idle & IDLE_SPINNING;
     if (spinning && !pool_stalled(pool))
         return;
@@ -303,6 +313,16 @@ static void ensure_worker(thread_pool *pool)
     cf__lock_release(&pool->lock);
     if (w)
         cf__futex_wake(&w->wake, 1);
+}
+
+/* The common case first, inline: no thread spins or sleeps and the pool cannot grow, so every
+ * thread is awake and one will come back to the queue. */
+static inline void ensure_worker(thread_pool *pool)
+{
+    uint32_t idle = atomic_load_explicit(&pool->idle, SC);
+    if (idle == 0 && atomic_load_explicit(&pool->nthreads, SC) >= pool->max_workers)
+        return;
+    ensure_worker_slow(pool, idle);
 }
 
 /* ---- breaking the pool (initializer failure) ---- */
@@ -344,16 +364,24 @@ static void name_thread(thread_pool *pool, unsigned index)
 }
 
 /* Pops a future and counts this worker busy; adds capacity if work remains behind it. */
-static cf_future *take(thread_pool *pool)
+static cf_future *take(thread_pool *pool, worker *w)
 {
     cf__lock_acquire(&pool->take_lock);
     cf_future *f = q_pop(pool);
     if (f)
-        atomic_fetch_add_explicit(&pool->popped, 1, memory_order_relaxed);
+        count_popped(pool);
     cf__lock_release(&pool->take_lock);
-    if (!f)
+    if (!f) {
+        if (w->busy) { /* it stayed busy for work that another worker took */
+            w->busy = false;
+            atomic_fetch_sub_explicit(&pool->nbusy, 1, SC);
+        }
         return NULL;
-    atomic_fetch_add_explicit(&pool->nbusy, 1, SC);
+    }
+    if (!w->busy) {
+        w->busy = true;
+        atomic_fetch_add_explicit(&pool->nbusy, 1, SC);
+    }
     if (atomic_load_explicit(&pool->blocked_submitters, memory_order_relaxed)) {
         cf__lock_acquire(&pool->lock);
         cf__cond_broadcast(&pool->cond);
@@ -368,21 +396,28 @@ static cf_future *take(thread_pool *pool)
  * it, so that a caller woken by the result and submitting again sees it available (no new
  * thread); after the done-callbacks otherwise, because they run on this thread and may wait for
  * work submitted to this very pool (which then needs another thread). */
-static void worker_released(void *pool)
+static void worker_released(void *arg)
 {
-    atomic_fetch_sub_explicit(&((thread_pool *)pool)->nbusy, 1, SC);
+    worker *w = arg;
+    /* With work queued, the worker goes straight to it: it stays counted busy, which spares
+     * two atomic operations per task on a line every worker writes; take() settles the count
+     * if it finds the queue empty after all. */
+    if (q_ready(w->pool))
+        return;
+    w->busy = false;
+    atomic_fetch_sub_explicit(&w->pool->nbusy, 1, SC);
 }
 
 /* Runs a popped future unless it was cancelled; returns whether the task ran. */
-static bool run_one(thread_pool *pool, worker *w, cf_future *f)
+static bool run_one(worker *w, cf_future *f)
 {
-    bool ran = cf__task_run_then(f, worker_released, pool);
+    bool ran = cf__task_run_then(f, worker_released, w);
     if (ran) {
         atomic_store_explicit(&w->completed,
                               atomic_load_explicit(&w->completed, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     } else {
-        worker_released(pool);
+        worker_released(w);
     }
     cf_future_unref(f);
     return ran;
@@ -467,9 +502,9 @@ static bool worker_loop(thread_pool *pool, worker *w)
 {
     bool spun = false; /* spin at most once per idle period */
     for (;;) {
-        cf_future *f = take(pool);
+        cf_future *f = take(pool, w);
         if (f) {
-            run_one(pool, w, f);
+            run_one(w, f);
             spun = false;
             continue;
         }
