@@ -15,6 +15,8 @@
 /* X(name, usage, nargs, function, help) */
 #define CF_BENCH_WORKLOADS(X)                                                                      \
     X("burst", "N", 1, wl_burst, "submit N empty tasks, wait for all, release them")               \
+    X("burst-batch", "N", 1, wl_burst_batch,                                                       \
+      "submit N empty tasks as one batch, wait for all, release them")                             \
     X("pingpong", "N", 1, wl_pingpong, "submit one empty task and wait for it, N times (hot)")     \
     X("map", "N", 1, wl_map, "cf_executor_map over N empty calls, iterate all results")            \
     X("as_completed", "N", 1, wl_as_completed, "iterate N futures with cf_as_completed")           \

@@ -438,4 +438,13 @@ int cf__executor_check(const cf_executor *ex, bool bytes);
  * worker, between 1 and 1024, so every worker gets several chunks and a slow one stalls little
  * of the work. */
 size_t cf__chunksize_for(size_t n, unsigned workers);
+/* Builds n task futures (two references each) in fs: args is an array of n pointers (NULL: a
+ * NULL argument for every task) or, with `bytes`, of n cf_bytes. All or nothing: on error none
+ * is left and fs is untouched. */
+int cf__task_futures_new(cf_future **fs, void *fn, bool bytes, const void *args, size_t n);
+/* Queues fs[0..n-1] (built by cf__task_futures_new) in chunks of at most `chunksize` (clamped to
+ * the executor's largest). On error the chunks already queued are cancelled (calls that have
+ * not started) and every future is released. */
+int cf__executor_submit_all(cf_executor *ex, cf_future **fs, size_t n, size_t chunksize);
+
 #endif
