@@ -164,7 +164,7 @@ void cf__cond_broadcast(cf__cond *c);
 
 /* Every thread-local of the library: the initial-exec model avoids a __tls_get_addr call per
  * access in the shared library (a few per task on the submit and completion paths). It takes
- * static TLS space (under 100 bytes in all), which glibc keeps in reserve for libraries that are
+ * static TLS space (about 200 bytes in all), which glibc keeps in reserve for libraries that are
  * dlopen()ed as well. */
 #define CF__TLS_FAST __attribute__((tls_model("initial-exec")))
 
