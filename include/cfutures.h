@@ -1,4 +1,5 @@
-/* cfutures: Python's concurrent.futures for C.
+/** @file
+ * cfutures: Python's concurrent.futures for C.
  *
  * Include this umbrella header, or the per-concept headers under cfutures/.
  * Link with -lcfutures (pkg-config --libs cfutures).

@@ -1,4 +1,5 @@
-/* cfutures: error codes.
+/** @file
+ * cfutures: error codes.
  *
  * Every fallible cfutures call returns an int: 0 on success, a negative CF_E* code on failure.
  * Codes that have an errno equivalent use the negated Linux errno value (as libuv does), so a
@@ -12,7 +13,7 @@
 extern "C" {
 #endif
 
-/* The single list of codes: XX(name, value, message). */
+/** The single list of codes: XX(name, value, message). */
 #define CF_ERRNO_MAP(XX)                                                                           \
     XX(EPERM, -1, "operation not permitted")                                                       \
     XX(EAGAIN, -11, "resource temporarily unavailable")                                            \
@@ -34,18 +35,18 @@ extern "C" {
     XX(ECLOSED, -4008, "object is closed")                                                         \
     XX(ESYSTEM, -4009, "system call failed")
 
-/* The codes as enum constants: CF_EINVAL, CF_ETIMEDOUT, ... */
+/** The codes as enum constants: CF_EINVAL, CF_ETIMEDOUT, ... */
 typedef enum cf_errno {
 #define CF__ERR_ENUM(name, value, msg) CF_##name = (value),
     CF_ERRNO_MAP(CF__ERR_ENUM)
 #undef CF__ERR_ENUM
 } cf_errno;
 
-/* Returns a static, human-readable message for `code`.
+/** Returns a static, human-readable message for `code`.
  * Unknown codes give "unknown error". Never returns NULL. Thread-safe. */
 const char *cf_strerror(int code);
 
-/* Returns the static symbolic name of `code`, for example "CF_ETIMEDOUT".
+/** Returns the static symbolic name of `code`, for example "CF_ETIMEDOUT".
  * 0 gives "CF_OK"; unknown codes give "CF_EUNKNOWN". Never returns NULL. Thread-safe. */
 const char *cf_err_name(int code);
 

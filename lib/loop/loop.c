@@ -67,6 +67,7 @@ static const cf__handle_kind user_kind = {.run = user_run};
 cf_loop_handle *cf__loop_handle_alloc(cf_loop *loop, const cf__handle_kind *kind, void *fn,
                                       void *data)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     cf_loop_handle *h = cf__fault(CF__FAULT_ALLOC) ? NULL : cf__slab_alloc(&loop->handles);
     if (h)
         *h = (cf_loop_handle){.kind = kind, .fn = fn, .data = data, .loop = loop, .refs = 1};
@@ -93,6 +94,8 @@ static void handle_free(cf_loop *loop, cf_loop_handle *h)
 
 void cf__loop_handle_release(cf_loop *loop, cf_loop_handle *h)
 {
+    CF__ASSERT(cf__loop_on_thread(loop) || ((h->flags & CF__H_HEAP) && cf_loop_is_closed(loop)));
+    CF__ASSERT(h->refs > 0);
     if (--h->refs == 0)
         handle_free(loop, h);
 }
@@ -105,6 +108,7 @@ void cf__loop_handle_embed(cf_loop_handle *h, cf_loop *loop, const cf__handle_ki
 
 void cf__loop_handle_cancel(cf_loop_handle *h)
 {
+    CF__ASSERT_LOOP_THREAD(h->loop);
     if (h->flags & (CF__H_CANCELLED | CF__H_DONE))
         return;
     h->flags |= CF__H_CANCELLED;
@@ -115,6 +119,7 @@ void cf__loop_handle_cancel(cf_loop_handle *h)
 /* A handle the loop will not run: tell its owner, then recycle it (loop thread). */
 static void handle_discard(cf_loop *loop, cf_loop_handle *h)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     uint32_t flags = h->flags;
     h->flags = (flags & ~(CF__H_QUEUED | CF__H_IN_HEAP)) | CF__H_DONE;
     if (!(flags & CF__H_CANCELLED) && h->kind->drop)
@@ -174,6 +179,9 @@ static void rearm_timerfd(cf_loop *loop)
 
 void cf__loop_ready_push(cf_loop *loop, cf_loop_handle *h)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
+    CF__ASSERT(!loop->closed);
+    CF__ASSERT(!(h->flags & (CF__H_QUEUED | CF__H_DONE))); /* queued once, never after it ran */
     h->next = NULL;
     h->flags |= CF__H_QUEUED;
     if (loop->ready_tail)
@@ -201,6 +209,7 @@ static bool inbox_push(cf_loop *loop, cf_loop_handle *h)
 /* Moves everything posted from other threads to the ready queue, oldest first. */
 static void drain_inbox(cf_loop *loop)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     if (atomic_load_explicit(&loop->inbox, memory_order_relaxed) == NULL)
         return;
     cf_loop_handle *newest = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
@@ -241,6 +250,8 @@ void cf__loop_post(cf_loop *loop, cf_loop_handle *h)
 
 int cf__loop_timer_start(cf_loop *loop, cf_loop_handle *h, int64_t when)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
+    CF__ASSERT(!(h->flags & (CF__H_QUEUED | CF__H_IN_HEAP | CF__H_DONE)));
     if (cf__timer_heap_push(&loop->timers, when, loop->timer_seq++, h) != 0)
         return CF_ENOMEM;
     h->when = when;
@@ -298,11 +309,13 @@ static void collect_due_timers(cf_loop *loop, int64_t now)
 /* Runs the handles that are ready now; those they schedule wait for the next iteration. */
 static void run_ready(cf_loop *loop)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     cf_loop_handle *h = loop->ready_head;
     loop->ready_head = loop->ready_tail = NULL;
     while (h) {
         cf_loop_handle *next = h->next;
         uint32_t flags = h->flags;
+        CF__ASSERT(flags & CF__H_QUEUED);
         if (flags & CF__H_EMBEDDED) {
             /* The owner may free it (or queue it again) while running it. */
             h->flags = flags & ~CF__H_QUEUED;

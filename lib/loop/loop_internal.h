@@ -110,6 +110,9 @@ static inline bool cf__loop_on_thread(cf_loop *loop)
     return atomic_load_explicit(&loop->owner, memory_order_relaxed) == (uintptr_t)pthread_self();
 }
 
+/* The rule "loop thread" of the comments, checked (see CF__ASSERT). */
+#define CF__ASSERT_LOOP_THREAD(loop) CF__ASSERT(cf__loop_on_thread(loop))
+
 static inline void cf__loop_ref(cf_loop *loop)
 {
     atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
