@@ -533,8 +533,10 @@ static void dispatch(process_pool *pool)
         job *j = jobs_pop(&pool->queue);
         pool->queued--;
         if (cf_future_set_running_or_notify_cancel(j->f) != 1) {
-            cf_future_unref(j->f);
-            job_free(j);
+            /* Cancelled: released with the outcomes, after mu (the last reference may go to the
+             * future cache, whose depot lock must never be taken under mu: docs/internals.md). */
+            j->next = pool->finished;
+            pool->finished = j;
             continue;
         }
         if (encode_job(pool, w, j) != 0) {
