@@ -17,5 +17,6 @@
 #include "cfutures/wait.h"
 #include "cfutures/loop.h"
 #include "cfutures/loop_task.h"
+#include "cfutures/loop_io.h"
 
 #endif

@@ -16,14 +16,25 @@ extern "C" {
 /** The single list of codes: XX(name, value, message). */
 #define CF_ERRNO_MAP(XX)                                                                           \
     XX(EPERM, -1, "operation not permitted")                                                       \
+    XX(EBADF, -9, "bad file descriptor")                                                           \
     XX(EAGAIN, -11, "resource temporarily unavailable")                                            \
     XX(ENOMEM, -12, "out of memory")                                                               \
     XX(EINVAL, -22, "invalid argument")                                                            \
     XX(EMFILE, -24, "too many open files")                                                         \
+    XX(EPIPE, -32, "broken pipe")                                                                  \
     XX(EDEADLK, -35, "operation would deadlock")                                                   \
     XX(ENOSYS, -38, "function not implemented")                                                    \
+    XX(ENOTSOCK, -88, "not a socket")                                                              \
     XX(ENOTSUP, -95, "operation not supported by this object")                                     \
+    XX(EADDRINUSE, -98, "address already in use")                                                  \
+    XX(EADDRNOTAVAIL, -99, "address not available")                                                \
+    XX(ENETUNREACH, -101, "network is unreachable")                                                \
+    XX(ECONNABORTED, -103, "connection aborted")                                                   \
+    XX(ECONNRESET, -104, "connection reset by peer")                                               \
+    XX(ENOTCONN, -107, "socket is not connected")                                                  \
     XX(ETIMEDOUT, -110, "timed out")                                                               \
+    XX(ECONNREFUSED, -111, "connection refused")                                                   \
+    XX(EHOSTUNREACH, -113, "host is unreachable")                                                  \
     XX(ECANCELLED, -125, "operation was cancelled")                                                \
     XX(ETASK, -4001, "the task failed (see cf_future_exception)")                                  \
     XX(EBROKEN, -4002, "executor is broken")                                                       \

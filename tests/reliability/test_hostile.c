@@ -7,9 +7,11 @@
  *
  * Rows are `ROW(expression, allowed results...)`: the list of (call, expected) pairs is the
  * table, kept as code so that each call is written as a user would write it. */
+#include <fcntl.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -1260,6 +1262,95 @@ START_TEST(test_loop_arguments)
 }
 END_TEST
 
+static void io_noop(cf_loop *loop, int fd, unsigned events, void *data)
+{
+    (void)loop, (void)fd, (void)events, (void)data;
+}
+
+static void signal_noop(cf_loop *loop, int signum, void *data)
+{
+    (void)loop, (void)signum, (void)data;
+}
+
+static void *foreign_io_calls(void *arg)
+{
+    int *rc = arg;
+    cf_future *f = NULL;
+    rc[0] = cf_loop_add_reader(hl, 0, io_noop, NULL);
+    rc[1] = cf_loop_remove_writer(hl, 0);
+    rc[2] = cf_loop_wait_fd(&f, hl, 0, CF_IO_READABLE);
+    rc[3] = cf_loop_forget_fd(hl, 0);
+    rc[4] = cf_loop_add_signal_handler(hl, SIGUSR1, signal_noop, NULL);
+    rc[5] = cf_loop_remove_signal_handler(hl, SIGUSR1);
+    return NULL;
+}
+
+START_TEST(test_loop_io_arguments)
+{
+    cf_future *f = POISON;
+    int dev_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(dev_null, 0);
+    ROW(cf_loop_add_reader(NULL, 0, io_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_reader(hl, -1, io_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_reader(hl, INT_MIN, io_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_reader(hl, 0, NULL, NULL), CF_EINVAL);
+    ROW(cf_loop_add_reader(hl, INT_MAX, io_noop, NULL), CF_EBADF, CF_ENOMEM);
+    ROW(cf_loop_add_writer(hl, INT_MAX, io_noop, NULL), CF_EBADF, CF_ENOMEM);
+    ROW(cf_loop_add_reader(hl, dev_null, io_noop, NULL), CF_ENOTSUP);
+    ROW(cf_loop_add_writer(NULL, 0, io_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_remove_reader(NULL, 0), CF_EINVAL);
+    ROW(cf_loop_remove_reader(hl, -1), CF_EINVAL);
+    ROW(cf_loop_remove_reader(hl, INT_MAX), 0);
+    ROW(cf_loop_remove_writer(hl, INT_MAX), 0);
+    ROW(cf_loop_remove_writer(hl, dev_null), 0);
+    ROW(cf_loop_wait_fd(NULL, hl, 0, CF_IO_READABLE), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, NULL, 0, CF_IO_READABLE), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, hl, -1, CF_IO_READABLE), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, hl, 0, 0), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, hl, 0, CF_IO_HANGUP), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, hl, 0, UINT_MAX), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, hl, INT_MAX, CF_IO_WRITABLE), CF_EBADF, CF_ENOMEM);
+    ROW(cf_loop_wait_fd(&f, hl, dev_null, CF_IO_READABLE), CF_ENOTSUP);
+    ROW(f == NULL, 1);
+    ROW(cf_loop_forget_fd(NULL, 0), CF_EINVAL);
+    ROW(cf_loop_forget_fd(hl, -1), CF_EINVAL);
+    ROW(cf_loop_forget_fd(hl, INT_MAX), 0);
+    ROW(cf_loop_forget_fd(hl, dev_null), 0);
+    /* Inside-a-task calls, outside any task. */
+    size_t n;
+    void *data;
+    int client;
+    char buf[4];
+    struct sockaddr sa = {0};
+    ROW(cf_wait_fd(NULL, 0, CF_IO_READABLE, 1), CF_EINVALSTATE);
+    ROW(cf_wait_fd(NULL, -1, 0, NAN), CF_EINVALSTATE);
+    ROW(cf_sock_accept(&client, 0, NULL, NULL, 1), CF_EINVALSTATE);
+    ROW(cf_sock_connect(0, &sa, sizeof(sa), 1), CF_EINVALSTATE);
+    ROW(cf_sock_recv(&data, &n, 0, 4, 1), CF_EINVALSTATE);
+    ROW(cf_sock_recv_into(&n, 0, buf, sizeof(buf), 1), CF_EINVALSTATE);
+    ROW(cf_sock_sendall(&n, 0, buf, sizeof(buf), 1), CF_EINVALSTATE);
+    /* Signals. */
+    ROW(cf_loop_add_signal_handler(NULL, SIGUSR1, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, SIGUSR1, NULL, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, SIGKILL, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, SIGSTOP, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, 0, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, -1, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, INT_MAX, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_remove_signal_handler(NULL, SIGUSR1), CF_EINVAL);
+    ROW(cf_loop_remove_signal_handler(hl, INT_MIN), CF_EINVAL);
+    ROW(cf_loop_remove_signal_handler(hl, SIGUSR1), 0);
+    /* The loop thread only. */
+    int rc[6];
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, foreign_io_calls, rc), 0);
+    pthread_join(t, NULL);
+    for (int i = 0; i < 6; i++)
+        ROW(rc[i], CF_EPERM);
+    close(dev_null);
+}
+END_TEST
+
 /* Calls that a running loop refuses, made from its own callbacks and tasks. */
 typedef struct inside {
     int rc[12];
@@ -1423,6 +1514,7 @@ static Suite *suite(void)
     tc = cf_test_tcase("loop");
     tcase_add_checked_fixture(tc, loop_setup, loop_teardown);
     tcase_add_test(tc, test_loop_arguments);
+    tcase_add_test(tc, test_loop_io_arguments);
     tcase_add_test(tc, test_loop_reentrancy);
     tcase_add_test(tc, test_loop_after_close);
     suite_add_tcase(s, tc);
