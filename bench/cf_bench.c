@@ -32,7 +32,8 @@
       "another thread posts N callbacks to the loop")                                              \
     X("loop-future-memory", "N", 1, wl_loop_future_memory,                                         \
       "resident bytes per pending loop future")                                                    \
-    CF_BENCH_TASK_WORKLOADS(X)
+    CF_BENCH_TASK_WORKLOADS(X)                                                                     \
+    CF_BENCH_HTTP_WORKLOADS(X)
 
 /* Workloads that run coroutine tasks: only in builds with coroutines. */
 #if CF_BENCH_CORO
@@ -48,6 +49,17 @@
     X("loop-task-memory", "N", 1, wl_loop_task_memory, "resident bytes per task parked in a sleep")
 #else
 #define CF_BENCH_TASK_WORKLOADS(X)
+#endif
+
+/* Workloads that load examples/http_server with wrk: only when it was built. */
+#ifdef CF_BENCH_HTTP_SERVER
+#define CF_BENCH_HTTP_WORKLOADS(X)                                                                 \
+    X("http-hello", "SECONDS", 1, wl_http_hello,                                                   \
+      "server CPU time per request of the example server's hello route under wrk")                 \
+    X("http-offload", "SECONDS", 1, wl_http_offload,                                               \
+      "requests/s and p99 of a route awaiting a 50 us blocking call on the thread pool")
+#else
+#define CF_BENCH_HTTP_WORKLOADS(X)
 #endif
 
 #define CF_BENCH_DECLARE(name, usage, nargs, fn, help) int fn(char **args);

@@ -1,4 +1,5 @@
-/* cfutures: Python's concurrent.futures for C.
+/** @file
+ * cfutures: Python's concurrent.futures for C.
  *
  * Include this umbrella header, or the per-concept headers under cfutures/.
  * Link with -lcfutures (pkg-config --libs cfutures).
@@ -16,5 +17,6 @@
 #include "cfutures/wait.h"
 #include "cfutures/loop.h"
 #include "cfutures/loop_task.h"
+#include "cfutures/loop_io.h"
 
 #endif

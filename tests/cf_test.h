@@ -15,6 +15,23 @@
 
 #include "cfutures.h"
 
+/* Which sanitizer instruments this build (gcc says __SANITIZE_*, clang __has_feature): tests
+ * scale their sizes, or skip what a sanitizer cannot follow, by these. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CF_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CF_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CF_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CF_TEST_TSAN 1
+#endif
+#endif
+
 /* Generous bound for "this must happen": never a speed measurement, only a hang detector. */
 #define CF_TEST_LONG 20.0
 
@@ -124,6 +141,20 @@ static inline int cf_test_echo_task(const void *arg, size_t len, void **result, 
         return CF_ENOMEM;
     if (len)
         memcpy(out, arg, len);
+    *result = out;
+    *result_len = len;
+    return 0;
+}
+
+/* A bytes task: its argument reversed. */
+static inline int cf_test_reverse_task(const void *arg, size_t len, void **result,
+                                       size_t *result_len)
+{
+    unsigned char *out = malloc(len ? len : 1);
+    if (!out)
+        return CF_ENOMEM;
+    for (size_t i = 0; i < len; i++)
+        out[i] = ((const unsigned char *)arg)[len - 1 - i];
     *result = out;
     *result_len = len;
     return 0;

@@ -85,48 +85,70 @@ static inline void proc_util_release_fifo(const char *path)
     close(fd);
 }
 
-/* The number of live (non-zombie) children of this process. */
-static inline int proc_util_count_children(void)
+/* Reads the state letter and the parent pid of process `pid` from /proc; false if it is gone. */
+static inline bool proc_util_stat(int pid, char *state, int *ppid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return false;
+    size_t k = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[k] = '\0';
+    char *close_paren = strrchr(buf, ')'); /* the name in parentheses may hold anything */
+    return close_paren && sscanf(close_paren + 2, "%c %d", state, ppid) == 2;
+}
+
+/* The children of this process (zombies included): stores the first `cap` pids in `pids` and
+ * returns how many there are. */
+static inline int proc_util_children(int *pids, int cap)
 {
     DIR *d = opendir("/proc");
     ck_assert_ptr_nonnull(d);
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        char path[300], buf[512];
         if (e->d_name[0] < '0' || e->d_name[0] > '9')
             continue;
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        FILE *fp = fopen(path, "r");
-        if (!fp)
-            continue;
-        size_t k = fread(buf, 1, sizeof(buf) - 1, fp);
-        fclose(fp);
-        buf[k] = '\0';
-        char *close_paren = strrchr(buf, ')');
         char state;
-        int ppid;
-        if (close_paren && sscanf(close_paren + 2, "%c %d", &state, &ppid) == 2 &&
-            ppid == (int)getpid())
-            n++;
+        int ppid, pid = atoi(e->d_name);
+        if (proc_util_stat(pid, &state, &ppid) && ppid == (int)getpid() && n++ < cap)
+            pids[n - 1] = pid;
     }
     closedir(d);
     return n;
 }
 
+/* The number of children of this process. */
+static inline int proc_util_count_children(void)
+{
+    return proc_util_children(NULL, 0);
+}
+
 /* True if the process is gone (or a zombie nobody has reaped yet). */
 static inline bool proc_util_is_gone(int pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return true;
-    size_t k = fread(buf, 1, sizeof(buf) - 1, fp);
-    fclose(fp);
-    buf[k] = '\0';
-    char *close_paren = strrchr(buf, ')');
-    return close_paren && (close_paren[2] == 'Z' || close_paren[2] == 'X');
+    char state;
+    int ppid;
+    return !proc_util_stat(pid, &state, &ppid) || state == 'Z' || state == 'X';
+}
+
+/* A process pool of `max_workers` (0: the default). */
+static inline cf_executor *proc_util_new_pool(unsigned max_workers)
+{
+    cf_process_pool_options o = {.max_workers = max_workers};
+    cf_executor *ex = NULL;
+    ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
+    return ex;
+}
+
+/* Submits fn with the bytes of the string `s` (without its terminator). */
+static inline cf_future *proc_util_submit_str(cf_executor *ex, cf_bytes_fn fn, const char *s)
+{
+    cf_future *f = NULL;
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, fn, s, strlen(s)), 0);
+    return f;
 }
 
 static inline bool proc_util_wait_gone(int pid, double seconds)

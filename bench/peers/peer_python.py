@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Peer: Python's concurrent.futures and asyncio, running the cf-bench workloads.
 
-Usage: python3 peer_python.py WORKLOAD ARGS...   (or: list)
+Usage: python3 peer_python.py [--uvloop] WORKLOAD ARGS...   (or: list)
 
 Every pool has 2 workers and is warmed before any timing starts (bench/README.md has the details).
 Each run prints one line in cf-bench's format, with "python" first:
     python WORKLOAD n=N total_s=S per_task_ns=X [key=value ...]
-Standard library only.
+Standard library only, except --uvloop: the HTTP workloads on uvloop's event loop (Debian's
+python3-uvloop), reported as "uvloop"; `--uvloop list` is empty where uvloop cannot be imported.
 """
 
 import asyncio
@@ -14,17 +15,22 @@ import concurrent.futures as cf
 import itertools
 import math
 import os
+import re
 import resource
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 
 WORKERS = 2
 MASK64 = (1 << 64) - 1
+LIB = "python"
 
 
 def usage_exit(msg):
-    print(f"python: {msg}", file=sys.stderr)
+    print(f"{LIB}: {msg}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -51,7 +57,7 @@ def arg_seconds(s, what):
 def report(workload, n, total_s, per_task_ns, **extra):
     fields = "".join(f" {k}={v}" for k, v in extra.items())
     nstr = f"{n:.15g}"
-    print(f"python {workload} n={nstr} total_s={total_s:.6f} per_task_ns={per_task_ns:.1f}{fields}",
+    print(f"{LIB} {workload} n={nstr} total_s={total_s:.6f} per_task_ns={per_task_ns:.1f}{fields}",
           flush=True)
 
 
@@ -499,6 +505,144 @@ def wl_loop_task_memory(a):
     loop.close()
     report("loop-task-memory", n, s, s * 1e9 / n, bytes_per_task=f"{(rss1 - rss0) / n:.1f}")
 
+# ---- HTTP: asyncio (or uvloop) servers under wrk, as bench/bench_http.c drives the C ones ----
+
+HTTP_CONNECTIONS = 50
+HTTP_OFFLOAD_THREADS = 6  # asyncio's default executor size on 2 CPUs: min(32, CPUs + 4)
+HELLO = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+SLEPT = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
+         b"slept 50 us")
+
+
+class HelloProtocol(asyncio.Protocol):
+    """Answers every complete request head in the buffer, with one write per read."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buf = b""
+
+    def data_received(self, data):
+        buf = self.buf + data
+        n = buf.count(b"\r\n\r\n")
+        if n:
+            buf = buf[buf.rfind(b"\r\n\r\n") + 4:]
+            self.transport.write(HELLO * n)
+        self.buf = buf
+
+
+class OffloadProtocol(asyncio.Protocol):
+    """Each request awaits a 50 us blocking call in the executor, then is answered, in order."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buf = b""
+        self.pending = 0
+        self.worker = None
+
+    def data_received(self, data):
+        buf = self.buf + data
+        n = buf.count(b"\r\n\r\n")
+        if n:
+            buf = buf[buf.rfind(b"\r\n\r\n") + 4:]
+            self.pending += n
+            if self.worker is None:
+                self.worker = asyncio.get_running_loop().create_task(self.serve())
+        self.buf = buf
+
+    async def serve(self):
+        loop = asyncio.get_running_loop()
+        while self.pending:
+            await loop.run_in_executor(self.pool, time.sleep, 50e-6)
+            self.pending -= 1
+            if not self.transport.is_closing():
+                self.transport.write(SLEPT)
+        self.worker = None
+
+    def connection_lost(self, exc):
+        self.pending = 0
+
+
+def http_serve(mode):
+    """The server: prints its port, serves until SIGTERM."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        pool = cf.ThreadPoolExecutor(max_workers=HTTP_OFFLOAD_THREADS)
+        if mode == "hello":
+            factory = HelloProtocol
+        else:
+            factory = lambda: OffloadProtocol(pool)  # noqa: E731
+        server = await loop.create_server(factory, "127.0.0.1", 0, backlog=1024)
+        stop = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
+        print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+        await stop
+        os._exit(0)  # requests in flight need no answer: the measurement is over
+
+    if LIB == "uvloop":
+        import uvloop
+        uvloop.install()
+    asyncio.run(main())
+
+
+def proc_cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def latency_us(s):
+    m = re.match(r"([\d.]+)(us|ms|s)", s)
+    v = float(m.group(1))
+    return v * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+
+
+def run_wrk(port, seconds):
+    out = subprocess.run(["wrk", "-t1", f"-c{HTTP_CONNECTIONS}", "-d", f"{seconds:g}s",
+                          "--latency", f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, check=True).stdout
+    m = re.search(r"(\d+) requests in ([\d.]+)s", out)
+    r = {"requests": int(m.group(1)), "seconds": float(m.group(2)),
+         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+         "p50_us": latency_us(re.search(r" 50%\s+(\S+)", out).group(1)),
+         "p99_us": latency_us(re.search(r" 99%\s+(\S+)", out).group(1)), "errors": 0}
+    se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if se:
+        r["errors"] += sum(int(x) for x in se.groups())
+    nx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if nx:
+        r["errors"] += int(nx.group(1))
+    return r
+
+
+def http_load(workload, mode, a):
+    seconds = arg_seconds(a[0], "SECONDS")
+    cmd = [sys.executable, os.path.abspath(__file__)] + (["--uvloop"] if LIB == "uvloop" else [])
+    server = subprocess.Popen(cmd + ["--serve", mode], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline().rsplit(":", 1)[1])
+        run_wrk(port, 1)  # warm-up, as the C driver does
+        cpu0 = proc_cpu_s(server.pid)
+        r = run_wrk(port, seconds)
+        cpu = proc_cpu_s(server.pid) - cpu0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait()
+    report(workload, r["requests"], r["seconds"], cpu * 1e9 / max(r["requests"], 1),
+           rps=f"{r['rps']:.0f}", p50_us=f"{r['p50_us']:.1f}", p99_us=f"{r['p99_us']:.1f}",
+           cpu_s=f"{cpu:.3f}", errors=r["errors"])
+
+
+def wl_http_hello(a):
+    http_load("http-hello", "hello", a)
+
+
+def wl_http_offload(a):
+    http_load("http-offload", "offload", a)
+
 
 WORKLOADS = {
     "burst": (["N"], wl_burst),
@@ -521,10 +665,33 @@ WORKLOADS = {
     "loop-spawn": (["N"], wl_loop_spawn),
     "loop-spawn-yield": (["N"], wl_loop_spawn_yield),
     "loop-task-memory": (["N"], wl_loop_task_memory),
+    "http-hello": (["SECONDS"], wl_http_hello),
+    "http-offload": (["SECONDS"], wl_http_offload),
 }
+HTTP_WORKLOADS = ("http-hello", "http-offload")
+
+
+def uvloop_available():
+    try:
+        import uvloop  # noqa: F401
+        return True
+    except ImportError:
+        return False
 
 
 def main(argv):
+    global LIB
+    if len(argv) > 1 and argv[1] == "--uvloop":
+        LIB = "uvloop"
+        argv = argv[:1] + argv[2:]
+    if len(argv) == 3 and argv[1] == "--serve":
+        http_serve(argv[2])
+        return 0
+    if LIB == "uvloop" and len(argv) >= 2 and argv[1] == "list":
+        print("\n".join(HTTP_WORKLOADS if uvloop_available() else ()))
+        return 0
+    if LIB == "uvloop" and len(argv) >= 2 and argv[1] not in HTTP_WORKLOADS:
+        usage_exit(f"only {', '.join(HTTP_WORKLOADS)} run on uvloop")
     if len(argv) < 2 or argv[1] in ("help", "--help"):
         out = sys.stdout if len(argv) >= 2 else sys.stderr
         print(f"usage: {argv[0]} WORKLOAD ARGS...   (or: {argv[0]} list)", file=out)

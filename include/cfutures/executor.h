@@ -1,4 +1,5 @@
-/* cfutures: the executor interface.
+/** @file
+ * cfutures: the executor interface.
  *
  * An executor runs tasks and hands back futures. One opaque type, cf_executor, is implemented by
  * the thread pool (thread_pool.h) and the process pool (process_pool.h); code written against
@@ -25,19 +26,21 @@
 extern "C" {
 #endif
 
+/** An executor (opaque): a thread pool (cf_thread_pool_new()) or a process pool
+ * (cf_process_pool_new()) behind one interface. Freed with cf_executor_free(). */
 typedef struct cf_executor cf_executor;
 
-/* An iterator over the results of cf_executor_map(), in input order. */
+/** An iterator over the results of cf_executor_map(), in input order. */
 typedef struct cf_map cf_map;
 
-/* A borrowed byte range, used to pass arguments to bytes tasks. Frozen: it is an array element
+/** A borrowed byte range, used to pass arguments to bytes tasks. Frozen: it is an array element
  * (cf_executor_map_bytes), so it never grows (docs/abi.md). */
 typedef struct cf_bytes {
-    const void *data;
-    size_t len;
+    const void *data; /**< the first byte (may be NULL when len is 0) */
+    size_t len;       /**< the number of bytes */
 } cf_bytes;
 
-/* Schedules `fn(arg, &result)` and stores its future in `*out` (one reference).
+/** Schedules `fn(arg, &result)` and stores its future in `*out` (one reference).
  * Tasks start in submission order; they may finish in any order.
  * Returns 0; CF_EINVAL (NULL out, executor or fn); CF_ESHUTDOWN after shutdown; CF_EBROKEN if the
  * executor is broken; CF_ENOTSUP if the executor cannot run pointer tasks (the process pool: use
@@ -46,14 +49,14 @@ typedef struct cf_bytes {
  * On error no future is created and the task will never run. Thread-safe. */
 int cf_executor_submit(cf_future **out, cf_executor *executor, cf_fn fn, void *arg);
 
-/* Schedules the bytes task `fn` on a private copy of `len` bytes at `arg` (the caller's buffer
+/** Schedules the bytes task `fn` on a private copy of `len` bytes at `arg` (the caller's buffer
  * may be reused as soon as this returns). The result is read with cf_future_result_bytes().
  * Works on every executor. Returns as cf_executor_submit(), and CF_EINVAL if `arg` is NULL
  * while `len` is not 0. Thread-safe. */
 int cf_executor_submit_bytes(cf_future **out, cf_executor *executor, cf_bytes_fn fn,
                              const void *arg, size_t len);
 
-/* Schedules `fn(args[i], &result)` for every i < n as one batch and stores the future of call i
+/** Schedules `fn(args[i], &result)` for every i < n as one batch and stores the future of call i
  * in `out[i]` (one reference each). `args` may be NULL: every call then gets a NULL argument.
  * The batch reaches the queue in one step (the thread pool links it and makes it visible with
  * one atomic exchange and one wake-up decision), so a burst of tasks costs far less per task
@@ -66,7 +69,7 @@ int cf_executor_submit_bytes(cf_future **out, cf_executor *executor, cf_bytes_fn
 int cf_executor_submit_batch(cf_future **out, cf_executor *executor, cf_fn fn, void *const *args,
                              size_t n);
 
-/* Submits `fn(args[i], ...)` for every i < n, immediately, and stores in `*out` an iterator that
+/** Submits `fn(args[i], ...)` for every i < n, immediately, and stores in `*out` an iterator that
  * yields the results in input order. Calls are queued in chunks of `chunksize` (0: a default
  * chosen from n and the worker count), each chunk with one lock and one wake-up; the process pool
  * also runs one chunk per round trip. `timeout` bounds the whole iteration and is measured from
@@ -77,12 +80,12 @@ int cf_executor_submit_batch(cf_future **out, cf_executor *executor, cf_fn fn, v
 int cf_executor_map(cf_map **out, cf_executor *executor, cf_fn fn, void *const *args, size_t n,
                     double timeout, size_t chunksize);
 
-/* As cf_executor_map() for a bytes task; each args[i] is copied at submission. Read each
+/** As cf_executor_map() for a bytes task; each args[i] is copied at submission. Read each
  * result's bytes with cf_future_result_bytes(cf_map_current(it)). Thread-safe. */
 int cf_executor_map_bytes(cf_map **out, cf_executor *executor, cf_bytes_fn fn, const cf_bytes *args,
                           size_t n, double timeout, size_t chunksize);
 
-/* Waits for the result of the next call, in input order, until the map's deadline. Returns 0
+/** Waits for the result of the next call, in input order, until the map's deadline. Returns 0
  * and stores its result value in `*value` (may be NULL; owned by the iterator's future, valid
  * until the next call on the iterator); CF_ETASK if that call failed (inspect it with
  * cf_future_exception(cf_map_current(it))), and iteration continues; CF_ECANCELLED if that
@@ -92,15 +95,15 @@ int cf_executor_map_bytes(cf_map **out, cf_executor *executor, cf_bytes_fn fn, c
  */
 int cf_map_next(void **value, cf_map *it);
 
-/* The future of the call whose outcome cf_map_next() reported last (NULL before the first call
+/** The future of the call whose outcome cf_map_next() reported last (NULL before the first call
  * and after CF_EOF). Borrowed: valid until the next cf_map_next() or cf_map_free(). */
 cf_future *cf_map_current(cf_map *it);
 
-/* Frees the iterator. Calls that have not been yielded yet are cancelled if they have not
+/** Frees the iterator. Calls that have not been yielded yet are cancelled if they have not
  * started (as closing a Python map generator does). NULL is ignored. */
 void cf_map_free(cf_map *it);
 
-/* Stops the executor from accepting work. Afterwards submit and map return CF_ESHUTDOWN.
+/** Stops the executor from accepting work. Afterwards submit and map return CF_ESHUTDOWN.
  * With `cancel_futures`, every queued future that has not started is cancelled. Work already
  * queued (and not cancelled) still runs. With `wait`, returns only when all running and queued
  * work is finished and the workers have exited. Idempotent: later calls may still wait or
@@ -109,7 +112,7 @@ void cf_map_free(cf_map *it);
  * it never deadlocks on itself. Returns 0, CF_EINVAL (NULL), CF_EFORKED. Thread-safe. */
 int cf_executor_shutdown(cf_executor *executor, bool wait, bool cancel_futures);
 
-/* Shuts down with wait (if not done already) and frees the executor. Futures it produced stay
+/** Shuts down with wait (if not done already) and frees the executor. Futures it produced stay
  * valid (they are reference counted) and are all done once this returns. Called from a task or
  * callback of this executor, it shuts down, waits for the other workers, and the memory is
  * released when the calling worker finishes. NULL is ignored. Returns 0 or CF_EFORKED (in a

@@ -1,4 +1,5 @@
-/* cfutures: the event loop.
+/** @file
+ * cfutures: the event loop.
  *
  * A single-threaded event loop modelled on Python's asyncio: callbacks scheduled with
  * cf_loop_call_soon() run in FIFO order, timers (cf_loop_call_later/at) in deadline order, and
@@ -37,133 +38,137 @@
 extern "C" {
 #endif
 
+/** An event loop (opaque): made by cf_loop_new(), freed by cf_loop_free(). */
 typedef struct cf_loop cf_loop;
 
-/* A scheduled callback, returned on request by the call_* functions so it can be cancelled. */
+/** A scheduled callback, returned on request by the call_* functions so it can be cancelled. */
 typedef struct cf_loop_handle cf_loop_handle;
 
-/* A loop callback: runs once on the loop thread with the loop and the user data. */
+/** A loop callback: runs once on the loop thread with the loop and the user data. */
 typedef void (*cf_loop_cb)(cf_loop *loop, void *data);
 
-/* Loop options. Zero-initialise ({0}), then set what you need: every zero field means
+/** Loop options. Zero-initialise ({0}), then set what you need: every zero field means
  * "default". The struct grows only into its reserved tail (docs/abi.md). */
 typedef struct cf_loop_options {
-    /* Seconds the loop busy-waits for a completion before it sleeps, while executor futures
+    /** Seconds the loop busy-waits for a completion before it sleeps, while executor futures
      * it awaits (run_in_executor, wrap_future) are outstanding. A wake-up from sleep costs
      * several microseconds; spinning turns a short offloaded call into a sub-5 µs round trip.
      * The budget adapts (halved when spinning was useless). 0: 50 µs; negative: never spin. */
     double spin_time;
-    /* Most threads of the default executor (run_in_executor with a NULL executor).
+    /** Most threads of the default executor (run_in_executor with a NULL executor).
      * 0: the thread-pool default. */
     unsigned default_workers;
-    /* Reserved for fields added by later releases (docs/abi.md): must be zero, which a
+    /** Reserved for fields added by later releases (docs/abi.md): must be zero, which a
      * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
     uint64_t reserved[16];
 } cf_loop_options;
 
 /* ---- life cycle ---- */
 
-/* Creates a loop (an epoll descriptor and an eventfd, both close-on-exec). `options` may be
+/** Creates a loop (an epoll descriptor and an eventfd, both close-on-exec). `options` may be
  * NULL. The calling thread becomes the loop thread until another thread runs the loop.
  * Returns 0; CF_EINVAL (NULL out, NaN spin_time, a non-zero reserved slot); CF_ENOMEM; CF_EMFILE
  * (no descriptor). Any thread. */
 int cf_loop_new(cf_loop **out, const cf_loop_options *options);
 
-/* Closes the loop, as asyncio's close(): pending callbacks and timers are discarded without
+/** Closes the loop, as asyncio's close(): pending callbacks and timers are discarded without
  * being called; unfinished tasks are wound down (their pending cf_await returns CF_ECANCELLED
  * and every later await or sleep returns it at once, so they must return promptly); the
  * default executor is shut down without waiting; executor completions that arrive later are
- * dropped. Loop futures that are still pending stay pending. Afterwards most calls return
- * CF_ECLOSED. Idempotent. Returns 0; CF_EINVALSTATE while the loop runs or dispatches (stop it
- * first; this includes calls from its own callbacks and tasks); CF_EINVAL for NULL. Any thread
- * while the loop is idle: like a run, close adopts the loop (the caller becomes its loop
- * thread). Tasks suspended on another thread cannot be resumed here: they end cancelled without
- * running again, and what they own on their stacks is lost, so close on the tasks' thread. */
+ * dropped. A loop future the loop was going to complete itself (a wrapped executor future,
+ * sleep, gather, wait_for) ends cancelled when its completion is dropped, so none stays pending
+ * forever; a loop future you created (cf_loop_create_future()) stays as you leave it: complete
+ * or cancel it yourself. Afterwards most calls return CF_ECLOSED. Idempotent. Returns 0;
+ * CF_EINVALSTATE while the loop runs or dispatches (stop it first; this includes calls from its
+ * own callbacks and tasks); CF_EINVAL for NULL. Any thread while the loop is idle: like a run,
+ * close adopts the loop (the caller becomes its loop thread). Tasks suspended on another
+ * thread cannot be resumed here: they end cancelled without running again, and what they own
+ * on their stacks is lost, so close on the tasks' thread. */
 int cf_loop_close(cf_loop *loop);
 
-/* Closes the loop if needed, waits for the tasks already running on the default executor,
+/** Closes the loop if needed, waits for the tasks already running on the default executor,
  * and releases the caller's reference. The memory goes when the last loop future of the loop
  * is released too. NULL is ignored (returns 0). Returns CF_EINVALSTATE (nothing done) while
  * the loop runs. Must be the last call on the loop; no thread may still be calling
  * cf_loop_call_soon_threadsafe() on it. Any thread while the loop is idle, as close. */
 int cf_loop_free(cf_loop *loop);
 
-/* Runs iterations until cf_loop_stop(). Returns 0 once stopped; CF_EINVALSTATE if the loop is
+/** Runs iterations until cf_loop_stop(). Returns 0 once stopped; CF_EINVALSTATE if the loop is
  * already running, is embedded (cf_loop_fd was called), another loop runs in this thread, or
  * tasks suspended on another thread are still unfinished (a task's coroutine never changes
  * thread); CF_ECLOSED; CF_EFORKED in a child of fork(); CF_EINVAL for NULL. The calling thread
  * becomes the loop thread. */
 int cf_loop_run_forever(cf_loop *loop);
 
-/* Runs the loop until `future` is done, then returns its outcome as cf_future_result() does:
+/** Runs the loop until `future` is done, then returns its outcome as cf_future_result() does:
  * 0 with its value in `*result` (may be NULL; owned by the future), CF_ETASK, CF_ECANCELLED.
  * `future` may be a loop future of this loop, a task, or any other future (an executor
  * future, another loop's future: it is wrapped). Returns CF_EINVALSTATE if the loop was
  * stopped before the future was done, and the errors of cf_loop_run_forever(). */
 int cf_loop_run_until_complete(void **result, cf_loop *loop, cf_future *future);
 
-/* Asks the loop to stop: the current iteration completes (every callback already due still
+/** Asks the loop to stop: the current iteration completes (every callback already due still
  * runs) and cf_loop_run_forever() returns; called before run_forever, exactly one iteration
  * runs. Callbacks scheduled meanwhile stay queued for the next run. Returns 0, CF_EINVAL, or
  * CF_ECLOSED. Any thread (from another thread it acts as call_soon_threadsafe(stop)). */
 int cf_loop_stop(cf_loop *loop);
 
-/* Whether the loop is inside cf_loop_run_forever(). Any thread (a snapshot). */
+/** Whether the loop is inside cf_loop_run_forever(). Any thread (a snapshot). */
 bool cf_loop_is_running(const cf_loop *loop);
 
-/* Whether cf_loop_close() was called. Any thread. */
+/** Whether cf_loop_close() was called. Any thread. */
 bool cf_loop_is_closed(const cf_loop *loop);
 
-/* The loop's clock: CLOCK_MONOTONIC in seconds, the time base of cf_loop_call_at(). NULL gives
+/** The loop's clock: CLOCK_MONOTONIC in seconds, the time base of cf_loop_call_at(). NULL gives
  * the same clock. Any thread. */
 double cf_loop_time(const cf_loop *loop);
 
-/* The loop running or dispatching on the calling thread, or NULL. */
+/** The loop running or dispatching on the calling thread, or NULL. */
 cf_loop *cf_loop_current(void);
 
 /* ---- callbacks and timers ---- */
 
-/* Schedules `cb(loop, data)` to run once, after every callback already scheduled (FIFO).
+/** Schedules `cb(loop, data)` to run once, after every callback already scheduled (FIFO).
  * If `handle` is not NULL, stores there a handle for cf_loop_handle_cancel(); the caller owns
  * one reference to it (release with cf_loop_handle_unref()). Returns 0; CF_EINVAL (NULL loop or
  * cb); CF_ECLOSED; CF_EPERM (not the loop thread); CF_ENOMEM. Loop thread. */
 int cf_loop_call_soon(cf_loop_handle **handle, cf_loop *loop, cf_loop_cb cb, void *data);
 
-/* Schedules `cb(loop, data)` to run once `delay` seconds from now (0 or negative: in the next
+/** Schedules `cb(loop, data)` to run once `delay` seconds from now (0 or negative: in the next
  * iteration, after the callbacks already ready). Timers run in deadline order; timers with
  * the same deadline run in the order they were scheduled. `handle` as cf_loop_call_soon().
  * Returns as cf_loop_call_soon(), and CF_EINVAL for a NaN delay. Loop thread. */
 int cf_loop_call_later(cf_loop_handle **handle, cf_loop *loop, double delay, cf_loop_cb cb,
                        void *data);
 
-/* As cf_loop_call_later() with an absolute deadline on the cf_loop_time() clock. Loop thread. */
+/** As cf_loop_call_later() with an absolute deadline on the cf_loop_time() clock. Loop thread. */
 int cf_loop_call_at(cf_loop_handle **handle, cf_loop *loop, double when, cf_loop_cb cb, void *data);
 
-/* Schedules `cb(loop, data)` from any thread (a lock-free push, plus one eventfd write only if
+/** Schedules `cb(loop, data)` from any thread (a lock-free push, plus one eventfd write only if
  * the loop is asleep and nobody woke it yet). It runs on the loop thread in a later iteration;
  * callbacks posted by one thread run in the order posted. Returns 0; CF_EINVAL; CF_ECLOSED
  * (the callback will not run); CF_ENOMEM; CF_EFORKED. Any thread, also signal-unsafe. */
 int cf_loop_call_soon_threadsafe(cf_loop *loop, cf_loop_cb cb, void *data);
 
-/* Cancels a scheduled callback: it will not run. No effect if it already ran or was cancelled.
+/** Cancels a scheduled callback: it will not run. No effect if it already ran or was cancelled.
  * A cancelled timer stays in the timer heap until it reaches the top or until more than half
  * of at least 100 timers are cancelled (then the heap is compacted), as in asyncio. NULL is
  * ignored. Loop thread. */
 void cf_loop_handle_cancel(cf_loop_handle *handle);
 
-/* Whether the handle was cancelled. Loop thread. */
+/** Whether the handle was cancelled. Loop thread. */
 bool cf_loop_handle_cancelled(const cf_loop_handle *handle);
 
-/* A timer's deadline on the cf_loop_time() clock (0 for a call_soon handle). Loop thread. */
+/** A timer's deadline on the cf_loop_time() clock (0 for a call_soon handle). Loop thread. */
 double cf_loop_handle_when(const cf_loop_handle *handle);
 
-/* Releases the caller's reference to a handle (it does not cancel it). NULL is ignored.
+/** Releases the caller's reference to a handle (it does not cancel it). NULL is ignored.
  * Loop thread, or any thread once the loop is closed. */
 void cf_loop_handle_unref(cf_loop_handle *handle);
 
 /* ---- loop futures ---- */
 
-/* Creates a pending loop future: a cf_future (use every future.h function on it) whose
+/** Creates a pending loop future: a cf_future (use every future.h function on it) whose
  * done-callbacks are always scheduled on the loop with call_soon, never called inline, also
  * when added to a future that is already done (asyncio's rule). It has no RUNNING state.
  * Completing or cancelling it from another thread is allowed (its callbacks still run on the
@@ -171,7 +176,7 @@ void cf_loop_handle_unref(cf_loop_handle *handle);
  * CF_EINVAL; CF_ECLOSED; CF_ENOMEM. Any thread. */
 int cf_loop_create_future(cf_future **out, cf_loop *loop);
 
-/* Returns a loop future that completes on the loop thread with the outcome of `future` (an
+/** Returns a loop future that completes on the loop thread with the outcome of `future` (an
  * executor future, a plain future, or a future of another loop): same value (owned by
  * `future`, which the loop future keeps alive), same error code and message, cancelled if it
  * was cancelled. The completion always arrives in a later iteration, even if `future` is
@@ -181,26 +186,26 @@ int cf_loop_create_future(cf_future **out, cf_loop *loop);
  * thread. */
 int cf_loop_wrap_future(cf_future **out, cf_loop *loop, cf_future *future);
 
-/* Submits `fn(arg)` to `executor` (NULL: the loop's default thread pool, created on first use
+/** Submits `fn(arg)` to `executor` (NULL: the loop's default thread pool, created on first use
  * and shut down by close) and returns its wrapped loop future (see cf_loop_wrap_future()).
  * Returns 0; CF_EINVAL; CF_ECLOSED; CF_EPERM (default executor from another thread); the
  * errors of cf_executor_submit(). Loop thread for a NULL executor, else any thread. */
 int cf_loop_run_in_executor(cf_future **out, cf_loop *loop, cf_executor *executor, cf_fn fn,
                             void *arg);
 
-/* As cf_loop_run_in_executor() for a bytes task (works with the process pool); the loop
+/** As cf_loop_run_in_executor() for a bytes task (works with the process pool); the loop
  * future's bytes are read with cf_future_result_bytes(). */
 int cf_loop_run_in_executor_bytes(cf_future **out, cf_loop *loop, cf_executor *executor,
                                   cf_bytes_fn fn, const void *arg, size_t len);
 
 /* ---- combinators, callback style (each returns a loop future) ---- */
 
-/* A loop future that finishes with `result` after `delay` seconds (asyncio.sleep). Cancelling
+/** A loop future that finishes with `result` after `delay` seconds (asyncio.sleep). Cancelling
  * it cancels its timer. 0 or negative: finishes in the next iteration. Returns 0; CF_EINVAL
  * (NaN delay); CF_ECLOSED; CF_EPERM; CF_ENOMEM. Loop thread. */
 int cf_loop_sleep(cf_future **out, cf_loop *loop, double delay, void *result);
 
-/* A loop future that finishes when all `n` futures have (asyncio.gather without
+/** A loop future that finishes when all `n` futures have (asyncio.gather without
  * return_exceptions). Its result is an array of the n values in argument order (owned by the
  * gather future; the values stay owned by their futures, which it keeps alive). The first
  * child to fail makes it fail at once with that child's code and message; a cancelled child
@@ -210,7 +215,7 @@ int cf_loop_sleep(cf_future **out, cf_loop *loop, double delay, void *result);
  * CF_ECLOSED; CF_EPERM; CF_ENOMEM. Loop thread. */
 int cf_loop_gather(cf_future **out, cf_loop *loop, cf_future *const *fs, size_t n);
 
-/* A loop future that mirrors `future` (value, error or cancellation), but if `timeout` seconds
+/** A loop future that mirrors `future` (value, error or cancellation), but if `timeout` seconds
  * pass first it cancels `future`, waits until it is really done, then fails with CF_ETIMEDOUT
  * (or mirrors it if it finished anyway): asyncio 3.11's wait_for. timeout 0 checks once
  * (cancel-and-wait if not done); negative: no limit. Cancelling the returned future cancels
@@ -220,7 +225,7 @@ int cf_loop_wait_for(cf_future **out, cf_loop *loop, cf_future *future, double t
 
 /* ---- embedding in another event loop ---- */
 
-/* Returns a descriptor that is readable (level-triggered) exactly when the loop has work due:
+/** Returns a descriptor that is readable (level-triggered) exactly when the loop has work due:
  * a callback ready, a timer expired, a completion posted from another thread. Register it
  * for reading in the host loop and call cf_loop_dispatch() when it is readable. The first call
  * makes the loop "embedded" (adds a timerfd for its timers); an embedded loop cannot be run
@@ -230,7 +235,7 @@ int cf_loop_wait_for(cf_future **out, cf_loop *loop, cf_future *future, double t
  * loop thread (later calls from other threads return CF_EPERM). */
 int cf_loop_fd(cf_loop *loop);
 
-/* Runs one iteration without blocking on the calling thread, which becomes the loop thread.
+/** Runs one iteration without blocking on the calling thread, which becomes the loop thread.
  * If work remains afterwards the descriptor stays readable, so the host loop comes back after
  * serving its own events. A dispatch with nothing posted from other threads and no timer due
  * makes no system call. Not re-entrant: never call it from a cfutures callback or task.

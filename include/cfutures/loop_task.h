@@ -1,4 +1,5 @@
-/* cfutures: loop tasks, written as straight-line code that suspends at cf_await().
+/** @file
+ * cfutures: loop tasks, written as straight-line code that suspends at cf_await().
  *
  * A task runs a cf_fn on its own stack (a stackful coroutine) on the loop thread. Inside it,
  * cf_await(), cf_sleep(), cf_gather() and cf_wait_for() suspend the task and let the loop run
@@ -45,18 +46,18 @@
 extern "C" {
 #endif
 
-/* Task options. Zero-initialise ({0}): every zero field means "default". The struct grows
+/** Task options. Zero-initialise ({0}): every zero field means "default". The struct grows
  * only into its reserved tail (docs/abi.md). */
 typedef struct cf_loop_task_options {
-    /* Usable stack size in bytes. 0: 64 KiB (larger under sanitizers). Stacks are committed
+    /** Usable stack size in bytes. 0: 64 KiB (larger under sanitizers). Stacks are committed
      * lazily: a task that stays shallow costs a page or two of memory. */
     size_t stack_size;
-    /* Reserved for fields added by later releases (docs/abi.md): must be zero, which a
+    /** Reserved for fields added by later releases (docs/abi.md): must be zero, which a
      * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
     uint64_t reserved[16];
 } cf_loop_task_options;
 
-/* Creates a task running `fn(arg, &result)` on `loop`; it starts in a later iteration (first
+/** Creates a task running `fn(arg, &result)` on `loop`; it starts in a later iteration (first
  * step scheduled with call_soon, as asyncio 3.11). Stores the task in `*out` (one reference;
  * the loop keeps its own until the task finishes). `options` may be NULL. The task takes its
  * stack from the pool when it starts, and gives it back when it finishes, so many short tasks
@@ -67,7 +68,7 @@ typedef struct cf_loop_task_options {
 int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
                         const cf_loop_task_options *options);
 
-/* Inside a task: suspends until `future` is done, then returns its outcome as
+/** Inside a task: suspends until `future` is done, then returns its outcome as
  * cf_future_result(): 0 and the value in `*value` (may be NULL; owned by `future`), CF_ETASK
  * (read the error with cf_future_exception(future)), or CF_ECANCELLED (the future was cancelled,
  * or this task was). A future that is already done returns at once without suspending.
@@ -77,23 +78,23 @@ int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
  * task; CF_ENOMEM. */
 int cf_await(void **value, cf_future *future);
 
-/* Inside a task: suspends for `delay` seconds (0 or negative: yields for one iteration, as
+/** Inside a task: suspends for `delay` seconds (0 or negative: yields for one iteration, as
  * asyncio.sleep(0)). Returns 0; CF_ECANCELLED if the task was cancelled; CF_EINVAL (NaN);
  * CF_EINVALSTATE outside a task; CF_ENOMEM. */
 int cf_sleep(double delay);
 
-/* Inside a task: awaits cf_loop_gather() of the `n` futures. On success stores the n values in
+/** Inside a task: awaits cf_loop_gather() of the `n` futures. On success stores the n values in
  * `values` (an array of n, may be NULL; owned by their futures) and returns 0. Returns CF_ETASK
  * when a child failed or was cancelled (the first one ends the wait; the others keep running:
  * inspect them with cf_future_exception()), CF_ECANCELLED if this task was cancelled (the
  * children are then cancelled too), and the errors of cf_loop_gather() and cf_await(). */
 int cf_gather(void **values, cf_future *const *fs, size_t n);
 
-/* Inside a task: awaits cf_loop_wait_for(future, timeout). Returns as cf_await(), and
+/** Inside a task: awaits cf_loop_wait_for(future, timeout). Returns as cf_await(), and
  * CF_ETIMEDOUT if the timeout passed (the future was then cancelled and has finished). */
 int cf_wait_for(void **value, cf_future *future, double timeout);
 
-/* The task running on the calling thread (borrowed), or NULL outside tasks. */
+/** The task running on the calling thread (borrowed), or NULL outside tasks. */
 cf_future *cf_current_task(void);
 
 #ifdef __cplusplus

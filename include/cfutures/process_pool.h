@@ -1,4 +1,5 @@
-/* cfutures: the process-pool executor.
+/** @file
+ * cfutures: the process-pool executor.
  *
  * Runs bytes tasks (cf_bytes_fn, see task.h) in worker processes, like Python's
  * ProcessPoolExecutor. The returned cf_executor is used with executor.h: submit_bytes, map_bytes,
@@ -56,28 +57,31 @@
 extern "C" {
 #endif
 
-/* Pool options. Zero-initialise ({0}), then set what you need: every zero field means
+/** Pool options. Zero-initialise ({0}), then set what you need: every zero field means
  * "default". The struct grows only into its reserved tail (docs/abi.md). */
 typedef struct cf_process_pool_options {
-    /* Most worker processes alive at once. 0: the number of usable CPUs. At most 4096. */
+    /** Most worker processes alive at once. 0: the number of usable CPUs. At most 4096. */
     unsigned max_workers;
-    /* Called once in every worker before it runs any task, with a copy of the
+    /** Called once in every worker before it runs any task, with a copy of the
      * `initializer_arg_len` bytes at `initializer_arg` (copied when the pool is created). It may
      * use cf_task_fail() to attach a message. A non-zero return breaks the pool: every pending
      * and later future fails with CF_EBROKEN. The function follows the same rule as task
      * functions (it must live in a loaded module). NULL: none. */
     int (*initializer)(const void *arg, size_t len);
+    /** The bytes passed (copied) to every worker's initializer. NULL: none (then
+     * initializer_arg_len must be 0). */
     const void *initializer_arg;
+    /** The number of bytes at initializer_arg. */
     size_t initializer_arg_len;
-    /* A worker exits after running this many tasks and is replaced by a fresh one when work
+    /** A worker exits after running this many tasks and is replaced by a fresh one when work
      * remains. 0: workers live until shutdown. */
     unsigned max_tasks_per_child;
-    /* Reserved for fields added by later releases (docs/abi.md): must be zero, which a
+    /** Reserved for fields added by later releases (docs/abi.md): must be zero, which a
      * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
     uint64_t reserved[16];
 } cf_process_pool_options;
 
-/* Creates a process pool and starts its fork server (workers start on demand, at most one per
+/** Creates a process pool and starts its fork server (workers start on demand, at most one per
  * pending task). `options` may be NULL for all defaults. On success stores the executor in
  * `*out` and returns 0.
  * Errors: CF_EINVAL (NULL out; max_workers above 4096; an initializer outside every loaded
@@ -87,7 +91,7 @@ typedef struct cf_process_pool_options {
  * Thread-safe. */
 int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *options);
 
-/* Stops the pool at once, like Python 3.14's terminate_workers(): shuts it down without waiting,
+/** Stops the pool at once, like Python 3.14's terminate_workers(): shuts it down without waiting,
  * cancels every queued future, and sends SIGTERM to every worker. Futures of the tasks those
  * workers were running finish with CF_EBROKEN. Later submits return CF_ESHUTDOWN. Harmless on a
  * pool that is already broken or has no worker. Call cf_executor_shutdown(ex, true, false) or
@@ -95,7 +99,7 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
  * Returns 0, CF_EINVAL (NULL or not a process pool), CF_EFORKED. Thread-safe. */
 int cf_process_pool_terminate(cf_executor *executor);
 
-/* As cf_process_pool_terminate() with SIGKILL (Python's kill_workers()). */
+/** As cf_process_pool_terminate() with SIGKILL (Python's kill_workers()). */
 int cf_process_pool_kill(cf_executor *executor);
 
 #ifdef __cplusplus

@@ -1,4 +1,5 @@
-/* cfutures: what a task is, and how it reports success or failure.
+/** @file
+ * cfutures: what a task is, and how it reports success or failure.
  *
  * A task is a C function plus an argument. It runs once, on a pool thread (or, for the process
  * pool, in a worker process). It succeeds by returning 0 and storing its result, or fails by
@@ -27,21 +28,21 @@
 extern "C" {
 #endif
 
-/* A destructor for a result value; called once, when the last reference to the future that
+/** A destructor for a result value; called once, when the last reference to the future that
  * holds the value is released. */
 typedef void (*cf_dtor)(void *value);
 
-/* A task on pointers. `arg` is passed through unchanged. `*result` is NULL on entry; store the
+/** A task on pointers. `arg` is passed through unchanged. `*result` is NULL on entry; store the
  * result there and return 0, or return a non-zero code to fail. */
 typedef int (*cf_fn)(void *arg, void **result);
 
-/* A task on bytes: the argument is a copy of the submitted bytes, owned by the library and valid
+/** A task on bytes: the argument is a copy of the submitted bytes, owned by the library and valid
  * during the call. On success, store in `*result` a buffer allocated with malloc() (or NULL) and
  * its size in `*result_len`; the library takes ownership of it. Bytes tasks run on any executor,
  * including the process pool, where the argument and result cross the process boundary. */
 typedef int (*cf_bytes_fn)(const void *arg, size_t arg_len, void **result, size_t *result_len);
 
-/* Inside a running task: attach a printf-style message to a failure and return `code`, so that
+/** Inside a running task: attach a printf-style message to a failure and return `code`, so that
  * `return cf_task_fail(code, "...", ...);` reads naturally. The message is copied (truncated to
  * 4 KiB). If `code` is 0 it is replaced by CF_ETASK. Outside a task (or if memory is short) the
  * message is dropped and only the code is returned. Thread-safe: it acts on the calling thread's
@@ -52,7 +53,7 @@ int cf_task_fail(int code, const char *fmt, ...)
 #endif
     ;
 
-/* Inside a running pointer task: set the destructor the future calls on the result value when
+/** Inside a running pointer task: set the destructor the future calls on the result value when
  * the future is freed. Outside a task it has no effect. Thread-safe (acts on the calling
  * thread's current task). */
 void cf_task_set_result_dtor(cf_dtor dtor);

@@ -1,4 +1,5 @@
-/* cfutures: waiting on many futures at once.
+/** @file
+ * cfutures: waiting on many futures at once.
  *
  * cf_wait() blocks until a condition over a set of futures holds; the as_completed iterator
  * yields futures one by one as they finish. Both accept futures from any mix of executors and
@@ -21,14 +22,14 @@
 extern "C" {
 #endif
 
-/* When cf_wait() returns. */
+/** When cf_wait() returns. */
 typedef enum cf_return_when {
-    CF_ALL_COMPLETED = 0,   /* every future is done */
-    CF_FIRST_COMPLETED = 1, /* at least one future is done */
-    CF_FIRST_EXCEPTION = 2  /* one future finished with an error, or all are done */
+    CF_ALL_COMPLETED = 0,   /**< every future is done */
+    CF_FIRST_COMPLETED = 1, /**< at least one future is done */
+    CF_FIRST_EXCEPTION = 2  /**< one future finished with an error, or all are done */
 } cf_return_when;
 
-/* Waits until the `when` condition holds over the `n` futures in `fs`, or `timeout` seconds
+/** Waits until the `when` condition holds over the `n` futures in `fs`, or `timeout` seconds
  * pass. On return, `done[i]` (if `done` is not NULL; an array of n) tells whether fs[i] is done,
  * and `*n_done` (if not NULL) counts the true entries. A future may appear more than once.
  * Returns 0 if the condition holds, CF_ETIMEDOUT if the timeout passed first (the split in
@@ -38,16 +39,16 @@ typedef enum cf_return_when {
 int cf_wait(size_t *n_done, bool *done, cf_future *const *fs, size_t n, cf_return_when when,
             double timeout);
 
-/* An iterator that yields futures as they complete. */
+/** An iterator that yields futures as they complete. */
 typedef struct cf_as_completed cf_as_completed;
 
-/* Creates an iterator over the `n` futures in `fs` with an overall deadline of `timeout` seconds
+/** Creates an iterator over the `n` futures in `fs` with an overall deadline of `timeout` seconds
  * from now (CF_FOREVER for none). Duplicates are yielded once. The iterator holds a reference
  * to every future until it yields it. Returns 0; CF_EINVAL (NULL out or fs, n == 0 or
  * n >= 2^30, a NULL entry, NaN timeout); CF_ENOMEM. Thread-safe. */
 int cf_as_completed_new(cf_as_completed **out, cf_future *const *fs, size_t n, double timeout);
 
-/* Yields the next future to complete: futures already done when the iterator was created come
+/** Yields the next future to complete: futures already done when the iterator was created come
  * first (in input order), then the others in completion order. Returns 0 and stores the future
  * in `*out` (borrowed: valid while the caller holds its own reference, which it does for futures
  * it passed in); CF_ETIMEDOUT if the deadline passed with futures still pending (see
@@ -56,10 +57,10 @@ int cf_as_completed_new(cf_as_completed **out, cf_future *const *fs, size_t n, d
  * one thread iterates. */
 int cf_as_completed_next(cf_future **out, cf_as_completed *it);
 
-/* The number of futures not yet yielded. 0 for NULL. */
+/** The number of futures not yet yielded. 0 for NULL. */
 size_t cf_as_completed_remaining(const cf_as_completed *it);
 
-/* Frees the iterator and releases its references. Futures are not cancelled. NULL is ignored.
+/** Frees the iterator and releases its references. Futures are not cancelled. NULL is ignored.
  * Safe while futures are completing concurrently. */
 void cf_as_completed_free(cf_as_completed *it);
 

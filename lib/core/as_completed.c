@@ -142,6 +142,7 @@ int cf_as_completed_new(cf_as_completed **out, cf_future *const *fs, size_t n, d
 static int yield(cf_future **out, cf_as_completed *it)
 {
     ac_node *node = it->ready_head;
+    CF__ASSERT(node && !node->yielded && it->remaining > 0);
     it->ready_head = node->ready_next;
     if (!it->ready_head)
         it->ready_tail = NULL;

@@ -7,7 +7,12 @@
 _Static_assert(CF_EINVAL == -EINVAL && CF_ENOMEM == -ENOMEM && CF_EAGAIN == -EAGAIN &&
                    CF_ETIMEDOUT == -ETIMEDOUT && CF_ECANCELLED == -ECANCELED &&
                    CF_EMFILE == -EMFILE && CF_EDEADLK == -EDEADLK && CF_ENOSYS == -ENOSYS &&
-                   CF_ENOTSUP == -ENOTSUP && CF_EPERM == -EPERM,
+                   CF_ENOTSUP == -ENOTSUP && CF_EPERM == -EPERM && CF_EBADF == -EBADF &&
+                   CF_EPIPE == -EPIPE && CF_ENOTSOCK == -ENOTSOCK && CF_EADDRINUSE == -EADDRINUSE &&
+                   CF_EADDRNOTAVAIL == -EADDRNOTAVAIL && CF_ENETUNREACH == -ENETUNREACH &&
+                   CF_ECONNABORTED == -ECONNABORTED && CF_ECONNRESET == -ECONNRESET &&
+                   CF_ENOTCONN == -ENOTCONN && CF_ECONNREFUSED == -ECONNREFUSED &&
+                   CF_EHOSTUNREACH == -EHOSTUNREACH,
                "cfutures error codes must equal the negated errno values");
 
 int cf__errno_code(int err)

@@ -51,8 +51,10 @@ int cf_future_new(cf_future **out)
 
 cf_future *cf_future_ref(cf_future *f)
 {
-    if (f)
-        atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    if (f) {
+        uint32_t old = atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+        CF__ASSERT(old > 0); /* a reference to a freed future */
+    }
     return f;
 }
 
@@ -83,7 +85,11 @@ static void future_destroy(cf_future *f)
 
 void cf_future_unref(cf_future *f)
 {
-    if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+    if (!f)
+        return;
+    uint32_t old = atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel);
+    CF__ASSERT(old > 0); /* more unrefs than references */
+    if (old == 1)
         future_destroy(f);
 }
 
@@ -115,6 +121,10 @@ static void fire_hooks(cf_future *f, cf__hook *newest_first)
  * hooks outside it. */
 static void finish_transition(cf_future *f, uint32_t old, cf__hook *hooks)
 {
+    CF__ASSERT_LOCK_HELD(&f->lock);
+    /* Only PENDING or RUNNING may become done, and only once. */
+    CF__ASSERT(!cf__state_done(old));
+    CF__ASSERT(cf__state_done(atomic_load_explicit(&f->state, memory_order_relaxed)));
     cf__lock_release(&f->lock);
     if (old & CF__F_WAITERS)
         cf__futex_wake(&f->state, INT_MAX);

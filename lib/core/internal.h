@@ -46,6 +46,28 @@ static inline bool cf__all_zero(const void *p, size_t len)
     return true;
 }
 
+/* ---- assertions (assert.c) ----
+ *
+ * The rules that comments state ("lock held", "loop thread", the states a future moves between,
+ * reference counts) are checked by CF__ASSERT in every build without NDEBUG: debug,
+ * debugoptimized (the default) and the sanitizer builds, which CI's gcc, clang, asan, tsan,
+ * valgrind and fault-injection kinds use. Release builds (meson's b_ndebug=if-release) compile
+ * them away without evaluating the condition. A broken rule prints the condition and where it
+ * was checked, then aborts. */
+#ifdef NDEBUG
+#define CF__ASSERT(cond) ((void)sizeof(!(cond)))
+#else
+#define CF__ASSERT(cond)                                                                           \
+    (CF__LIKELY(cond) ? (void)0 : cf__assert_fail(#cond, __FILE__, __LINE__, __func__))
+#endif
+_Noreturn void cf__assert_fail(const char *cond, const char *file, int line, const char *func);
+/* Whether the library was built with its assertions (for the tests that prove they fire). */
+bool cf__asserts_enabled(void);
+/* Whether the calling thread holds `mu` (with glibc, which records the owner; elsewhere,
+ * whether some thread holds it). For assertions only. */
+bool cf__mutex_owned(pthread_mutex_t *mu);
+#define CF__ASSERT_MUTEX_OWNED(mu) CF__ASSERT(cf__mutex_owned(mu))
+
 /* ---- memory (alloc.c); every allocation goes through here so faults can be injected ---- */
 
 void *cf__malloc(size_t size);
@@ -143,6 +165,15 @@ static inline void cf__lock_acquire(cf__lock *l)
         cf__lock_slow(l);
 }
 
+/* Whether some thread holds `l`. The 4-byte word does not record which one (an owner would
+ * cost every future a field and every acquisition a store), so the assertion below is the
+ * cheap half of the kernel's lockdep_assert_held: it catches a caller that took no lock. */
+static inline bool cf__lock_held(const cf__lock *l)
+{
+    return atomic_load_explicit(&((cf__lock *)l)->word, memory_order_relaxed) != 0;
+}
+#define CF__ASSERT_LOCK_HELD(l) CF__ASSERT(cf__lock_held(l))
+
 static inline void cf__lock_release(cf__lock *l)
 {
     if (atomic_exchange_explicit(&l->word, 0, memory_order_release) == 2)
@@ -159,8 +190,8 @@ typedef struct cf__cond {
 /* With `l` held: releases it, sleeps until a broadcast or the deadline, re-acquires it.
  * Returns 0 (woken or spurious: re-check the condition) or CF_ETIMEDOUT. */
 int cf__cond_wait_lock(cf__cond *c, cf__lock *l, int64_t deadline_ns);
-/* With the lock held: wakes every waiter. */
-void cf__cond_broadcast(cf__cond *c);
+/* With `l` (the lock the waiters use) held: wakes every waiter. */
+void cf__cond_broadcast(cf__cond *c, cf__lock *l);
 
 /* Every thread-local of the library: the initial-exec model avoids a __tls_get_addr call per
  * access in the shared library (a few per task on the submit and completion paths). It takes

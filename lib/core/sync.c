@@ -106,6 +106,7 @@ void cf__unlock_slow(cf__lock *l)
 
 int cf__cond_wait_lock(cf__cond *c, cf__lock *l, int64_t deadline_ns)
 {
+    CF__ASSERT_LOCK_HELD(l);
     uint32_t seen = atomic_load_explicit(&c->seq, memory_order_relaxed);
     c->waiters++;
     cf__lock_release(l);
@@ -115,8 +116,9 @@ int cf__cond_wait_lock(cf__cond *c, cf__lock *l, int64_t deadline_ns)
     return rc;
 }
 
-void cf__cond_broadcast(cf__cond *c)
+void cf__cond_broadcast(cf__cond *c, cf__lock *l)
 {
+    CF__ASSERT_LOCK_HELD(l);
     if (c->waiters) {
         atomic_fetch_add_explicit(&c->seq, 1, memory_order_release);
         cf__futex_wake(&c->seq, INT_MAX);

@@ -42,6 +42,7 @@ static inline uint32_t cf__waiter_pending(cf__waiter *w)
 static inline void cf__waiter_fired(cf__waiter *w, bool wake)
 {
     uint32_t old = atomic_fetch_sub_explicit(&w->word, 2, memory_order_acq_rel);
+    CF__ASSERT((old >> 1) > 0); /* more hooks fired than were installed */
     if ((old & CF__WAITER_SLEEPING) && (wake || (old >> 1) == 1))
         cf__futex_wake(&w->word, 1);
 }

@@ -33,6 +33,7 @@ static int start_timer(cf_loop_handle **timer, cf_loop *loop, const cf__handle_k
 static void stop_timer(cf_loop_handle **timer, cf_future *owner)
 {
     cf_loop_handle *h = *timer;
+    CF__ASSERT_LOOP_THREAD(h->loop);
     *timer = NULL;
     cf__loop_handle_cancel(h);
     cf__loop_handle_release(h->loop, h);

@@ -15,6 +15,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "loop/io.h"
 #include "loop/loop_internal.h"
 
 #define INBOX_CLOSED ((cf_loop_handle *)(uintptr_t)1)
@@ -24,8 +25,9 @@ enum {
      * scheduled and more than half of them are cancelled. */
     MIN_SCHEDULED_TIMERS = 100,
     SPARE_SLABS = 2, /* empty handle slabs kept while idle */
-    TAG_EVENTFD = 1,
+    TAG_EVENTFD = 1, /* epoll data of the loop's own descriptors; watched ones have larger tags */
     TAG_TIMERFD = 2,
+    MAX_EVENTS = 64, /* epoll events taken per wait */
     BUSY_RUNNING = 1,
     BUSY_DISPATCHING = 2,
     BUSY_CLOSING = 3,
@@ -67,6 +69,7 @@ static const cf__handle_kind user_kind = {.run = user_run};
 cf_loop_handle *cf__loop_handle_alloc(cf_loop *loop, const cf__handle_kind *kind, void *fn,
                                       void *data)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     cf_loop_handle *h = cf__fault(CF__FAULT_ALLOC) ? NULL : cf__slab_alloc(&loop->handles);
     if (h)
         *h = (cf_loop_handle){.kind = kind, .fn = fn, .data = data, .loop = loop, .refs = 1};
@@ -93,6 +96,8 @@ static void handle_free(cf_loop *loop, cf_loop_handle *h)
 
 void cf__loop_handle_release(cf_loop *loop, cf_loop_handle *h)
 {
+    CF__ASSERT(cf__loop_on_thread(loop) || ((h->flags & CF__H_HEAP) && cf_loop_is_closed(loop)));
+    CF__ASSERT(h->refs > 0);
     if (--h->refs == 0)
         handle_free(loop, h);
 }
@@ -105,6 +110,7 @@ void cf__loop_handle_embed(cf_loop_handle *h, cf_loop *loop, const cf__handle_ki
 
 void cf__loop_handle_cancel(cf_loop_handle *h)
 {
+    CF__ASSERT_LOOP_THREAD(h->loop);
     if (h->flags & (CF__H_CANCELLED | CF__H_DONE))
         return;
     h->flags |= CF__H_CANCELLED;
@@ -115,6 +121,7 @@ void cf__loop_handle_cancel(cf_loop_handle *h)
 /* A handle the loop will not run: tell its owner, then recycle it (loop thread). */
 static void handle_discard(cf_loop *loop, cf_loop_handle *h)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     uint32_t flags = h->flags;
     h->flags = (flags & ~(CF__H_QUEUED | CF__H_IN_HEAP)) | CF__H_DONE;
     if (!(flags & CF__H_CANCELLED) && h->kind->drop)
@@ -174,6 +181,9 @@ static void rearm_timerfd(cf_loop *loop)
 
 void cf__loop_ready_push(cf_loop *loop, cf_loop_handle *h)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
+    CF__ASSERT(!loop->closed);
+    CF__ASSERT(!(h->flags & (CF__H_QUEUED | CF__H_DONE))); /* queued once, never after it ran */
     h->next = NULL;
     h->flags |= CF__H_QUEUED;
     if (loop->ready_tail)
@@ -201,6 +211,7 @@ static bool inbox_push(cf_loop *loop, cf_loop_handle *h)
 /* Moves everything posted from other threads to the ready queue, oldest first. */
 static void drain_inbox(cf_loop *loop)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     if (atomic_load_explicit(&loop->inbox, memory_order_relaxed) == NULL)
         return;
     cf_loop_handle *newest = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
@@ -241,6 +252,8 @@ void cf__loop_post(cf_loop *loop, cf_loop_handle *h)
 
 int cf__loop_timer_start(cf_loop *loop, cf_loop_handle *h, int64_t when)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
+    CF__ASSERT(!(h->flags & (CF__H_QUEUED | CF__H_IN_HEAP | CF__H_DONE)));
     if (cf__timer_heap_push(&loop->timers, when, loop->timer_seq++, h) != 0)
         return CF_ENOMEM;
     h->when = when;
@@ -298,11 +311,13 @@ static void collect_due_timers(cf_loop *loop, int64_t now)
 /* Runs the handles that are ready now; those they schedule wait for the next iteration. */
 static void run_ready(cf_loop *loop)
 {
+    CF__ASSERT_LOOP_THREAD(loop);
     cf_loop_handle *h = loop->ready_head;
     loop->ready_head = loop->ready_tail = NULL;
     while (h) {
         cf_loop_handle *next = h->next;
         uint32_t flags = h->flags;
+        CF__ASSERT(flags & CF__H_QUEUED);
         if (flags & CF__H_EMBEDDED) {
             /* The owner may free it (or queue it again) while running it. */
             h->flags = flags & ~CF__H_QUEUED;
@@ -365,14 +380,37 @@ static bool spin_for_post(cf_loop *loop, int64_t limit)
     return false;
 }
 
-/* Waits up to `timeout` ns (-1: no limit) for a post, a timer, or the timerfd. */
-static void wait_for_work(cf_loop *loop, int64_t timeout)
+/* Handles what one epoll_wait returned. The loop's own descriptors are consumed here only when
+ * it runs (a dispatch consumes them in dispatch_consume, by its own rules). */
+static void handle_events(cf_loop *loop, const struct epoll_event *ev, int n, bool own)
+{
+    for (int i = 0; i < n; i++) {
+        uint64_t tag = ev[i].data.u64;
+        if (tag >= CF__IO_TAG_MIN)
+            cf__loop_io_event(loop, tag, ev[i].events);
+        else if (own)
+            read_fd(tag == TAG_EVENTFD ? loop->efd : loop->tfd);
+    }
+}
+
+/* Takes the events of watched descriptors without waiting: a loop with work ready still polls
+ * them in every iteration, as asyncio does, so a busy loop never starves its descriptors. */
+static void poll_descriptors(cf_loop *loop, bool own)
+{
+    struct epoll_event ev[MAX_EVENTS];
+    int n = epoll_wait(loop->epfd, ev, MAX_EVENTS, 0);
+    handle_events(loop, ev, n, own);
+}
+
+/* Waits up to `timeout` ns (-1: no limit) for a post, a timer, a watched descriptor, or the
+ * timerfd. Returns whether it asked epoll (and so took the descriptors' events). */
+static bool wait_for_work(cf_loop *loop, int64_t timeout)
 {
     int64_t spun = 0;
     if (loop->spin_ns > 0 && atomic_load_explicit(&loop->outstanding, memory_order_relaxed)) {
         spun = timeout >= 0 && timeout < loop->spin_ns ? timeout : loop->spin_ns;
         if (spin_for_post(loop, spun))
-            return;
+            return false;
         if (spun == loop->spin_ns)
             loop->spin_ns = spun / 2 > MIN_SPIN_NS ? spun / 2 : MIN_SPIN_NS;
     }
@@ -381,12 +419,13 @@ static void wait_for_work(cf_loop *loop, int64_t timeout)
     cf__loop_tasks_idle(loop);
     atomic_store_explicit(&loop->wake_pending, 0, memory_order_seq_cst);
     loop->sleeps++;
+    bool polled = false;
     if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) == NULL) {
-        struct epoll_event ev[2];
+        struct epoll_event ev[MAX_EVENTS];
         int64_t start = cf__now_ns();
-        int n = epoll_wait_ns(loop->epfd, ev, 2, timeout);
-        for (int i = 0; i < n; i++)
-            read_fd(ev[i].data.u32 == TAG_EVENTFD ? loop->efd : loop->tfd);
+        int n = epoll_wait_ns(loop->epfd, ev, MAX_EVENTS, timeout);
+        handle_events(loop, ev, n, true);
+        polled = true;
         /* Woken by a completion that a longer spin would have caught: spin longer. */
         int64_t waited = spun + (cf__now_ns() - start);
         if (spun && waited < loop->spin_max_ns &&
@@ -394,6 +433,7 @@ static void wait_for_work(cf_loop *loop, int64_t timeout)
             loop->spin_ns = 2 * waited < loop->spin_max_ns ? 2 * waited : loop->spin_max_ns;
     }
     atomic_store_explicit(&loop->wake_pending, 1, memory_order_seq_cst);
+    return polled;
 }
 
 static void run_once(cf_loop *loop)
@@ -401,8 +441,9 @@ static void run_once(cf_loop *loop)
     loop->iterations++;
     purge_cancelled_timers(loop);
     int64_t timeout = next_timeout(loop);
-    if (timeout != 0)
-        wait_for_work(loop, timeout);
+    bool polled = timeout != 0 && wait_for_work(loop, timeout);
+    if (!polled && loop->io_registered)
+        poll_descriptors(loop, true);
     drain_inbox(loop);
     collect_due_timers(loop, cf__now_ns());
     run_ready(loop);
@@ -471,7 +512,7 @@ static int open_fds(cf_loop *loop)
         close(loop->epfd);
         return rc;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_EVENTFD};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_EVENTFD};
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->efd, &ev) != 0) {
         rc = cf__errno_code(errno);
         close(loop->efd);
@@ -581,6 +622,8 @@ static void close_loop(cf_loop *loop)
     discard_list(loop, late);
     cf__loop_tasks_closed(loop);
     discard_all(loop);
+    cf__loop_io_close(loop);
+    cf__loop_signals_close(loop);
     if (loop->default_executor)
         cf_executor_shutdown(loop->default_executor, false, false);
     cf__timer_heap_free(&loop->timers);
@@ -787,7 +830,7 @@ int cf_loop_fd(cf_loop *loop)
         return CF_EMFILE;
     }
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_TIMERFD};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_TIMERFD};
     if (tfd < 0 || epoll_ctl(loop->epfd, EPOLL_CTL_ADD, tfd, &ev) != 0) {
         rc = cf__errno_code(errno);
         if (tfd >= 0)
@@ -832,6 +875,8 @@ int cf_loop_dispatch(cf_loop *loop)
     loop->iterations++;
     if (loop->embedded)
         dispatch_consume(loop);
+    if (loop->io_registered)
+        poll_descriptors(loop, false);
     purge_cancelled_timers(loop);
     drain_inbox(loop);
     collect_due_timers(loop, cf__now_ns());

@@ -87,8 +87,14 @@ struct cf_loop {
     size_t tasks_live;
     uintptr_t tasks_thread;
     cf_executor *default_executor;
-    int epfd, efd, tfd; /* tfd: only once embedded */
-    int64_t tfd_armed;  /* deadline the timerfd is armed for, CF__FOREVER_NS if none */
+    /* Watched descriptors (loop/io.c): records by descriptor number. */
+    struct cf__io **io;
+    size_t io_cap;
+    size_t io_registered; /* records in the epoll set: the loop polls them even when busy */
+    uint32_t io_gen;
+    struct cf__signals *signals; /* loop/signal.c, once a handler was added */
+    int epfd, efd, tfd;          /* tfd: only once embedded */
+    int64_t tfd_armed;           /* deadline the timerfd is armed for, CF__FOREVER_NS if none */
     int64_t spin_max_ns;
     int64_t spin_ns; /* current adaptive spin budget */
     uint64_t sleeps, drains, iterations;
@@ -109,6 +115,9 @@ static inline bool cf__loop_on_thread(cf_loop *loop)
 {
     return atomic_load_explicit(&loop->owner, memory_order_relaxed) == (uintptr_t)pthread_self();
 }
+
+/* The rule "loop thread" of the comments, checked (see CF__ASSERT). */
+#define CF__ASSERT_LOOP_THREAD(loop) CF__ASSERT(cf__loop_on_thread(loop))
 
 static inline void cf__loop_ref(cf_loop *loop)
 {
@@ -194,6 +203,11 @@ bool cf__loop_waiter_unwatch(cf__loop_waiter *w, cf_future *f);
 
 /* Whether a cf_loop_wait_for() future ended because its timeout passed. */
 bool cf__loop_wait_for_timed_out(cf_future *f);
+
+/* ---- signals (loop/signal.c) ---- */
+
+/* Called by close, after the descriptors: removes every handler as remove_signal_handler does. */
+void cf__loop_signals_close(cf_loop *loop);
 
 /* ---- tasks (loop/task.c) ---- */
 

@@ -89,8 +89,10 @@ static void task_finish(loop_task *t)
 
 static void task_step(loop_task *t)
 {
-    t->park = PARK_NONE;
     cf_loop *loop = t->lf.loop;
+    CF__ASSERT_LOOP_THREAD(loop);
+    CF__ASSERT(!t->finished); /* a finished task is never stepped again */
+    t->park = PARK_NONE;
     if (!t->started) {
         t->started = true;
         if (t->must_cancel) { /* cancelled before it ever ran */
@@ -164,6 +166,7 @@ static int suspend(loop_task *t)
 
 static bool task_cancel_here(loop_task *t)
 {
+    CF__ASSERT_LOOP_THREAD(t->lf.loop);
     if (cf_future_done(&t->lf.base))
         return false;
     t->cancels++;

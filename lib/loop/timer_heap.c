@@ -54,6 +54,7 @@ int cf__timer_heap_push(cf__timer_heap *h, int64_t when, uint64_t seq, void *ite
 
 void *cf__timer_heap_pop(cf__timer_heap *h)
 {
+    CF__ASSERT(h->n > 0);
     void *item = h->v[0].item;
     h->v[0] = h->v[--h->n];
     if (h->n)

@@ -9,7 +9,7 @@
  * workers, notices deaths (end-of-stream on a socket, exit reports from the fork server) and
  * drives shutdown. Nothing relies on SIGCHLD.
  *
- * Invariants (mu held):
+ * Invariants (mu held; the functions that need mu assert it):
  *   - a job is in exactly one place: the queue, a worker's in-flight list, or `finished` (its
  *     outcome set, to be delivered by whoever unlocks next);
  *   - a worker's in-flight jobs are answered in order (the worker is sequential), so a result
@@ -290,6 +290,7 @@ static job *take_queue(process_pool *pool)
 
 static void finish_job(process_pool *pool, job *j, int code, const char *message)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     j->out = (cf__outcome){.rc = code, .message = message ? cf__strdup(message) : NULL};
     j->next = pool->finished;
     pool->finished = j;
@@ -310,6 +311,7 @@ static void deliver(job *list)
 
 static void unlock_and_deliver(process_pool *pool)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     job *list = pool->finished;
     pool->finished = NULL;
     pthread_mutex_unlock(&pool->mu);
@@ -371,6 +373,7 @@ static void fail_list(process_pool *pool, job *list, const char *message)
  * remaining workers are killed, later submits fail. Idempotent. */
 static void pool_break(process_pool *pool, const char *why)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     if (pool->broken)
         return;
     pool->broken = true;
@@ -419,6 +422,7 @@ static int module_id(process_pool *pool, const char *name, uint32_t *out)
 /* fn -> (module number, offset), through a small cache (mu held). */
 static int translate(process_pool *pool, const void *fn, uint32_t *module, uint64_t *offset)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     size_t h = ((uintptr_t)fn >> 4) % FN_CACHE;
     if (pool->cache[h].fn == fn) {
         *module = pool->cache[h].module;
@@ -516,6 +520,9 @@ static int encode_job(process_pool *pool, worker *w, job *j)
 /* Moves queued jobs into worker windows and sends them (mu held). */
 static void dispatch(process_pool *pool)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
+    /* Once broken, nothing is queued or in flight any more (see the invariants above). */
+    CF__ASSERT(!pool->broken || !pool->queue.head);
     worker *touched[FLUSH_BATCH];
     size_t ntouched = 0;
     bool overflow = false;
@@ -526,8 +533,10 @@ static void dispatch(process_pool *pool)
         job *j = jobs_pop(&pool->queue);
         pool->queued--;
         if (cf_future_set_running_or_notify_cancel(j->f) != 1) {
-            cf_future_unref(j->f);
-            job_free(j);
+            /* Cancelled: released with the outcomes, after mu (the last reference may go to the
+             * future cache, whose depot lock must never be taken under mu: docs/internals.md). */
+            j->next = pool->finished;
+            pool->finished = j;
             continue;
         }
         if (encode_job(pool, w, j) != 0) {
@@ -596,6 +605,7 @@ static void worker_free(worker *w)
  * The worker's frames can be queued at once: the socket holds them until the worker runs. */
 static int spawn_worker(process_pool *pool)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     if (pool->server_gone || pool->ctl < 0)
         return CF_EAGAIN;
     if (cf__fault(CF__FAULT_FD))
@@ -644,6 +654,7 @@ static int spawn_worker(process_pool *pool)
  * Returns an error only if work is waiting, no worker exists and none could be started. */
 static int provide_workers(process_pool *pool)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     if (pool->broken || pool->forcing)
         return 0;
     unsigned procs = 0, ready = 0;
@@ -779,6 +790,7 @@ static void on_eof(process_pool *pool, worker *w)
 /* Reads everything the worker sent; handles frames and end-of-stream. */
 static void read_worker(process_pool *pool, worker *w)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     while (w->fd >= 0) {
         int rc = cf__inbuf_fill(&w->in, w->fd);
         if (rc == CF_EAGAIN)
@@ -837,6 +849,7 @@ static void on_server_exit(process_pool *pool);
 
 static void read_control(process_pool *pool)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     for (;;) {
         cf__ctl m;
         int rc = cf__ctl_recv(pool->ctl, &m, NULL);
@@ -921,6 +934,7 @@ static void check_deadlines(process_pool *pool)
 /* Returns true when the manager has nothing left to do. */
 static bool progress(process_pool *pool)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     check_deadlines(pool);
     if (provide_workers(pool) != 0)
         pool_break(pool, "no worker process could be started");
@@ -951,6 +965,7 @@ static bool progress(process_pool *pool)
 
 static int next_timeout(process_pool *pool)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     int64_t first = INT64_MAX;
     for (worker *w = pool->workers; w; w = w->next)
         if (w->awaiting && w->deadline < first)
@@ -963,6 +978,7 @@ static int next_timeout(process_pool *pool)
 
 static void handle_event(process_pool *pool, const struct epoll_event *ev)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
     uint64_t tag = ev->data.u64;
     switch (tag & ((1u << TAG_BITS) - 1)) {
     case TAG_WAKE: {
@@ -1238,7 +1254,10 @@ static int apply_options(process_pool *pool, const cf_process_pool_options *o)
     pool->max_tasks = o->max_tasks_per_child;
     if (!o->initializer)
         return 0;
+    /* Under mu like every translation: the fork handlers can see the pool already. */
+    pthread_mutex_lock(&pool->mu);
     int rc = translate(pool, (const void *)o->initializer, &pool->init_module, &pool->init_offset);
+    pthread_mutex_unlock(&pool->mu);
     if (rc)
         return rc;
     pool->has_init = true;

@@ -130,6 +130,7 @@ static void q_push(thread_pool *pool, cf_future *first, cf_future *last)
  * then makes sure a worker will look again). */
 static cf_future *q_pop(thread_pool *pool)
 {
+    CF__ASSERT_LOCK_HELD(&pool->take_lock);
     cf_future *out = atomic_load_explicit(&pool->out, memory_order_relaxed);
     cf_future *next = atomic_load_explicit(&out->next, memory_order_acquire);
     if (out == &pool->stub) {
@@ -206,6 +207,8 @@ static size_t queued(thread_pool *pool)
  * the lock so that a worker whose park timed out knows for sure whether it is still stacked. */
 static worker *unpark_one(thread_pool *pool)
 {
+    CF__ASSERT_LOCK_HELD(&pool->lock);
+    CF__ASSERT(pool->parked != NULL);
     worker *w = pool->parked;
     pool->parked = w->next_parked;
     atomic_fetch_sub_explicit(&pool->idle, IDLE_PARKED_ONE, SC);
@@ -217,6 +220,7 @@ static worker *unpark_one(thread_pool *pool)
 /* Wakes every parked worker (lock held: rare paths only, shutdown and breakage). */
 static void wake_all_locked(thread_pool *pool)
 {
+    CF__ASSERT_LOCK_HELD(&pool->lock);
     while (pool->parked)
         cf__futex_wake(&unpark_one(pool)->wake, 1);
 }
@@ -346,7 +350,7 @@ static void pool_break(thread_pool *pool, int rc)
     cf__lock_acquire(&pool->lock);
     atomic_store_explicit(&pool->broken, true, SC);
     wake_all_locked(pool);
-    cf__cond_broadcast(&pool->cond);
+    cf__cond_broadcast(&pool->cond, &pool->lock);
     cf__lock_release(&pool->lock);
     fail_all(q_take_all(pool), CF_EBROKEN, message);
 }
@@ -384,7 +388,7 @@ static cf_future *take(thread_pool *pool, worker *w)
     }
     if (atomic_load_explicit(&pool->blocked_submitters, memory_order_relaxed)) {
         cf__lock_acquire(&pool->lock);
-        cf__cond_broadcast(&pool->cond);
+        cf__cond_broadcast(&pool->cond, &pool->lock);
         cf__lock_release(&pool->lock);
     }
     if (q_ready(pool))
@@ -434,6 +438,7 @@ static bool may_exit(thread_pool *pool)
 /* Leaves the idle stack after a park that was not ended by a waker (lock held). */
 static void unstack(thread_pool *pool, worker *w)
 {
+    CF__ASSERT_LOCK_HELD(&pool->lock);
     worker **pp = &pool->parked;
     while (*pp != w)
         pp = &(*pp)->next_parked;
@@ -446,6 +451,7 @@ static void unstack(thread_pool *pool, worker *w)
  * counts itself in `submitting` and then reads the thread count. */
 static bool idle_exit(thread_pool *pool)
 {
+    CF__ASSERT_LOCK_HELD(&pool->lock);
     unsigned threads = atomic_load_explicit(&pool->nthreads, memory_order_relaxed);
     if (threads <= pool->min_workers)
         return false;
@@ -538,7 +544,7 @@ static void *worker_main(void *arg)
         atomic_fetch_sub_explicit(&pool->nthreads, 1, SC);
     w->exited = true;
     bool free_pool = pool->freeing_worker == w;
-    cf__cond_broadcast(&pool->cond);
+    cf__cond_broadcast(&pool->cond, &pool->lock);
     cf__lock_release(&pool->lock);
     current_worker = NULL;
     if (free_pool) {
@@ -553,6 +559,7 @@ static void *worker_main(void *arg)
  * an exited worker only returns from its thread function). */
 static void reap_exited(thread_pool *pool)
 {
+    CF__ASSERT_LOCK_HELD(&pool->lock);
     worker **pp = &pool->workers;
     while (*pp) {
         worker *w = *pp;
@@ -570,6 +577,7 @@ static void reap_exited(thread_pool *pool)
 /* Starts one worker (lock held). */
 static int spawn(thread_pool *pool)
 {
+    CF__ASSERT_LOCK_HELD(&pool->lock);
     if (cf__fault(CF__FAULT_THREAD))
         return CF_EAGAIN;
     reap_exited(pool);
@@ -624,6 +632,7 @@ static void push_all(thread_pool *pool, cf_future **fs, size_t n)
 /* Waits for room for `n` tasks in a bounded queue (lock held). */
 static int wait_for_room(thread_pool *pool, size_t n)
 {
+    CF__ASSERT_LOCK_HELD(&pool->lock);
     int64_t deadline;
     cf__deadline(pool->queue_timeout > 0 ? pool->queue_timeout : CF_FOREVER, &deadline);
     atomic_fetch_add_explicit(&pool->blocked_submitters, 1, SC);
@@ -724,7 +733,7 @@ static int tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     cf__lock_acquire(&pool->lock);
     atomic_store_explicit(&pool->shutdown, true, SC);
     wake_all_locked(pool);
-    cf__cond_broadcast(&pool->cond);
+    cf__cond_broadcast(&pool->cond, &pool->lock);
     cf__lock_release(&pool->lock);
     if (cancel_futures)
         cancel_all(q_take_all(pool));

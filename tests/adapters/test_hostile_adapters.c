@@ -5,7 +5,7 @@
 #include <limits.h>
 #include <stdio.h>
 
-#include "cf_test.h"
+#include "cf_test_rows.h"
 #ifdef CF_TEST_ADAPTER_UV
 #include "cfutures/adapter_uv.h"
 #endif
@@ -17,27 +17,6 @@
 
 #include "cfutures/adapter_libevent.h"
 #endif
-
-static unsigned long tried;
-
-static void check_row(const char *expr, int line, long long got, const long long *allowed)
-{
-    tried++;
-    for (const long long *a = allowed; *a != LLONG_MIN; a++)
-        if (got == *a)
-            return;
-    ck_abort_msg("line %d: %s gave %lld (%s)", line, expr, got, cf_err_name((int)got));
-}
-
-#define ROW(expr, ...)                                                                             \
-    check_row(#expr, __LINE__, (long long)(expr), (const long long[]){__VA_ARGS__, LLONG_MIN})
-
-static void report(void)
-{
-    printf("hostile: %lu bad inputs tried\n", tried);
-    fflush(stdout);
-    tried = 0;
-}
 
 /* A generic host: attach / detach / run-once for one adapter. */
 typedef struct host_ops {
@@ -219,7 +198,7 @@ START_TEST(test_adapter_inputs)
         ROW(cf_loop_free(loop), 0);
         ops->host_free(host);
     }
-    report();
+    cf_test_rows_report();
 }
 END_TEST
 

@@ -16,24 +16,8 @@
 #include "loop/coro.h"
 #include "core/internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-
-#ifdef TEST_ASAN
+#ifdef CF_TEST_ASAN
 #include <sanitizer/lsan_interface.h>
-#endif
-
-#if defined(__SANITIZE_THREAD__)
-#define TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TEST_TSAN 1
-#endif
 #endif
 
 #ifdef CF_HAVE_VALGRIND
@@ -46,9 +30,9 @@
  * 100,000 (about 400 MiB resident), fewer where each costs much more. */
 static int many_count(void)
 {
-#if defined(TEST_TSAN)
+#if defined(CF_TEST_TSAN)
     return 1000; /* every coroutine takes a TSan fiber, from a table of 8128 threads */
-#elif defined(TEST_ASAN)
+#elif defined(CF_TEST_ASAN)
     return 10000; /* 256 KiB stacks plus shadow memory */
 #else
     return RUNNING_ON_VALGRIND ? 10000 : 100000;
@@ -517,7 +501,7 @@ START_TEST(test_parked_stack_is_a_leak_check_root)
     cf__coro *co = coro(hold_block, &started, 0);
     ck_assert(!cf__coro_resume(co));
     ck_assert(started);
-#ifdef TEST_ASAN
+#ifdef CF_TEST_ASAN
     ck_assert_int_eq(__lsan_do_recoverable_leak_check(), 0);
 #endif
     ck_assert(cf__coro_resume(co));
@@ -788,7 +772,7 @@ START_TEST(test_many_coroutines_alive)
     /* Arenas keep the mapping count far below one per stack (with MADV_GUARD_INSTALL; the
      * mprotect fallback splits arenas, two VMAs per guarded stack). The sanitizers map memory
      * of their own per coroutine (ASan fake stacks, TSan fiber state). */
-#if !defined(TEST_ASAN) && !defined(TEST_TSAN)
+#if !defined(CF_TEST_ASAN) && !defined(CF_TEST_TSAN)
     if (stats.guard == CF__CORO_GUARD_MADVISE)
         ck_assert_uint_lt(vma_count(), vmas_before + many / 8);
 #endif

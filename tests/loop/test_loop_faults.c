@@ -3,7 +3,11 @@
  * fails in turn while a scenario uses the loop's whole surface: each call must succeed or return a
  * documented error, the run must end (no future left pending that the scenario waits on), and
  * the sanitizer and valgrind builds check that nothing leaks. */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "cf_test.h"
 #include "core/internal.h"
@@ -118,16 +122,88 @@ static void scenario(unsigned long nth)
     ck_assert_int_eq(cf_loop_free(loop), 0);
     cf_executor_free(ex);
 }
-#endif
 
-START_TEST(test_fault_walk)
+/* ---- descriptors, sockets and signals ---- */
+
+static void reader_cb(cf_loop *loop, int fd, unsigned events, void *data)
 {
-#ifdef CF_FAULT_INJECTION
+    (void)events;
+    char b[16];
+    (void)!read(fd, b, sizeof(b));
+    ++*(int *)data;
+    cf_loop_remove_reader(loop, fd);
+}
+
+static void signal_cb(cf_loop *loop, int signum, void *data)
+{
+    (void)loop, (void)signum, (void)data;
+}
+
+static int io_task(void *arg, void **result)
+{
+    (void)result;
+    int *sv = arg;
+    int rc = cf_sock_sendall(NULL, sv[1], "ping", 4, 5);
+    if (rc)
+        return rc;
+    char b[8];
+    size_t n;
+    rc = cf_sock_recv_into(&n, sv[0], b, sizeof(b), 5);
+    if (rc)
+        return rc;
+    unsigned revents;
+    return cf_wait_fd(&revents, sv[1], CF_IO_WRITABLE, 5);
+}
+
+static void scenario_io(unsigned long nth)
+{
+    cf_loop *loop;
+    int rc = cf_loop_new(&loop, NULL);
+    OK_OR_FAULT(rc);
+    if (rc)
+        return;
+    int p[2], sv[2];
+    ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int count = 0;
+    OK_OR_FAULT(cf_loop_add_reader(loop, p[0], reader_cb, &count));
+    ck_assert_int_eq(write(p[1], "x", 1), 1);
+    OK_OR_FAULT(cf_loop_add_signal_handler(loop, SIGUSR1, signal_cb, NULL));
+    cf_future *wf = NULL;
+    OK_OR_FAULT(cf_loop_wait_fd(&wf, loop, sv[0], CF_IO_READABLE));
+    cf_future *t = NULL;
+    rc = cf_loop_create_task(&t, loop, io_task, sv, NULL);
+    ck_assert_msg(documented(rc) || rc == CF_ENOTSUP, "fault %lu: create_task %s", nth,
+                  cf_err_name(rc));
+    if (t) {
+        rc = cf_loop_run_until_complete(NULL, loop, t);
+        if (rc == CF_ETASK)
+            cf_future_exception(&rc, NULL, t, 0);
+        ck_assert_msg(documented(rc), "fault %lu: io task gave %s", nth, cf_err_name(rc));
+    }
+    rc = cf_loop_fd(loop);
+    ck_assert_msg(rc >= 0 || documented(rc), "fault %lu: fd gave %s", nth, cf_err_name(rc));
+    OK_OR_FAULT(cf_loop_dispatch(loop));
+    cf_loop_remove_signal_handler(loop, SIGUSR1);
+    cf_loop_forget_fd(loop, sv[0]);
+    cf_loop_forget_fd(loop, sv[1]);
+    cf_future_unref(wf);
+    cf_future_unref(t);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+    for (int i = 0; i < 2; i++) {
+        close(p[i]);
+        close(sv[i]);
+    }
+}
+
+/* Arms each fault point of `scenario` in turn until a run passes them all. */
+static void walk(void (*run)(unsigned long nth), const char *name)
+{
     unsigned kinds = CF__FAULT_ALLOC | CF__FAULT_THREAD | CF__FAULT_FD | CF__FAULT_MMAP;
     unsigned long nth;
     for (nth = 1; nth < 5000; nth++) {
         cf__fault_arm(kinds, nth);
-        scenario(nth);
+        run(nth);
         bool fired = cf__fault_fired();
         unsigned long ops = cf__fault_count();
         cf__fault_arm(0, 0);
@@ -138,7 +214,22 @@ START_TEST(test_fault_walk)
     }
     ck_assert_uint_lt(nth, 5000);
     if (getenv("CF_TEST_VERBOSE"))
-        fprintf(stderr, "loop fault walk: %lu fault points\n", nth - 1);
+        fprintf(stderr, "%s fault walk: %lu fault points\n", name, nth - 1);
+}
+#endif
+
+START_TEST(test_io_fault_walk)
+{
+#ifdef CF_FAULT_INJECTION
+    walk(scenario_io, "loop io");
+#endif
+}
+END_TEST
+
+START_TEST(test_fault_walk)
+{
+#ifdef CF_FAULT_INJECTION
+    walk(scenario, "loop");
 #endif
 }
 END_TEST
@@ -180,6 +271,7 @@ static Suite *suite(void)
     Suite *s = suite_create("loop_faults");
     TCase *tc = cf_test_tcase("walk");
     tcase_add_test(tc, test_fault_walk);
+    tcase_add_test(tc, test_io_fault_walk);
     tcase_add_test(tc, test_task_without_a_stack_fails);
     suite_add_tcase(s, tc);
     return s;

@@ -690,13 +690,6 @@ END_TEST
 /* ---- many tasks ---- */
 
 /* TSan models every coroutine as a fiber, counted against its limit of 8128 threads. */
-#if defined(__SANITIZE_THREAD__)
-#define CF_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CF_TEST_TSAN 1
-#endif
-#endif
 #ifdef CF_TEST_TSAN
 enum { SLEEPERS = 4000 };
 #else

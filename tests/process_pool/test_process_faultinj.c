@@ -7,15 +7,6 @@
 #include "proc_util.h"
 
 #ifdef CF_FAULT_INJECTION
-static int echo_task(const void *arg, size_t len, void **result, size_t *result_len)
-{
-    void *out = malloc(len ? len : 1);
-    memcpy(out, arg, len);
-    *result = out;
-    *result_len = len;
-    return 0;
-}
-
 static bool documented(int rc)
 {
     return rc == CF_ENOMEM || rc == CF_EMFILE || rc == CF_EAGAIN || rc == CF_ESYSTEM;
@@ -41,8 +32,8 @@ START_TEST(test_fault_walk)
         }
         cf_future *fs[3] = {NULL, NULL, NULL};
         for (int i = 0; i < 3; i++) {
-            rc = cf_executor_submit_bytes(&fs[i], ex, echo_task, i == 1 ? big : (void *)"abc",
-                                          i == 1 ? sizeof(big) : 3);
+            rc = cf_executor_submit_bytes(&fs[i], ex, cf_test_echo_task,
+                                          i == 1 ? big : (void *)"abc", i == 1 ? sizeof(big) : 3);
             ck_assert_msg(rc == 0 || documented(rc), "fault %lu: submit gave %s", nth,
                           cf_err_name(rc));
         }

@@ -71,21 +71,6 @@ static int truncated_task(const void *arg, size_t len, void **result, size_t *re
 
 /* ---- helpers ---- */
 
-static cf_executor *new_pool(unsigned max_workers)
-{
-    cf_process_pool_options o = {.max_workers = max_workers};
-    cf_executor *ex = NULL;
-    ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
-    return ex;
-}
-
-static cf_future *submit_str(cf_executor *ex, cf_bytes_fn fn, const char *s)
-{
-    cf_future *f = NULL;
-    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, fn, s, strlen(s)), 0);
-    return f;
-}
-
 /* Asserts the future failed with CF_EBROKEN and a message containing `needle`. */
 static void assert_broken(cf_future *f, const char *needle)
 {
@@ -105,11 +90,11 @@ static void check_death(cf_bytes_fn killer, const char *needle)
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
     int before = proc_util_count_children();
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     /* The blocker goes to the first worker; the killer to the second, which is started for it
      * and is the less loaded one. */
-    cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
-    cf_future *k = submit_str(ex, killer, "");
+    cf_future *blocker = proc_util_submit_str(ex, proc_util_block_task, fifo);
+    cf_future *k = proc_util_submit_str(ex, killer, "");
     cf_future *fs[10];
     int accepted = 0;
     for (int i = 0; i < 10; i++) {
@@ -174,10 +159,10 @@ START_TEST(test_worker_killed_from_outside)
 {
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
-    cf_executor *ex = new_pool(1);
-    cf_future *p = submit_str(ex, proc_util_getpid_task, "");
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *p = proc_util_submit_str(ex, proc_util_getpid_task, "");
     int pid = proc_util_int_result(p);
-    cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
+    cf_future *blocker = proc_util_submit_str(ex, proc_util_block_task, fifo);
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
     char needle[64];
     snprintf(needle, sizeof(needle), "pid %d", pid);
@@ -192,8 +177,8 @@ END_TEST
 /* CPython test_shutdown_deadlock: a crash racing shutdown(wait=true) must not hang. */
 START_TEST(test_shutdown_wait_with_crash)
 {
-    cf_executor *ex = new_pool(2);
-    cf_future *f = submit_str(ex, sigkill_task, "");
+    cf_executor *ex = proc_util_new_pool(2);
+    cf_future *f = proc_util_submit_str(ex, sigkill_task, "");
     ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
     assert_broken(f, "signal 9");
     cf_future_unref(f);
@@ -206,11 +191,11 @@ static void check_force(int (*stop)(cf_executor *), const char *needle)
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
     int before = proc_util_count_children();
-    cf_executor *ex = new_pool(1);
-    cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *blocker = proc_util_submit_str(ex, proc_util_block_task, fifo);
     cf_future *fs[20];
     for (int i = 0; i < 20; i++)
-        fs[i] = submit_str(ex, ok_task, "");
+        fs[i] = proc_util_submit_str(ex, ok_task, "");
     ck_assert_int_eq(stop(ex), 0);
     ck_assert_int_eq(stop(ex), 0); /* harmless twice */
     assert_broken(blocker, needle);
@@ -248,7 +233,7 @@ END_TEST
 
 START_TEST(test_terminate_without_workers)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     ck_assert_int_eq(cf_process_pool_terminate(ex), 0);
     ck_assert_int_eq(cf_executor_free(ex), 0);
 }
@@ -256,30 +241,11 @@ END_TEST
 
 /* ---- the parent goes away without shutting down ---- */
 
+/* A child of this process (-1: none). */
 static int first_child(void)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    int found = -1;
-    while ((e = readdir(d)) && found < 0) {
-        char path[300], buf[512];
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        FILE *fp = fopen(path, "r");
-        if (!fp)
-            continue;
-        size_t k = fread(buf, 1, sizeof(buf) - 1, fp);
-        fclose(fp);
-        buf[k] = '\0';
-        char *cp = strrchr(buf, ')');
-        char state;
-        int ppid;
-        if (cp && sscanf(cp + 2, "%c %d", &state, &ppid) == 2 && ppid == (int)getpid())
-            found = atoi(e->d_name);
-    }
-    closedir(d);
-    return found;
+    int pid;
+    return proc_util_children(&pid, 1) ? pid : -1;
 }
 
 /* In a child process: start a pool with two busy workers, report the server's and the workers'

@@ -19,18 +19,6 @@
 
 /* ---- tasks (they run in the workers) ---- */
 
-static int reverse_task(const void *arg, size_t len, void **result, size_t *result_len)
-{
-    unsigned char *out = malloc(len ? len : 1);
-    if (!out)
-        return CF_ENOMEM;
-    for (size_t i = 0; i < len; i++)
-        out[i] = ((const unsigned char *)arg)[len - 1 - i];
-    *result = out;
-    *result_len = len;
-    return 0;
-}
-
 static int fail_task(const void *arg, size_t len, void **result, size_t *result_len)
 {
     (void)result;
@@ -102,30 +90,13 @@ static int read_init_task(const void *arg, size_t len, void **result, size_t *re
     return proc_util_return_int(init_value, result, result_len);
 }
 
-/* ---- helpers ---- */
-
-static cf_executor *new_pool(unsigned max_workers)
-{
-    cf_process_pool_options o = {.max_workers = max_workers};
-    cf_executor *ex = NULL;
-    ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
-    return ex;
-}
-
-static cf_future *submit_str(cf_executor *ex, cf_bytes_fn fn, const char *s)
-{
-    cf_future *f = NULL;
-    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, fn, s, strlen(s)), 0);
-    return f;
-}
-
 /* ---- results and errors ---- */
 
 START_TEST(test_result_round_trip)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     char buf[16] = "hello";
-    cf_future *f = submit_str(ex, reverse_task, buf);
+    cf_future *f = proc_util_submit_str(ex, cf_test_reverse_task, buf);
     memcpy(buf, "XXXXX", 5); /* the argument was copied at submit */
     const void *data;
     size_t len;
@@ -140,8 +111,8 @@ END_TEST
 
 START_TEST(test_error_round_trip)
 {
-    cf_executor *ex = new_pool(1);
-    cf_future *f = submit_str(ex, fail_task, "xyz");
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *f = proc_util_submit_str(ex, fail_task, "xyz");
     ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), CF_ETASK);
     int code;
     const char *msg;
@@ -150,7 +121,7 @@ START_TEST(test_error_round_trip)
     ck_assert_str_eq(msg, "bad input: xyz");
     cf_future_unref(f);
     /* The pool stays healthy after a task failure. */
-    f = submit_str(ex, reverse_task, "ab");
+    f = proc_util_submit_str(ex, cf_test_reverse_task, "ab");
     ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), 0);
     cf_future_unref(f);
     cf_executor_free(ex);
@@ -159,7 +130,7 @@ END_TEST
 
 START_TEST(test_empty_argument_and_result)
 {
-    cf_executor *ex = new_pool(1);
+    cf_executor *ex = proc_util_new_pool(1);
     cf_future *f;
     ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, empty_task, NULL, 0), 0);
     const void *data = (const void *)1;
@@ -173,13 +144,13 @@ END_TEST
 
 START_TEST(test_many_tasks_in_order)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     enum { N = 2000 };
     cf_future **fs = malloc(N * sizeof(*fs));
     for (int i = 0; i < N; i++) {
         char s[32];
         snprintf(s, sizeof(s), "%d", i);
-        fs[i] = submit_str(ex, reverse_task, s);
+        fs[i] = proc_util_submit_str(ex, cf_test_reverse_task, s);
     }
     for (int i = 0; i < N; i++) {
         char s[32], r[32];
@@ -200,15 +171,15 @@ END_TEST
 
 START_TEST(test_map_bytes_in_order_with_errors)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     const char *in[] = {"a", "bc", "def", "gh", "i"};
     cf_bytes args[5];
     for (int i = 0; i < 5; i++)
         args[i] = (cf_bytes){in[i], strlen(in[i])};
     for (size_t chunk = 0; chunk <= 3; chunk++) {
         cf_map *it;
-        ck_assert_int_eq(cf_executor_map_bytes(&it, ex, reverse_task, args, 5, CF_TEST_LONG, chunk),
-                         0);
+        ck_assert_int_eq(
+            cf_executor_map_bytes(&it, ex, cf_test_reverse_task, args, 5, CF_TEST_LONG, chunk), 0);
         for (int i = 0; i < 5; i++) {
             ck_assert_int_eq(cf_map_next(NULL, it), 0);
             const void *d;
@@ -231,7 +202,7 @@ END_TEST
 
 static void check_large(size_t size)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     unsigned char *big = malloc(size);
     uint64_t sum = 0;
     for (size_t i = 0; i < size; i++) {
@@ -286,7 +257,7 @@ static int pointer_task(void *arg, void **result)
 
 START_TEST(test_pointer_tasks_not_supported)
 {
-    cf_executor *ex = new_pool(1);
+    cf_executor *ex = proc_util_new_pool(1);
     cf_future *f = (cf_future *)1;
     ck_assert_int_eq(cf_executor_submit(&f, ex, pointer_task, NULL), CF_ENOTSUP);
     ck_assert_ptr_null(f);
@@ -321,7 +292,7 @@ END_TEST
 
 START_TEST(test_function_outside_modules_rejected)
 {
-    cf_executor *ex = new_pool(1);
+    cf_executor *ex = proc_util_new_pool(1);
     static char data_not_code[64];
     char stack_not_code[64];
     void *heap_not_code = malloc(64);
@@ -335,7 +306,7 @@ START_TEST(test_function_outside_modules_rejected)
                      CF_EINVAL);
     free(heap_not_code);
     /* The pool is still fine. */
-    f = submit_str(ex, reverse_task, "ok");
+    f = proc_util_submit_str(ex, cf_test_reverse_task, "ok");
     ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), 0);
     cf_future_unref(f);
     cf_executor_free(ex);
@@ -355,7 +326,7 @@ START_TEST(test_function_from_shared_library)
     /* cf_version() returns a non-zero version: as an initializer that is a failure, which
      * proves the library's function was found and called in the worker. */
     ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
-    cf_future *f = submit_str(ex, reverse_task, "x");
+    cf_future *f = proc_util_submit_str(ex, cf_test_reverse_task, "x");
     ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), CF_ETASK);
     int code;
     const char *msg;
@@ -370,8 +341,8 @@ END_TEST
 START_TEST(test_workers_are_fresh_images)
 {
     runtime_global = 1234; /* set at run time in the parent: not visible in workers */
-    cf_executor *ex = new_pool(1);
-    cf_future *f = submit_str(ex, read_global_task, "");
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *f = proc_util_submit_str(ex, read_global_task, "");
     ck_assert_int_eq(proc_util_int_result(f), 0);
     cf_future_unref(f);
     cf_executor_free(ex);
@@ -392,7 +363,7 @@ START_TEST(test_initializer_runs_in_each_worker)
     value = 0; /* copied at creation */
     cf_future *fs[8];
     for (int i = 0; i < 8; i++)
-        fs[i] = submit_str(ex, read_init_task, "");
+        fs[i] = proc_util_submit_str(ex, read_init_task, "");
     for (int i = 0; i < 8; i++) {
         ck_assert_int_eq(proc_util_int_result(fs[i]), 77);
         cf_future_unref(fs[i]);
@@ -417,7 +388,7 @@ START_TEST(test_initializer_failure_breaks_pool)
     cf_future *fs[5];
     int accepted = 0;
     for (int i = 0; i < 5; i++) {
-        int rc = cf_executor_submit_bytes(&fs[accepted], ex, reverse_task, "abc", 3);
+        int rc = cf_executor_submit_bytes(&fs[accepted], ex, cf_test_reverse_task, "abc", 3);
         if (rc == 0)
             accepted++;
         else
@@ -435,7 +406,7 @@ START_TEST(test_initializer_failure_breaks_pool)
     }
     /* The pool is marked broken before its futures fail. */
     cf_future *f = (cf_future *)1;
-    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, reverse_task, "a", 1), CF_EBROKEN);
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, cf_test_reverse_task, "a", 1), CF_EBROKEN);
     ck_assert_ptr_null(f);
     ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
     cf_executor_free(ex);
@@ -455,7 +426,7 @@ START_TEST(test_large_initializer_argument)
     cf_executor *ex;
     ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
     free(arg);
-    cf_future *f = submit_str(ex, read_init_task, "");
+    cf_future *f = proc_util_submit_str(ex, read_init_task, "");
     ck_assert_int_eq(proc_util_int_result(f), 99);
     cf_future_unref(f);
     cf_executor_free(ex);
@@ -466,10 +437,10 @@ END_TEST
 
 START_TEST(test_idle_worker_reuse)
 {
-    cf_executor *ex = new_pool(4);
+    cf_executor *ex = proc_util_new_pool(4);
     int pids[6];
     for (int i = 0; i < 6; i++) {
-        cf_future *f = submit_str(ex, proc_util_getpid_task, "");
+        cf_future *f = proc_util_submit_str(ex, proc_util_getpid_task, "");
         pids[i] = proc_util_int_result(f);
         cf_future_unref(f);
     }
@@ -481,11 +452,11 @@ END_TEST
 
 START_TEST(test_saturation)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     enum { N = 40 };
     cf_future *fs[N];
     for (int i = 0; i < N; i++)
-        fs[i] = submit_str(ex, proc_util_getpid_task, "");
+        fs[i] = proc_util_submit_str(ex, proc_util_getpid_task, "");
     int distinct[N], nd = 0;
     for (int i = 0; i < N; i++) {
         int pid = proc_util_int_result(fs[i]);
@@ -509,7 +480,7 @@ START_TEST(test_max_tasks_per_child_replaces_workers)
     enum { N = 100 };
     cf_future *fs[N];
     for (int i = 0; i < N; i++)
-        fs[i] = submit_str(ex, proc_util_getpid_task, "");
+        fs[i] = proc_util_submit_str(ex, proc_util_getpid_task, "");
     int pids[N];
     for (int i = 0; i < N; i++) {
         pids[i] = proc_util_int_result(fs[i]);
@@ -531,7 +502,7 @@ START_TEST(test_max_tasks_pending_tasks)
     ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
     cf_future *fs[10];
     for (int i = 0; i < 10; i++)
-        fs[i] = submit_str(ex, proc_util_getpid_task, "");
+        fs[i] = proc_util_submit_str(ex, proc_util_getpid_task, "");
     int pids[10];
     for (int i = 0; i < 10; i++) {
         pids[i] = proc_util_int_result(fs[i]);
@@ -555,7 +526,7 @@ START_TEST(test_max_tasks_shutdown_no_wait)
     ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
     cf_future *fs[7];
     for (int i = 0; i < 7; i++)
-        fs[i] = submit_str(ex, reverse_task, "ab");
+        fs[i] = proc_util_submit_str(ex, cf_test_reverse_task, "ab");
     ck_assert_int_eq(cf_executor_shutdown(ex, false, false), 0);
     for (int i = 0; i < 7; i++) {
         ck_assert_int_eq(cf_future_result(NULL, fs[i], CF_TEST_LONG), 0);
@@ -569,11 +540,11 @@ END_TEST
 
 START_TEST(test_submit_after_shutdown)
 {
-    cf_executor *ex = new_pool(1);
+    cf_executor *ex = proc_util_new_pool(1);
     ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
     ck_assert_int_eq(cf_executor_shutdown(ex, true, true), 0); /* idempotent */
     cf_future *f = (cf_future *)1;
-    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, reverse_task, "a", 1), CF_ESHUTDOWN);
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, cf_test_reverse_task, "a", 1), CF_ESHUTDOWN);
     ck_assert_ptr_null(f);
     cf_executor_free(ex);
 }
@@ -581,11 +552,11 @@ END_TEST
 
 START_TEST(test_shutdown_wait_runs_queued_work)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     enum { N = 50 };
     cf_future *fs[N];
     for (int i = 0; i < N; i++)
-        fs[i] = submit_str(ex, reverse_task, "abc");
+        fs[i] = proc_util_submit_str(ex, cf_test_reverse_task, "abc");
     ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
     for (int i = 0; i < N; i++) {
         ck_assert(cf_future_done(fs[i])); /* done before shutdown returned */
@@ -601,12 +572,12 @@ START_TEST(test_cancel_pending_until_dispatched)
 {
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
-    cf_executor *ex = new_pool(1);
-    cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *blocker = proc_util_submit_str(ex, proc_util_block_task, fifo);
     enum { N = 20 };
     cf_future *fs[N];
     for (int i = 0; i < N; i++)
-        fs[i] = submit_str(ex, reverse_task, "x");
+        fs[i] = proc_util_submit_str(ex, cf_test_reverse_task, "x");
     /* The blocker and a few behind it are dispatched (RUNNING: no longer cancellable); the rest
      * are pending and can be cancelled. */
     ck_assert(cf_future_running(blocker));
@@ -641,12 +612,12 @@ START_TEST(test_shutdown_cancel_futures)
 {
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
-    cf_executor *ex = new_pool(1);
-    cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *blocker = proc_util_submit_str(ex, proc_util_block_task, fifo);
     enum { N = 30 };
     cf_future *fs[N];
     for (int i = 0; i < N; i++)
-        fs[i] = submit_str(ex, reverse_task, "x");
+        fs[i] = proc_util_submit_str(ex, cf_test_reverse_task, "x");
     ck_assert_int_eq(cf_executor_shutdown(ex, false, true), 0);
     int cancelled = 0;
     for (int i = 0; i < N; i++)
@@ -675,8 +646,8 @@ static void shutdown_from_callback(cf_future *f, void *data)
 
 START_TEST(test_shutdown_from_callback)
 {
-    cf_executor *ex = new_pool(1);
-    cf_future *f = submit_str(ex, reverse_task, "a");
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *f = proc_util_submit_str(ex, cf_test_reverse_task, "a");
     ck_assert_int_eq(cf_future_add_done_callback(f, shutdown_from_callback, ex), 0);
     ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), 0);
     ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
@@ -693,8 +664,8 @@ static void free_from_callback(cf_future *f, void *data)
 
 START_TEST(test_free_from_callback)
 {
-    cf_executor *ex = new_pool(1);
-    cf_future *f = submit_str(ex, reverse_task, "a");
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *f = proc_util_submit_str(ex, cf_test_reverse_task, "a");
     cf_test_event ev;
     cf_test_event_init(&ev);
     ck_assert_int_eq(cf_future_add_done_callback(f, free_from_callback, ex), 0);
@@ -716,11 +687,11 @@ static void count_cb(cf_future *f, void *data)
 
 START_TEST(test_callback_runs_once)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     int calls[10] = {0};
     cf_future *fs[10];
     for (int i = 0; i < 10; i++) {
-        fs[i] = submit_str(ex, reverse_task, "abc");
+        fs[i] = proc_util_submit_str(ex, cf_test_reverse_task, "abc");
         ck_assert_int_eq(cf_future_add_done_callback(fs[i], count_cb, &calls[i]), 0);
     }
     ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
@@ -737,20 +708,20 @@ END_TEST
 
 static int thread_sum(const void *arg, size_t len, void **result, size_t *result_len)
 {
-    return reverse_task(arg, len, result, result_len);
+    return cf_test_reverse_task(arg, len, result, result_len);
 }
 
 START_TEST(test_mixed_with_thread_pool_futures)
 {
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
-    cf_executor *pp = new_pool(2);
+    cf_executor *pp = proc_util_new_pool(2);
     cf_executor *tp;
     ck_assert_int_eq(cf_thread_pool_new(&tp, NULL), 0);
     cf_future *fs[4];
-    fs[0] = submit_str(pp, proc_util_block_task, fifo);
+    fs[0] = proc_util_submit_str(pp, proc_util_block_task, fifo);
     ck_assert_int_eq(cf_executor_submit_bytes(&fs[1], tp, thread_sum, "ab", 2), 0);
-    fs[2] = submit_str(pp, reverse_task, "cd");
+    fs[2] = proc_util_submit_str(pp, cf_test_reverse_task, "cd");
     ck_assert_int_eq(cf_executor_submit_bytes(&fs[3], tp, thread_sum, "ef", 2), 0);
     bool done[4];
     size_t ndone;
@@ -785,10 +756,10 @@ END_TEST
 
 START_TEST(test_first_exception_process)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     cf_future *fs[2];
-    fs[0] = submit_str(ex, fail_task, "e");
-    fs[1] = submit_str(ex, reverse_task, "x");
+    fs[0] = proc_util_submit_str(ex, fail_task, "e");
+    fs[1] = proc_util_submit_str(ex, cf_test_reverse_task, "x");
     size_t nd;
     ck_assert_int_eq(cf_wait(&nd, NULL, fs, 2, CF_FIRST_EXCEPTION, CF_TEST_LONG), 0);
     ck_assert(cf_future_done(fs[0]));
@@ -820,10 +791,10 @@ START_TEST(test_pool_created_while_threads_run)
     ck_assert_int_eq(cf_thread_pool_new(&tp, NULL), 0);
     cf_future *tf;
     ck_assert_int_eq(cf_executor_submit_bytes(&tf, tp, thread_sum, "a", 1), 0);
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     cf_future *fs[20];
     for (int i = 0; i < 20; i++)
-        fs[i] = submit_str(ex, reverse_task, "abc");
+        fs[i] = proc_util_submit_str(ex, cf_test_reverse_task, "abc");
     for (int i = 0; i < 20; i++) {
         ck_assert_int_eq(cf_future_result(NULL, fs[i], CF_TEST_LONG), 0);
         cf_future_unref(fs[i]);
@@ -839,18 +810,10 @@ START_TEST(test_pool_created_while_threads_run)
 }
 END_TEST
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
 START_TEST(test_fork_child_gets_eforked)
 {
-    cf_executor *ex = new_pool(1);
-    cf_future *f = submit_str(ex, reverse_task, "a");
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *f = proc_util_submit_str(ex, cf_test_reverse_task, "a");
     ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), 0);
     cf_future_unref(f);
     int p[2];
@@ -860,7 +823,7 @@ START_TEST(test_fork_child_gets_eforked)
     if (pid == 0) {
         int bad = 0;
         cf_future *g = NULL;
-        if (cf_executor_submit_bytes(&g, ex, reverse_task, "a", 1) != CF_EFORKED)
+        if (cf_executor_submit_bytes(&g, ex, cf_test_reverse_task, "a", 1) != CF_EFORKED)
             bad |= 1;
         if (cf_executor_shutdown(ex, true, false) != CF_EFORKED)
             bad |= 2;
@@ -868,13 +831,13 @@ START_TEST(test_fork_child_gets_eforked)
             bad |= 4;
         if (cf_executor_free(ex) != CF_EFORKED)
             bad |= 8;
-#ifndef UNDER_TSAN /* TSan cannot start threads after a multithreaded fork (die_after_fork) */
+#ifndef CF_TEST_TSAN /* TSan cannot start threads after a multithreaded fork (die_after_fork) */
         /* A new pool works in the child. */
         cf_executor *mine;
         if (cf_process_pool_new(&mine, NULL) != 0) {
             bad |= 16;
         } else {
-            if (cf_executor_submit_bytes(&g, mine, reverse_task, "xy", 2) != 0 ||
+            if (cf_executor_submit_bytes(&g, mine, cf_test_reverse_task, "xy", 2) != 0 ||
                 cf_future_result(NULL, g, CF_TEST_LONG) != 0)
                 bad |= 32;
             cf_future_unref(g);
@@ -894,7 +857,7 @@ START_TEST(test_fork_child_gets_eforked)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     /* The parent's pool is unaffected by the child. */
-    f = submit_str(ex, reverse_task, "b");
+    f = proc_util_submit_str(ex, cf_test_reverse_task, "b");
     ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), 0);
     cf_future_unref(f);
     cf_executor_free(ex);
@@ -904,10 +867,10 @@ END_TEST
 START_TEST(test_no_children_after_free)
 {
     int before = proc_util_count_children();
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     cf_future *fs[10];
     for (int i = 0; i < 10; i++)
-        fs[i] = submit_str(ex, proc_util_getpid_task, "");
+        fs[i] = proc_util_submit_str(ex, proc_util_getpid_task, "");
     int pids[10];
     for (int i = 0; i < 10; i++) {
         pids[i] = proc_util_int_result(fs[i]);
@@ -926,11 +889,11 @@ START_TEST(test_cancel_then_shutdown_no_hang)
 {
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
-    cf_executor *ex = new_pool(1);
-    cf_future *blocker = submit_str(ex, proc_util_block_task, fifo);
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *blocker = proc_util_submit_str(ex, proc_util_block_task, fifo);
     cf_future *fs[12];
     for (int i = 0; i < 12; i++)
-        fs[i] = submit_str(ex, reverse_task, "x");
+        fs[i] = proc_util_submit_str(ex, cf_test_reverse_task, "x");
     ck_assert(cf_future_cancel(fs[11])); /* beyond the window of 8: still pending */
     proc_util_release_fifo(fifo);
     ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
@@ -950,7 +913,7 @@ START_TEST(test_map_timeout_cancels_the_rest)
 {
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
-    cf_executor *ex = new_pool(1);
+    cf_executor *ex = proc_util_new_pool(1);
     /* One call: calls dispatched behind it would stay blocked on the FIFO. */
     cf_bytes args[1] = {{fifo, strlen(fifo)}};
     cf_map *it;
@@ -974,7 +937,7 @@ static void *submit_many(void *arg)
     submitter *s = arg;
     for (int i = 0; i < 300; i++) {
         cf_future *f;
-        if (cf_executor_submit_bytes(&f, s->ex, reverse_task, "abcd", 4) != 0) {
+        if (cf_executor_submit_bytes(&f, s->ex, cf_test_reverse_task, "abcd", 4) != 0) {
             s->bad++;
             continue;
         }
@@ -990,7 +953,7 @@ static void *submit_many(void *arg)
 
 START_TEST(test_concurrent_submitters)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     submitter s[4];
     pthread_t t[4];
     for (int i = 0; i < 4; i++) {
@@ -1007,10 +970,10 @@ END_TEST
 
 START_TEST(test_shutdown_no_wait_then_free)
 {
-    cf_executor *ex = new_pool(2);
+    cf_executor *ex = proc_util_new_pool(2);
     cf_future *fs[30];
     for (int i = 0; i < 30; i++)
-        fs[i] = submit_str(ex, reverse_task, "abc");
+        fs[i] = proc_util_submit_str(ex, cf_test_reverse_task, "abc");
     ck_assert_int_eq(cf_executor_shutdown(ex, false, false), 0);
     ck_assert_int_eq(cf_executor_free(ex), 0);
     for (int i = 0; i < 30; i++) {
@@ -1024,16 +987,16 @@ END_TEST
 
 static int second_task(const void *arg, size_t len, void **result, size_t *result_len)
 {
-    return reverse_task(arg, len, result, result_len);
+    return cf_test_reverse_task(arg, len, result, result_len);
 }
 
 START_TEST(test_many_modules_and_functions)
 {
-    cf_executor *ex = new_pool(1);
-    cf_bytes_fn fns[] = {reverse_task, second_task, thread_sum, checksum_task};
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_bytes_fn fns[] = {cf_test_reverse_task, second_task, thread_sum, checksum_task};
     for (int round = 0; round < 3; round++) {
         for (size_t i = 0; i < 4; i++) {
-            cf_future *f = submit_str(ex, fns[i], "abcd");
+            cf_future *f = proc_util_submit_str(ex, fns[i], "abcd");
             ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), 0);
             cf_future_unref(f);
         }

@@ -21,21 +21,6 @@
 #include "cf_test_sync.h"
 #include "proc_util.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 /* The sanitizer runtimes CI uses (GCC 12, Clang 14) do not take their allocator locks around
  * fork(), so a child can inherit one held by a parent thread that was inside malloc or free, and
  * hang at its next allocation or free (seen here: a new pool thread blocked in ASan's quarantine
@@ -43,7 +28,7 @@
  * ("[tsan] Lock/Unlock allocator and stacks on fork"). glibc's own malloc is fork-safe, so the
  * plain, clang and valgrind builds run every step; the sanitizer builds run the steps that neither
  * allocate nor free. */
-#if defined(UNDER_TSAN) || defined(UNDER_ASAN)
+#if defined(CF_TEST_TSAN) || defined(CF_TEST_ASAN)
 #define CHILD_MALLOC_MAY_HANG 1
 #endif
 

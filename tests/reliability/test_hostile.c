@@ -7,12 +7,15 @@
  *
  * Rows are `ROW(expression, allowed results...)`: the list of (call, expected) pairs is the
  * table, kept as code so that each call is written as a user would write it. */
+#include <fcntl.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cf_test_rows.h"
 #include "cf_test_sync.h"
 
 /* Huge requests must come back as NULL (and so as CF_ENOMEM), which is what the library is
@@ -28,46 +31,11 @@ const char *__tsan_default_options(void)
     return "allocator_may_return_null=1";
 }
 
-static unsigned long tried, reported;
-
-/* Prints the rows run since the last report: one line per test, whether Check runs each test in
- * a process of its own or all of them in one. */
-static void report_tried(void)
-{
-    printf("hostile: %lu bad inputs tried\n", tried - reported);
-    fflush(stdout);
-    reported = tried;
-}
-
-static void check_row(const char *expr, int line, long long got, const long long *allowed)
-{
-    tried++;
-    for (const long long *a = allowed; *a != LLONG_MIN; a++)
-        if (got == *a)
-            return;
-    ck_abort_msg("line %d: %s gave %lld (%s)", line, expr, got, cf_err_name((int)got));
-}
-
-#define ROW(expr, ...)                                                                             \
-    check_row(#expr, __LINE__, (long long)(expr), (const long long[]){__VA_ARGS__, LLONG_MIN})
-
 /* ---- tasks ---- */
 
 static int identity(void *arg, void **result)
 {
     *result = arg;
-    return 0;
-}
-
-static int echo(const void *arg, size_t len, void **result, size_t *result_len)
-{
-    void *out = malloc(len ? len : 1);
-    if (!out)
-        return CF_ENOMEM;
-    if (len)
-        memcpy(out, arg, len);
-    *result = out;
-    *result_len = len;
     return 0;
 }
 
@@ -118,7 +86,7 @@ static void fixture_teardown(void)
     ck_assert_int_eq(cf_executor_free(fx.tp_down), 0);
     ck_assert_int_eq(cf_executor_free(fx.pp), 0);
     ck_assert_int_eq(cf_executor_free(fx.pp_down), 0);
-    report_tried();
+    cf_test_rows_report();
 }
 
 /* ---- wrappers that release what a call creates, and check "no object on error" ---- */
@@ -330,19 +298,19 @@ START_TEST(test_oversized_lengths)
     ROW(set_bytes_rc(&byte, (size_t)1 << 62), CF_ENOMEM);
     cf_executor *pools[] = {fx.tp, fx.pp};
     for (int i = 0; i < 2; i++) {
-        ROW(submit_bytes_rc(pools[i], echo, &byte, SIZE_MAX), CF_ENOMEM);
-        ROW(submit_bytes_rc(pools[i], echo, &byte, SIZE_MAX - 15), CF_ENOMEM);
-        ROW(submit_bytes_rc(pools[i], echo, &byte, (size_t)1 << 62), CF_ENOMEM);
+        ROW(submit_bytes_rc(pools[i], cf_test_echo_task, &byte, SIZE_MAX), CF_ENOMEM);
+        ROW(submit_bytes_rc(pools[i], cf_test_echo_task, &byte, SIZE_MAX - 15), CF_ENOMEM);
+        ROW(submit_bytes_rc(pools[i], cf_test_echo_task, &byte, (size_t)1 << 62), CF_ENOMEM);
         cf_bytes huge[2] = {{&byte, 1}, {&byte, SIZE_MAX}};
-        ROW(map_bytes_rc(pools[i], echo, huge, 2, CF_TEST_LONG, 1), CF_ENOMEM);
-        ROW(map_bytes_rc(pools[i], echo, huge, 2, CF_TEST_LONG, 0), CF_ENOMEM);
+        ROW(map_bytes_rc(pools[i], cf_test_echo_task, huge, 2, CF_TEST_LONG, 1), CF_ENOMEM);
+        ROW(map_bytes_rc(pools[i], cf_test_echo_task, huge, 2, CF_TEST_LONG, 0), CF_ENOMEM);
     }
     /* Counts whose array could not even be addressed are refused before any element is read. */
     void *one[1] = {NULL};
     ROW(map_rc(fx.tp, identity, one, SIZE_MAX, CF_TEST_LONG, 0), CF_ENOMEM);
     ROW(map_rc(fx.tp, identity, one, SIZE_MAX / sizeof(void *) + 1, CF_TEST_LONG, 0), CF_ENOMEM);
     cf_bytes b1[1] = {{"a", 1}};
-    ROW(map_bytes_rc(fx.pp, echo, b1, SIZE_MAX, CF_TEST_LONG, 0), CF_ENOMEM);
+    ROW(map_bytes_rc(fx.pp, cf_test_echo_task, b1, SIZE_MAX, CF_TEST_LONG, 0), CF_ENOMEM);
     cf_future *fs[1] = {fx.done_ptr};
     bool done[1];
     size_t n_done;
@@ -374,14 +342,14 @@ START_TEST(test_executors)
     ROW(submit_rc(fx.tp, NULL, NULL), CF_EINVAL);
     ROW(submit_rc(fx.tp, identity, NULL), 0);
     ROW(submit_rc(fx.pp, identity, NULL), CF_ENOTSUP);
-    ROW(cf_executor_submit_bytes(NULL, fx.tp, echo, "a", 1), CF_EINVAL);
-    ROW(submit_bytes_rc(NULL, echo, "a", 1), CF_EINVAL);
+    ROW(cf_executor_submit_bytes(NULL, fx.tp, cf_test_echo_task, "a", 1), CF_EINVAL);
+    ROW(submit_bytes_rc(NULL, cf_test_echo_task, "a", 1), CF_EINVAL);
     ROW(submit_bytes_rc(fx.tp, NULL, "a", 1), CF_EINVAL);
-    ROW(submit_bytes_rc(fx.tp, echo, NULL, 1), CF_EINVAL);
-    ROW(submit_bytes_rc(fx.tp, echo, NULL, SIZE_MAX), CF_EINVAL);
-    ROW(submit_bytes_rc(fx.tp, echo, NULL, 0), 0);
-    ROW(submit_bytes_rc(fx.pp, echo, NULL, 0), 0);
-    ROW(submit_bytes_rc(fx.pp, echo, NULL, 3), CF_EINVAL);
+    ROW(submit_bytes_rc(fx.tp, cf_test_echo_task, NULL, 1), CF_EINVAL);
+    ROW(submit_bytes_rc(fx.tp, cf_test_echo_task, NULL, SIZE_MAX), CF_EINVAL);
+    ROW(submit_bytes_rc(fx.tp, cf_test_echo_task, NULL, 0), 0);
+    ROW(submit_bytes_rc(fx.pp, cf_test_echo_task, NULL, 0), 0);
+    ROW(submit_bytes_rc(fx.pp, cf_test_echo_task, NULL, 3), CF_EINVAL);
     /* A process-pool task must be code of a loaded module. */
     void *heap = malloc(64);
     ROW(submit_bytes_rc(fx.pp, (cf_bytes_fn)heap, "a", 1), CF_EINVAL);
@@ -402,13 +370,13 @@ START_TEST(test_executors)
     ROW(map_rc(fx.tp, identity, args, 3, -INFINITY, 2), 0);
     ROW(map_rc(fx.tp, identity, args, 3, DBL_MAX, 3), 0);
     ROW(map_rc(fx.pp, identity, args, 3, CF_FOREVER, 0), CF_ENOTSUP);
-    ROW(map_bytes_rc(fx.pp, echo, bargs, 3, CF_FOREVER, SIZE_MAX), 0);
-    ROW(map_bytes_rc(fx.tp, echo, bargs, 3, CF_FOREVER, 0), 0);
-    ROW(map_bytes_rc(fx.tp, echo, bad_bargs, 2, CF_FOREVER, 0), CF_EINVAL);
-    ROW(map_bytes_rc(fx.pp, echo, bad_bargs, 2, CF_FOREVER, 0), CF_EINVAL);
-    ROW(map_bytes_rc(fx.pp, echo, NULL, 2, CF_FOREVER, 0), CF_EINVAL);
-    ROW(map_bytes_rc(fx.pp, echo, bargs, 0, CF_FOREVER, 0), CF_EINVAL);
-    ROW(map_bytes_rc(fx.pp, echo, bargs, 3, NAN, 0), CF_EINVAL);
+    ROW(map_bytes_rc(fx.pp, cf_test_echo_task, bargs, 3, CF_FOREVER, SIZE_MAX), 0);
+    ROW(map_bytes_rc(fx.tp, cf_test_echo_task, bargs, 3, CF_FOREVER, 0), 0);
+    ROW(map_bytes_rc(fx.tp, cf_test_echo_task, bad_bargs, 2, CF_FOREVER, 0), CF_EINVAL);
+    ROW(map_bytes_rc(fx.pp, cf_test_echo_task, bad_bargs, 2, CF_FOREVER, 0), CF_EINVAL);
+    ROW(map_bytes_rc(fx.pp, cf_test_echo_task, NULL, 2, CF_FOREVER, 0), CF_EINVAL);
+    ROW(map_bytes_rc(fx.pp, cf_test_echo_task, bargs, 0, CF_FOREVER, 0), CF_EINVAL);
+    ROW(map_bytes_rc(fx.pp, cf_test_echo_task, bargs, 3, NAN, 0), CF_EINVAL);
     ROW(cf_map_next(NULL, NULL), CF_EINVAL);
     void *v = POISON;
     ROW(cf_map_next(&v, NULL), CF_EINVAL);
@@ -504,8 +472,8 @@ START_TEST(test_after_shutdown)
     cf_executor *down[] = {fx.tp_down, fx.pp_down};
     for (int i = 0; i < 2; i++) {
         cf_executor *ex = down[i];
-        ROW(submit_bytes_rc(ex, echo, "a", 1), CF_ESHUTDOWN);
-        ROW(map_bytes_rc(ex, echo, bargs, 2, CF_FOREVER, 0), CF_ESHUTDOWN);
+        ROW(submit_bytes_rc(ex, cf_test_echo_task, "a", 1), CF_ESHUTDOWN);
+        ROW(map_bytes_rc(ex, cf_test_echo_task, bargs, 2, CF_FOREVER, 0), CF_ESHUTDOWN);
         ROW(cf_executor_shutdown(ex, true, true), 0);
         ROW(cf_executor_shutdown(ex, false, false), 0);
         ROW(cf_executor_shutdown(ex, true, false), 0);
@@ -515,7 +483,7 @@ START_TEST(test_after_shutdown)
     ROW(submit_rc(fx.pp_down, identity, NULL), CF_ENOTSUP, CF_ESHUTDOWN);
     ROW(cf_process_pool_terminate(fx.pp_down), 0);
     ROW(cf_process_pool_kill(fx.pp_down), 0);
-    ROW(submit_bytes_rc(fx.pp_down, echo, "a", 1), CF_ESHUTDOWN);
+    ROW(submit_bytes_rc(fx.pp_down, cf_test_echo_task, "a", 1), CF_ESHUTDOWN);
 }
 END_TEST
 
@@ -897,13 +865,13 @@ static void process_callback(cf_future *f, void *data)
     reentry *r = data;
     r->rc[0] = cf_future_result_bytes(NULL, NULL, f, 0.05);
     cf_future *other = NULL;
-    r->rc[1] = cf_executor_submit_bytes(&other, r->ex, echo, "b", 1);
+    r->rc[1] = cf_executor_submit_bytes(&other, r->ex, cf_test_echo_task, "b", 1);
     r->rc[2] = other ? cf_future_result_bytes(NULL, NULL, other, 0.05) : -1;
     cf_future *fs[2] = {f, other};
     r->rc[3] = other ? cf_wait(NULL, NULL, fs, 2, CF_ALL_COMPLETED, 0.05) : -1;
     r->rc[4] = cf_future_add_done_callback(f, count_nested, NULL);
     r->rc[5] = cf_executor_shutdown(r->ex, true, false);
-    r->rc[6] = cf_executor_submit_bytes(&fs[0], r->ex, echo, "c", 1);
+    r->rc[6] = cf_executor_submit_bytes(&fs[0], r->ex, cf_test_echo_task, "c", 1);
     r->self = other; /* released by the test once it is done */
     cf_test_event_set(&r->finished);
 }
@@ -916,7 +884,7 @@ START_TEST(test_reentrant_process_callback)
     reentry_init(&r, ex);
     atomic_store(&nested_calls, 0);
     cf_future *f;
-    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, echo, "a", 1), 0);
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, cf_test_echo_task, "a", 1), 0);
     ck_assert_int_eq(cf_future_add_done_callback(f, process_callback, &r), 0);
     ck_assert(cf_test_event_wait(&r.finished, CF_TEST_LONG));
     ROW(r.rc[0], 0);
@@ -959,7 +927,7 @@ START_TEST(test_free_from_callback)
         reentry_init(&r, ex);
         cf_future *fs[6];
         for (int i = 0; i < 6; i++)
-            ck_assert_int_eq(cf_executor_submit_bytes(&fs[i], ex, echo, "x", 1), 0);
+            ck_assert_int_eq(cf_executor_submit_bytes(&fs[i], ex, cf_test_echo_task, "x", 1), 0);
         ck_assert_int_eq(cf_future_add_done_callback(fs[0], free_from_callback, &r), 0);
         ck_assert(cf_test_event_wait(&r.finished, CF_TEST_LONG));
         ROW(r.rc[0], 0);
@@ -1185,7 +1153,7 @@ START_TEST(test_loop_arguments)
     ROW(cf_loop_run_in_executor(&f, hl, fx.tp, NULL, NULL), CF_EINVAL);
     ROW(cf_loop_run_in_executor(NULL, hl, fx.tp, identity, NULL), CF_EINVAL);
     ROW(cf_loop_run_in_executor(&f, NULL, fx.tp, identity, NULL), CF_EINVAL);
-    ROW(cf_loop_run_in_executor_bytes(&f, hl, fx.tp, echo, NULL, 4), CF_EINVAL);
+    ROW(cf_loop_run_in_executor_bytes(&f, hl, fx.tp, cf_test_echo_task, NULL, 4), CF_EINVAL);
     ROW(cf_loop_run_in_executor_bytes(&f, hl, fx.pp, NULL, "a", 1), CF_EINVAL);
     ROW(cf_loop_sleep(&f, hl, NAN, NULL), CF_EINVAL);
     ROW(cf_loop_sleep(NULL, hl, 0, NULL), CF_EINVAL);
@@ -1220,10 +1188,14 @@ START_TEST(test_loop_arguments)
     ROW(loop_future_rc(hl, cf_loop_run_in_executor(&f, hl, fx.pp, identity, NULL), &f), CF_ENOTSUP);
     ROW(loop_future_rc(hl, cf_loop_run_in_executor(&f, hl, fx.tp_down, identity, NULL), &f),
         CF_ESHUTDOWN);
-    ROW(loop_future_rc(hl, cf_loop_run_in_executor_bytes(&f, hl, fx.pp, echo, "ab", 2), &f), 0);
-    ROW(loop_future_rc(hl, cf_loop_run_in_executor_bytes(&f, hl, fx.pp, echo, "a", SIZE_MAX), &f),
+    ROW(loop_future_rc(hl, cf_loop_run_in_executor_bytes(&f, hl, fx.pp, cf_test_echo_task, "ab", 2),
+                       &f),
+        0);
+    ROW(loop_future_rc(
+            hl, cf_loop_run_in_executor_bytes(&f, hl, fx.pp, cf_test_echo_task, "a", SIZE_MAX), &f),
         CF_ENOMEM);
-    ROW(loop_future_rc(hl, cf_loop_run_in_executor_bytes(&f, hl, fx.pp_down, echo, "a", 1), &f),
+    ROW(loop_future_rc(
+            hl, cf_loop_run_in_executor_bytes(&f, hl, fx.pp_down, cf_test_echo_task, "a", 1), &f),
         CF_ESHUTDOWN);
     ROW(loop_future_rc(hl, cf_loop_sleep(&f, hl, -INFINITY, NULL), &f), 0);
     ROW(loop_future_rc(hl, cf_loop_sleep(&f, hl, -DBL_MAX, NULL), &f), 0);
@@ -1287,6 +1259,95 @@ START_TEST(test_loop_arguments)
     ROW(cf_loop_dispatch(embedded), 0);
     ROW(cf_loop_fd(embedded), cl.rc);
     ROW(cf_loop_free(embedded), 0);
+}
+END_TEST
+
+static void io_noop(cf_loop *loop, int fd, unsigned events, void *data)
+{
+    (void)loop, (void)fd, (void)events, (void)data;
+}
+
+static void signal_noop(cf_loop *loop, int signum, void *data)
+{
+    (void)loop, (void)signum, (void)data;
+}
+
+static void *foreign_io_calls(void *arg)
+{
+    int *rc = arg;
+    cf_future *f = NULL;
+    rc[0] = cf_loop_add_reader(hl, 0, io_noop, NULL);
+    rc[1] = cf_loop_remove_writer(hl, 0);
+    rc[2] = cf_loop_wait_fd(&f, hl, 0, CF_IO_READABLE);
+    rc[3] = cf_loop_forget_fd(hl, 0);
+    rc[4] = cf_loop_add_signal_handler(hl, SIGUSR1, signal_noop, NULL);
+    rc[5] = cf_loop_remove_signal_handler(hl, SIGUSR1);
+    return NULL;
+}
+
+START_TEST(test_loop_io_arguments)
+{
+    cf_future *f = POISON;
+    int dev_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(dev_null, 0);
+    ROW(cf_loop_add_reader(NULL, 0, io_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_reader(hl, -1, io_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_reader(hl, INT_MIN, io_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_reader(hl, 0, NULL, NULL), CF_EINVAL);
+    ROW(cf_loop_add_reader(hl, INT_MAX, io_noop, NULL), CF_EBADF, CF_ENOMEM);
+    ROW(cf_loop_add_writer(hl, INT_MAX, io_noop, NULL), CF_EBADF, CF_ENOMEM);
+    ROW(cf_loop_add_reader(hl, dev_null, io_noop, NULL), CF_ENOTSUP);
+    ROW(cf_loop_add_writer(NULL, 0, io_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_remove_reader(NULL, 0), CF_EINVAL);
+    ROW(cf_loop_remove_reader(hl, -1), CF_EINVAL);
+    ROW(cf_loop_remove_reader(hl, INT_MAX), 0);
+    ROW(cf_loop_remove_writer(hl, INT_MAX), 0);
+    ROW(cf_loop_remove_writer(hl, dev_null), 0);
+    ROW(cf_loop_wait_fd(NULL, hl, 0, CF_IO_READABLE), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, NULL, 0, CF_IO_READABLE), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, hl, -1, CF_IO_READABLE), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, hl, 0, 0), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, hl, 0, CF_IO_HANGUP), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, hl, 0, UINT_MAX), CF_EINVAL);
+    ROW(cf_loop_wait_fd(&f, hl, INT_MAX, CF_IO_WRITABLE), CF_EBADF, CF_ENOMEM);
+    ROW(cf_loop_wait_fd(&f, hl, dev_null, CF_IO_READABLE), CF_ENOTSUP);
+    ROW(f == NULL, 1);
+    ROW(cf_loop_forget_fd(NULL, 0), CF_EINVAL);
+    ROW(cf_loop_forget_fd(hl, -1), CF_EINVAL);
+    ROW(cf_loop_forget_fd(hl, INT_MAX), 0);
+    ROW(cf_loop_forget_fd(hl, dev_null), 0);
+    /* Inside-a-task calls, outside any task. */
+    size_t n;
+    void *data;
+    int client;
+    char buf[4];
+    struct sockaddr sa = {0};
+    ROW(cf_wait_fd(NULL, 0, CF_IO_READABLE, 1), CF_EINVALSTATE);
+    ROW(cf_wait_fd(NULL, -1, 0, NAN), CF_EINVALSTATE);
+    ROW(cf_sock_accept(&client, 0, NULL, NULL, 1), CF_EINVALSTATE);
+    ROW(cf_sock_connect(0, &sa, sizeof(sa), 1), CF_EINVALSTATE);
+    ROW(cf_sock_recv(&data, &n, 0, 4, 1), CF_EINVALSTATE);
+    ROW(cf_sock_recv_into(&n, 0, buf, sizeof(buf), 1), CF_EINVALSTATE);
+    ROW(cf_sock_sendall(&n, 0, buf, sizeof(buf), 1), CF_EINVALSTATE);
+    /* Signals. */
+    ROW(cf_loop_add_signal_handler(NULL, SIGUSR1, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, SIGUSR1, NULL, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, SIGKILL, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, SIGSTOP, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, 0, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, -1, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_add_signal_handler(hl, INT_MAX, signal_noop, NULL), CF_EINVAL);
+    ROW(cf_loop_remove_signal_handler(NULL, SIGUSR1), CF_EINVAL);
+    ROW(cf_loop_remove_signal_handler(hl, INT_MIN), CF_EINVAL);
+    ROW(cf_loop_remove_signal_handler(hl, SIGUSR1), 0);
+    /* The loop thread only. */
+    int rc[6];
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, foreign_io_calls, rc), 0);
+    pthread_join(t, NULL);
+    for (int i = 0; i < 6; i++)
+        ROW(rc[i], CF_EPERM);
+    close(dev_null);
 }
 END_TEST
 
@@ -1440,7 +1501,7 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
 
     tc = cf_test_tcase("reentrancy");
-    tcase_add_checked_fixture(tc, NULL, report_tried);
+    tcase_add_checked_fixture(tc, NULL, cf_test_rows_report);
     tcase_add_test(tc, test_reentrant_task);
     tcase_add_test(tc, test_reentrant_callback);
     tcase_add_test(tc, test_callback_waits_on_same_pool);
@@ -1453,6 +1514,7 @@ static Suite *suite(void)
     tc = cf_test_tcase("loop");
     tcase_add_checked_fixture(tc, loop_setup, loop_teardown);
     tcase_add_test(tc, test_loop_arguments);
+    tcase_add_test(tc, test_loop_io_arguments);
     tcase_add_test(tc, test_loop_reentrancy);
     tcase_add_test(tc, test_loop_after_close);
     suite_add_tcase(s, tc);

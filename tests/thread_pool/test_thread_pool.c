@@ -328,18 +328,6 @@ END_TEST
 
 /* ---- bytes tasks ---- */
 
-static int reverse_bytes_task(const void *arg, size_t len, void **result, size_t *result_len)
-{
-    unsigned char *out = malloc(len ? len : 1);
-    if (!out)
-        return CF_ENOMEM;
-    for (size_t i = 0; i < len; i++)
-        out[i] = ((const unsigned char *)arg)[len - 1 - i];
-    *result = out;
-    *result_len = len;
-    return 0;
-}
-
 static int failing_bytes_task(const void *arg, size_t len, void **result, size_t *result_len)
 {
     *result = malloc(16); /* discarded on failure */
@@ -366,7 +354,7 @@ START_TEST(test_bytes_task_argument_is_copied)
     cf_future **blocker = submit_gated(ex, &g, 1, 1);
     char buf[] = "abcdef";
     cf_future *f = NULL;
-    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, reverse_bytes_task, buf, 6), 0);
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, cf_test_reverse_task, buf, 6), 0);
     memset(buf, '#', sizeof(buf));
     release_and_collect(&g, blocker, 1);
     const void *data = NULL;
