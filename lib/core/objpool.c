@@ -140,6 +140,7 @@ static void slab_unlist(cf__objpool *p, cf__objpool_slab *s)
  * only. */
 static cf__objpool_slab *slab_new(cf__objpool *p)
 {
+    CF__ASSERT_LOCK_HELD(&p->lock);
     cf__objpool_slab *s = p->retired;
     if (s) { /* still mapped and resident: reuse it before touching new memory */
         p->retired = s->next;
@@ -182,6 +183,7 @@ static cf__objpool_slab *slab_new(cf__objpool *p)
 /* Takes up to n objects out of the slabs, as a list in address order; returns the count. */
 static uint32_t carve(cf__objpool *p, uint32_t n, void **list)
 {
+    CF__ASSERT_LOCK_HELD(&p->lock);
     void *head = NULL, *tail = NULL;
     uint32_t got = 0;
     while (got < n) {
@@ -218,6 +220,7 @@ enum { RUN_MAX = 256 }; /* objects a thread takes from a slab's never-used ones 
  * slab has a freed object to reuse first. Returns false (run empty) only without memory. */
 static bool carve_run(cf__objpool *p, char **run, char **run_end)
 {
+    CF__ASSERT_LOCK_HELD(&p->lock);
     cf__objpool_slab *s = p->partial;
     if (s && s->free)
         return false; /* reuse freed objects first, through carve() */
@@ -257,10 +260,12 @@ static void take_retired(cf__objpool *p, cf__objpool_slab **dead)
  * adjacent slabs, and one round of TLB shootdowns, rather than one per slab). */
 static void uncarve(cf__objpool *p, void *list, cf__objpool_slab **dead)
 {
+    CF__ASSERT_LOCK_HELD(&p->lock);
     while (list) {
         void *obj = list;
         list = link_get(obj);
         cf__objpool_slab *s = slab_of(obj);
+        CF__ASSERT(s->pool == p && s->out > 0); /* an object of this pool, out of its slab */
         link_set(obj, s->free);
         s->free = obj;
         p->stats.out--;
