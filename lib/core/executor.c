@@ -41,7 +41,7 @@ int cf__task_futures_new(cf_future **fs, void *fn, bool bytes, const void *args,
             bytes && !arg && len ? CF_EINVAL : cf__task_future_new(&fs[i], fn, bytes, arg, len);
         if (rc) {
             while (i-- > 0)
-                cf__task_future_discard(fs[i]);
+                cf__future_discard(fs[i]);
             return rc;
         }
     }
@@ -62,7 +62,7 @@ int cf__executor_submit_all(cf_executor *ex, cf_future **fs, size_t n, size_t ch
                 cf_future_unref(fs[j]);
             }
             for (size_t j = i; j < n; j++)
-                cf__task_future_discard(fs[j]);
+                cf__future_discard(fs[j]);
             return rc;
         }
     }
@@ -90,7 +90,7 @@ static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const 
     }
     rc = ex->vt->submit(ex, &f, 1);
     if (rc) {
-        cf__task_future_discard(f);
+        cf__future_discard(f);
         return rc;
     }
     *out = f;

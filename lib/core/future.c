@@ -83,6 +83,12 @@ static void future_destroy(cf_future *f)
         cf__objpool_free(&future_pool, f);
 }
 
+void cf__future_discard(cf_future *f)
+{
+    atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+    cf_future_unref(f);
+}
+
 void cf_future_unref(cf_future *f)
 {
     if (!f)

@@ -218,6 +218,12 @@ static inline void cf__spin_step(unsigned iteration)
         sched_yield();
 }
 
+/* pthread_create() with the library's fault injection and its one translation of a failure:
+ * CF_EAGAIN for EAGAIN (a thread or memory limit), CF_ENOMEM for anything else (the stack the
+ * attributes ask for cannot be had). */
+int cf__thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
+                      void *arg);
+
 /* Number of CPUs this process may run on (affinity aware), at least 1. */
 unsigned cf__cpu_count(void);
 
@@ -356,6 +362,8 @@ static inline void cf__future_init(cf_future *f, uint32_t refs, const cf__future
     f->hooks = NULL;
     f->len = 0;
 }
+/* Releases a future that was never handed out, whatever references it was built with. */
+void cf__future_discard(cf_future *f);
 
 static inline bool cf__state_done(uint32_t s)
 {
@@ -421,8 +429,6 @@ void *cf__task_context_swap(void *ctx);
 
 /* Builds a task future (two references) for fn/arg; with `bytes`, copies arg/len. */
 int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len);
-/* Releases a task future that was never queued. */
-void cf__task_future_discard(cf_future *f);
 /* cf__task_future_new() for a pointer task, on the submit path: the future or NULL. */
 static inline cf_future *cf__pointer_task_future_new(void *fn, void *arg)
 {

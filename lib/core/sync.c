@@ -125,6 +125,14 @@ void cf__cond_broadcast(cf__cond *c, cf__lock *l)
     }
 }
 
+int cf__thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    if (cf__fault(CF__FAULT_THREAD))
+        return CF_EAGAIN;
+    int rc = pthread_create(thread, attr, fn, arg);
+    return rc == 0 ? 0 : rc == EAGAIN ? CF_EAGAIN : CF_ENOMEM;
+}
+
 unsigned cf__cpu_count(void)
 {
     cpu_set_t set;

@@ -131,7 +131,7 @@ int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, 
     if (bytes) {
         cf__bytes *copy = cf__bytes_new(arg, len);
         if (!copy) {
-            cf__task_future_discard(f);
+            cf__future_discard(f);
             return CF_ENOMEM;
         }
         f->arg = copy;
@@ -141,12 +141,6 @@ int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, 
     }
     *out = f;
     return 0;
-}
-
-void cf__task_future_discard(cf_future *f)
-{
-    atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
-    cf_future_unref(f);
 }
 
 const cf__bytes *cf__task_arg_bytes(const cf_future *f)

@@ -397,8 +397,7 @@ int cf_loop_wait_for(cf_future **out, cf_loop *loop, cf_future *future, double t
     if (timeout > 0) {
         rc = start_timer(&w->timer, loop, &wait_for_timer_kind, outer, cf__deadline_after(timeout));
         if (rc) {
-            atomic_store(&outer->refs, 1);
-            cf_future_unref(outer);
+            cf__future_discard(outer);
             return rc;
         }
     } else if (timeout == 0 && !cf_future_done(future)) {

@@ -55,6 +55,20 @@ static void close_from(int lo)
         close(fd);
 }
 
+int cf__reap(pid_t pid)
+{
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return status;
+}
+
+void cf__kill_and_reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    cf__reap(pid);
+}
+
 /* ---- control messages ---- */
 
 int cf__ctl_send(int sock, const cf__ctl *m, int fd)
@@ -154,8 +168,7 @@ static void spawn(server *s, const cf__ctl *m, int wsock)
     if (pidfd < 0) {
         /* Without a pidfd we cannot report its exit: do not keep it. */
         reply.value = errno;
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        cf__kill_and_reap(pid);
         cf__ctl_send(s->sock, &reply, -1);
         return;
     }
@@ -172,9 +185,7 @@ fail:
 static void reap(server *s, size_t i, bool report)
 {
     child c = s->children[i];
-    int status = 0;
-    while (waitpid(c.pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    int status = cf__reap(c.pid);
     close(c.pidfd);
     s->children[i] = s->children[--s->n];
     if (report) {
@@ -396,8 +407,7 @@ int cf__forkserver_start(pid_t *pid_out, int *sock_out)
     if (rc == 0)
         rc = cf__set_nonblock(sv[0]);
     if (rc) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        cf__kill_and_reap(pid);
         close(sv[0]);
         return rc;
     }

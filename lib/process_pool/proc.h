@@ -154,6 +154,10 @@ typedef struct cf__ctl {
     int32_t value;
 } cf__ctl;
 
+/* Waits for our child `pid` to exit (retrying EINTR) and returns its wait status. */
+int cf__reap(pid_t pid);
+/* Kills our child `pid` (SIGKILL) and reaps it. */
+void cf__kill_and_reap(pid_t pid);
 /* Starts a fork server: a fresh image of this program, talking over the returned SEQPACKET
  * socket (its end-of-stream means the server exited). Waits for its hello. Returns 0, or CF_ESYSTEM
  * / CF_EAGAIN / CF_EMFILE / CF_ENOMEM. */

@@ -883,9 +883,7 @@ static void on_server_exit(process_pool *pool)
     epoll_ctl(pool->epfd, EPOLL_CTL_DEL, pool->ctl, NULL);
     close_fd(&pool->ctl);
     /* Our child, not reaped yet, so the pid is still its own. */
-    kill(pool->server_pid, SIGKILL);
-    while (waitpid(pool->server_pid, NULL, 0) < 0 && errno == EINTR)
-        ;
+    cf__kill_and_reap(pool->server_pid);
     pool->server_gone = true;
     if (!pool->server_exit_sent) {
         char why[128];
@@ -1283,11 +1281,8 @@ static int start(process_pool *pool)
         return rc;
     epoll_watch(pool, EPOLL_CTL_ADD, pool->wakefd, TAG_WAKE, EPOLLIN);
     epoll_watch(pool, EPOLL_CTL_ADD, pool->ctl, TAG_CTL, EPOLLIN);
-    if (cf__fault(CF__FAULT_THREAD))
-        return CF_EAGAIN;
     /* The manager blocks no signal it did not inherit, like the caller's other threads. */
-    rc = pthread_create(&pool->manager, NULL, manager_main, pool);
-    return rc ? (rc == EAGAIN ? CF_EAGAIN : CF_ENOMEM) : 0;
+    return cf__thread_create(&pool->manager, NULL, manager_main, pool);
 }
 
 /* Undoes a failed start(): the server (if any) exits on its own when its socket closes. */
@@ -1295,8 +1290,7 @@ static void abandon(process_pool *pool)
 {
     if (pool->ctl >= 0) {
         close_fd(&pool->ctl);
-        while (waitpid(pool->server_pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+        cf__reap(pool->server_pid);
     }
     pool_release(pool);
 }

@@ -17,7 +17,6 @@
  * other: pushing vs parking, submitting vs shutting down, submitting vs idle exit.
  *
  * The slow paths (parking, starting threads, shutdown, the bounded queue, stats) take `lock`. */
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -578,8 +577,6 @@ static void reap_exited(thread_pool *pool)
 static int spawn(thread_pool *pool)
 {
     CF__ASSERT_LOCK_HELD(&pool->lock);
-    if (cf__fault(CF__FAULT_THREAD))
-        return CF_EAGAIN;
     reap_exited(pool);
     worker *w = cf__calloc(1, sizeof(*w));
     if (!w)
@@ -592,12 +589,12 @@ static int spawn(thread_pool *pool)
         pthread_attr_setstacksize(&attr, pool->stack_size);
     /* Counted before it starts, so that it is never seen as missing. */
     atomic_fetch_add_explicit(&pool->nthreads, 1, SC);
-    int rc = pthread_create(&w->thread, &attr, worker_main, w);
+    int rc = cf__thread_create(&w->thread, &attr, worker_main, w);
     pthread_attr_destroy(&attr);
     if (rc) {
         atomic_fetch_sub_explicit(&pool->nthreads, 1, SC);
         cf__free(w);
-        return rc == EAGAIN ? CF_EAGAIN : CF_ENOMEM;
+        return rc;
     }
     pool->next_index++;
     pool->threads_started++;
