@@ -58,7 +58,7 @@ _Static_assert(sizeof(cf__objpool_slab) <= SLAB_HEADER, "slab header");
 
 _Thread_local cf__objcache cf__objcaches[CF__OBJPOOL_MAX] CF__TLS_FAST;
 static _Thread_local bool exit_armed CF__TLS_FAST;
-bool cf__objpool_checked;
+_Atomic bool cf__objpool_checked;
 
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 static pthread_key_t exit_key;
@@ -66,7 +66,7 @@ static cf__lock registry_lock;
 static _Atomic(cf__objpool *) registry[CF__OBJPOOL_MAX];
 /* Under memcheck every object is announced as a heap block (decided once: the client requests
  * cost a few instructions each even natively). */
-#define vg cf__objpool_checked
+#define vg cf__objpool_is_checked()
 
 /* ---- what the memory checkers see ---- */
 
@@ -370,7 +370,7 @@ static bool under_memcheck(void)
 
 static void setup(void)
 {
-    vg = under_memcheck();
+    atomic_store_explicit(&cf__objpool_checked, under_memcheck(), memory_order_relaxed);
     pthread_key_create(&exit_key, thread_exit);
     pthread_atfork(prefork, postfork, postfork);
 }

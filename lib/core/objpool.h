@@ -84,7 +84,13 @@ typedef struct cf__objcache {
 extern _Thread_local cf__objcache cf__objcaches[CF__OBJPOOL_MAX] CF__TLS_FAST;
 /* Whether every allocation must take the slow path: running under memcheck, which is told
  * about each object. */
-extern bool cf__objpool_checked;
+extern _Atomic bool cf__objpool_checked;
+
+/* Relaxed: set once, before the first object exists (a plain load on every machine). */
+static inline bool cf__objpool_is_checked(void)
+{
+    return atomic_load_explicit(&cf__objpool_checked, memory_order_relaxed);
+}
 
 void *cf__objpool_alloc_slow(cf__objpool *p);
 void cf__objpool_free_slow(cf__objpool *p, void *obj);
@@ -108,7 +114,7 @@ static inline void *cf__objpool_alloc(cf__objpool *p)
 {
     cf__objcache *c = &cf__objcaches[p->id];
     void *obj = c->loaded;
-    if (CF__OBJPOOL_ALWAYS_SLOW || CF__UNLIKELY(cf__objpool_checked))
+    if (CF__OBJPOOL_ALWAYS_SLOW || CF__UNLIKELY(cf__objpool_is_checked()))
         return cf__objpool_alloc_slow(p);
     if (CF__LIKELY(obj != NULL)) {
         c->loaded = *(void **)obj;
@@ -126,7 +132,7 @@ static inline void *cf__objpool_alloc(cf__objpool *p)
 static inline void cf__objpool_free(cf__objpool *p, void *obj)
 {
     cf__objcache *c = &cf__objcaches[p->id];
-    if (CF__OBJPOOL_ALWAYS_SLOW || CF__UNLIKELY(c->nloaded >= c->cap || cf__objpool_checked)) {
+    if (CF__OBJPOOL_ALWAYS_SLOW || CF__UNLIKELY(c->nloaded >= c->cap || cf__objpool_is_checked())) {
         cf__objpool_free_slow(p, obj);
         return;
     }
