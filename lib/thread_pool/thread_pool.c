@@ -59,8 +59,7 @@ struct thread_pool {
     cf_future stub;
     /* Submitters only: a line of their own, so that a worker watching the stub's link does not
      * take away the line each submit increments. */
-    _Alignas(CF__CACHELINE) _Atomic unsigned submitting;
-    _Atomic uint64_t pushed;
+    _Alignas(CF__CACHELINE) _Atomic uint64_t submits; /* see SUBMITTING_ONE and PUSHED_ONE */
     /* Consumers: the pop end, under take_lock. */
     _Alignas(CF__CACHELINE) cf__lock take_lock;
     _Atomic(cf_future *) out;
@@ -194,10 +193,26 @@ static cf_future *q_take_all(thread_pool *pool)
     return head;
 }
 
+/* One word counts both the submits under way (low 24 bits) and the tasks pushed (the 40 bits
+ * above, modulo 2^40), so that a submit announces itself and counts its tasks with one atomic
+ * operation, and ends with one more. */
+#define SUBMITTING_ONE  UINT64_C(1)
+#define SUBMITTING_MASK ((UINT64_C(1) << 24) - 1)
+#define PUSHED_ONE      (UINT64_C(1) << 24)
+#define PUSHED_MASK     ((UINT64_C(1) << 40) - 1)
+
+static unsigned submitting(thread_pool *pool)
+{
+    return (unsigned)(atomic_load_explicit(&pool->submits, SC) & SUBMITTING_MASK);
+}
+
+/* Tasks counted as pushed and not popped yet. A submit counts its tasks before it pushes them,
+ * so the count never falls below what the queue holds. */
 static size_t queued(thread_pool *pool)
 {
-    return (size_t)(atomic_load_explicit(&pool->pushed, memory_order_relaxed) -
-                    atomic_load_explicit(&pool->popped, memory_order_relaxed));
+    uint64_t pushed = atomic_load_explicit(&pool->submits, memory_order_relaxed) >> 24;
+    uint64_t popped = atomic_load_explicit(&pool->popped, memory_order_relaxed);
+    return (size_t)((pushed - popped) & PUSHED_MASK);
 }
 
 /* ---- parking and waking ---- */
@@ -431,7 +446,7 @@ static bool may_exit(thread_pool *pool)
 {
     if (!atomic_load_explicit(&pool->shutdown, SC) && !atomic_load_explicit(&pool->broken, SC))
         return false;
-    return atomic_load_explicit(&pool->submitting, SC) == 0 && q_empty(pool);
+    return submitting(pool) == 0 && q_empty(pool);
 }
 
 /* Leaves the idle stack after a park that was not ended by a waker (lock held). */
@@ -455,7 +470,7 @@ static bool idle_exit(thread_pool *pool)
     if (threads <= pool->min_workers)
         return false;
     atomic_store_explicit(&pool->nthreads, threads - 1, SC);
-    if (atomic_load_explicit(&pool->submitting, SC) == 0 && q_empty(pool))
+    if (submitting(pool) == 0 && q_empty(pool))
         return true;
     atomic_store_explicit(&pool->nthreads, threads, SC);
     return false;
@@ -622,7 +637,6 @@ static void push_all(thread_pool *pool, cf_future **fs, size_t n)
 {
     for (size_t i = 0; i + 1 < n; i++)
         cf__set_next(fs[i], fs[i + 1]);
-    atomic_fetch_add_explicit(&pool->pushed, n, memory_order_relaxed);
     q_push(pool, fs[0], fs[n - 1]);
 }
 
@@ -662,8 +676,12 @@ static long push_bounded(thread_pool *pool, cf_future **fs, size_t n)
         int rc = wait_for_room(pool, n);
         admitted = rc ? rc : (long)n;
     }
-    if (admitted > 0)
+    if (admitted > 0) {
+        /* Counted under the lock, before the push: the next admission sees it. */
+        atomic_fetch_add_explicit(&pool->submits, (uint64_t)admitted * PUSHED_ONE,
+                                  memory_order_relaxed);
         push_all(pool, fs, (size_t)admitted);
+    }
     cf__lock_release(&pool->lock);
     return admitted;
 }
@@ -672,8 +690,10 @@ static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
 {
     thread_pool *pool = (thread_pool *)ex;
     /* Announce the submit before looking at the flags: shutdown and idle exit look at
-     * `submitting` after changing what we read here. */
-    atomic_fetch_add_explicit(&pool->submitting, 1, SC);
+     * `submitting` after changing what we read here. An unbounded queue counts the tasks in the
+     * same operation (a bounded one counts them under its lock). */
+    uint64_t counted = pool->max_queue ? 0 : (uint64_t)n * PUSHED_ONE;
+    atomic_fetch_add_explicit(&pool->submits, counted + SUBMITTING_ONE, SC);
     int rc = 0;
     long pushed = (long)n;
     if (atomic_load_explicit(&pool->shutdown, SC))
@@ -687,7 +707,7 @@ static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
             push_all(pool, fs, n);
         rc = pushed < 0 ? (int)pushed : 0;
     }
-    atomic_fetch_sub_explicit(&pool->submitting, 1, SC);
+    atomic_fetch_sub_explicit(&pool->submits, (rc ? counted : 0) + SUBMITTING_ONE, SC);
     if (rc)
         return rc;
     if (pushed > 0)
