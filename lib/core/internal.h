@@ -224,6 +224,15 @@ static inline void cf__spin_step(unsigned iteration)
 int cf__thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
                       void *arg);
 
+/* The calling thread's identity for "does this thread own it" checks: the address of a
+ * thread-local, unique among live threads like pthread_self(), but one instruction where
+ * pthread_self() is a call (the loop asks on every handle it touches). */
+extern _Thread_local char cf__thread_tag CF__TLS_FAST;
+static inline uintptr_t cf__thread_self(void)
+{
+    return (uintptr_t)&cf__thread_tag;
+}
+
 /* Number of CPUs this process may run on (affinity aware), at least 1. */
 unsigned cf__cpu_count(void);
 

@@ -125,6 +125,8 @@ void cf__cond_broadcast(cf__cond *c, cf__lock *l)
     }
 }
 
+_Thread_local char cf__thread_tag CF__TLS_FAST;
+
 int cf__thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
     if (cf__fault(CF__FAULT_THREAD))

@@ -474,7 +474,7 @@ static int claim(cf_loop *loop, uint32_t how)
     uint32_t idle = 0;
     if (!atomic_compare_exchange_strong(&loop->busy, &idle, how))
         return CF_EINVALSTATE;
-    uintptr_t self = (uintptr_t)pthread_self();
+    uintptr_t self = cf__thread_self();
     if (loop->tasks_live && loop->tasks_thread != self) {
         /* Suspended tasks would resume on another thread: coroutines never migrate. */
         atomic_store_explicit(&loop->busy, 0, memory_order_release);
@@ -545,7 +545,7 @@ int cf_loop_new(cf_loop **out, const cf_loop_options *options)
     }
     atomic_init(&loop->refs, 1);
     cf__slab_cache_init(&loop->handles, sizeof(cf_loop_handle));
-    atomic_init(&loop->owner, (uintptr_t)pthread_self());
+    atomic_init(&loop->owner, cf__thread_self());
     loop->tfd = -1;
     loop->tfd_armed = CF__FOREVER_NS;
     loop->fork_gen = cf__fork_gen();
@@ -588,7 +588,7 @@ int cf_loop_close(cf_loop *loop)
     uint32_t idle = 0;
     if (!atomic_compare_exchange_strong(&loop->busy, &idle, BUSY_CLOSING))
         return CF_EINVALSTATE;
-    atomic_store_explicit(&loop->owner, (uintptr_t)pthread_self(), memory_order_relaxed);
+    atomic_store_explicit(&loop->owner, cf__thread_self(), memory_order_relaxed);
     close_loop(loop);
     atomic_store_explicit(&loop->busy, 0, memory_order_release);
     return 0;

@@ -68,7 +68,7 @@ struct cf_loop {
     _Atomic uint32_t wake_pending;
     _Atomic uint32_t refs;        /* the user's, one per loop future, transient posters */
     _Atomic size_t outstanding;   /* executor completions the loop is waiting for */
-    _Atomic uintptr_t owner;      /* pthread_self() of the loop thread */
+    _Atomic uintptr_t owner;      /* cf__thread_self() of the loop thread */
     _Atomic uint64_t wake_writes; /* stats */
     _Atomic uint32_t closed_flag; /* mirror of `closed` for other threads */
     _Atomic uint32_t busy;        /* 0 idle, else running or dispatching (claims the loop) */
@@ -113,7 +113,7 @@ struct cf_loop {
 
 static inline bool cf__loop_on_thread(cf_loop *loop)
 {
-    return atomic_load_explicit(&loop->owner, memory_order_relaxed) == (uintptr_t)pthread_self();
+    return atomic_load_explicit(&loop->owner, memory_order_relaxed) == cf__thread_self();
 }
 
 /* The rule "loop thread" of the comments, checked (see CF__ASSERT). */

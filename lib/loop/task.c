@@ -111,7 +111,7 @@ static void task_step(loop_task *t)
         }
         t->live = true;
         if (loop->tasks_live++ == 0)
-            loop->tasks_thread = (uintptr_t)pthread_self();
+            loop->tasks_thread = cf__thread_self();
     }
     loop_task *saved = current;
     current = t;
@@ -403,7 +403,7 @@ void cf__loop_close_tasks(cf_loop *loop)
 
 void cf__loop_tasks_closed(cf_loop *loop)
 {
-    bool foreign = loop->tasks_live && loop->tasks_thread != (uintptr_t)pthread_self();
+    bool foreign = loop->tasks_live && loop->tasks_thread != cf__thread_self();
     /* Every await and sleep now returns CF_ECANCELLED at once, so each task runs to its end in
      * one resume. */
     while (loop->tasks) {
