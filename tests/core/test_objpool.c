@@ -120,7 +120,7 @@ START_TEST(test_memory_given_back_after_a_peak)
     cf_future **fs = new_futures(MANY);
     cf__objpool_stats peak = pool_stats();
     ck_assert_uint_ge(peak.out, s0.out + MANY);
-    ck_assert_uint_ge(peak.mapped_bytes, s0.mapped_bytes + MANY * sizeof(struct cf_future));
+    ck_assert_uint_ge(peak.mapped_bytes, MANY * sizeof(struct cf_future));
     unref_all(fs, MANY);
     cf__objpool_stats after = pool_stats();
     ck_assert_uint_eq(after.out, s0.out);
@@ -237,7 +237,11 @@ START_TEST(test_freed_objects_are_poisoned)
     ck_assert(!__asan_address_is_poisoned(f));
 #endif
 #ifdef CF_HAVE_VALGRIND
-    ck_assert_uint_eq(VALGRIND_CHECK_MEM_IS_ADDRESSABLE(f, sizeof(*f)), 0);
+    /* GET_VBITS answers 3 for memory memcheck holds unaddressable, without reporting it (and 0
+     * when not running under memcheck). */
+    char vbits[sizeof(*f)];
+    unsigned before = VALGRIND_GET_VBITS(f, vbits, sizeof(*f));
+    ck_assert_uint_ne(before, 3);
 #endif
     cf_future_unref(f);
 #ifdef TEST_ASAN
@@ -245,8 +249,8 @@ START_TEST(test_freed_objects_are_poisoned)
     ck_assert(__asan_address_is_poisoned((char *)f + 63));
 #endif
 #ifdef CF_HAVE_VALGRIND
-    if (RUNNING_ON_VALGRIND)
-        ck_assert_uint_ne(VALGRIND_CHECK_MEM_IS_ADDRESSABLE(f, sizeof(*f)), 0);
+    if (before == 1) /* under memcheck */
+        ck_assert_uint_eq(VALGRIND_GET_VBITS(f, vbits, sizeof(*f)), 3);
 #endif
     (void)f;
 }
@@ -267,6 +271,7 @@ START_TEST(test_pool_works_after_fork)
                 _exit(2);
             cf_future_unref(f);
         }
+        unref_all(fs, 1000); /* the child's copies, released there */
         _exit(0);
     }
     int status = 0;
