@@ -372,7 +372,8 @@ static void setup(void)
 {
     atomic_store_explicit(&cf__objpool_checked, under_memcheck(), memory_order_relaxed);
     pthread_key_create(&exit_key, thread_exit);
-    pthread_atfork(prefork, postfork, postfork);
+    static const cf__fork_hooks fork_hooks = {prefork, postfork, postfork};
+    cf__fork_hooks_install(CF__FORK_LEVEL_FUTURES, &fork_hooks);
 }
 
 static void pool_register(cf__objpool *p)
