@@ -44,7 +44,8 @@ static int map_common(cf_map **out, cf_executor *ex, void *fn, bool bytes, const
     rc = cf__task_futures_new(fs, fn, bytes, args, n);
     if (rc == 0) {
         if (chunksize == 0)
-            chunksize = ex->vt->default_chunksize(ex, n);
+            chunksize = ex->ops.default_chunksize ? ex->ops.default_chunksize(ex->impl, n)
+                                                  : cf__chunksize_for(n, cf__cpu_count());
         rc = cf__executor_submit_all(ex, fs, n, chunksize);
     }
     if (rc) {
