@@ -205,7 +205,7 @@ int cf_task_run(cf_future *f)
     if (rc != 1)
         return rc; /* 0: cancelled; CF_EINVALSTATE: running or done already */
     cf__outcome o;
-    invoke_future(&o, f);
+    invoke_future(&o, f, bytes);
     cf__task_complete(f, &o, bytes);
     return 1;
 }
