@@ -52,7 +52,6 @@ struct worker {
 };
 
 struct thread_pool {
-    cf_executor base;
     /* Producers: the push end of the queue, and the sentinel node right after it: a push into an
      * empty queue writes both `in` and `stub.next` (the first field), and so does a consumer
      * putting the stub back, so they share a line. */
@@ -654,7 +653,7 @@ static int ensure_a_thread(thread_pool *pool)
 }
 
 /* Links fs[0..n-1] and pushes them as one chain. */
-static void push_all(thread_pool *pool, cf_future **fs, size_t n)
+static void push_all(thread_pool *pool, cf_future *const *fs, size_t n)
 {
     for (size_t i = 0; i + 1 < n; i++)
         cf__set_next(fs[i], fs[i + 1]);
@@ -683,7 +682,7 @@ static int wait_for_room(thread_pool *pool, size_t n)
 
 /* Bounded queue: decides, under the lock, how many of `n` tasks are pushed (the rest are for the
  * caller to run), and pushes them. Returns the count pushed, or a negative error. */
-static long push_bounded(thread_pool *pool, cf_future **fs, size_t n)
+static long push_bounded(thread_pool *pool, cf_future *const *fs, size_t n)
 {
     cf__lock_acquire(&pool->lock);
     long admitted;
@@ -704,9 +703,9 @@ static long push_bounded(thread_pool *pool, cf_future **fs, size_t n)
     return admitted;
 }
 
-static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
+static int tp_submit(void *impl, cf_future *const *fs, size_t n)
 {
-    thread_pool *pool = (thread_pool *)ex;
+    thread_pool *pool = impl;
     /* Announce the submit before looking at the flags: shutdown and idle exit look at
      * `submitting` after changing what we read here. */
     atomic_fetch_add_explicit(&pool->submitting, 1, SC);
@@ -729,7 +728,7 @@ static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
     if (pushed > 0)
         ensure_worker(pool);
     for (size_t i = (size_t)pushed; i < n; i++) {
-        cf__task_run(fs[i]);
+        cf_task_run(fs[i]);
         cf_future_unref(fs[i]);
     }
     return 0;
@@ -760,9 +759,9 @@ static void wait_for_workers(thread_pool *pool)
     cf__lock_release(&pool->lock);
 }
 
-static int tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
+static int tp_shutdown(void *impl, bool wait, bool cancel_futures)
 {
-    thread_pool *pool = (thread_pool *)ex;
+    thread_pool *pool = impl;
     cf__lock_acquire(&pool->lock);
     atomic_store_explicit(&pool->shutdown, true, SC);
     wake_all_locked(pool);
@@ -807,14 +806,10 @@ static void pool_forget(thread_pool *pool)
     cf__free(pool);
 }
 
-static int tp_destroy(cf_executor *ex)
+static int tp_destroy(void *impl)
 {
-    thread_pool *pool = (thread_pool *)ex;
-    if (cf__executor_forked(ex)) {
-        pool_forget(pool);
-        return CF_EFORKED;
-    }
-    tp_shutdown(ex, true, false);
+    thread_pool *pool = impl;
+    tp_shutdown(pool, true, false);
     if (in_own_worker(pool)) {
         /* We run on one of the pool's threads: it frees the pool when it exits. */
         cf__lock_acquire(&pool->lock);
@@ -828,23 +823,28 @@ static int tp_destroy(cf_executor *ex)
 
 /* ---- options and construction ---- */
 
-static size_t tp_default_chunksize(cf_executor *ex, size_t n)
+static size_t tp_default_chunksize(void *impl, size_t n)
 {
-    return cf__chunksize_for(n, ((thread_pool *)ex)->max_workers);
+    return cf__chunksize_for(n, ((thread_pool *)impl)->max_workers);
 }
 
-static size_t tp_max_chunksize(cf_executor *ex)
+static size_t tp_max_chunksize(void *impl)
 {
-    thread_pool *pool = (thread_pool *)ex;
+    thread_pool *pool = impl;
     return pool->max_queue ? pool->max_queue : SIZE_MAX;
 }
 
-static const cf__executor_vtable thread_pool_vtable = {
+static void tp_forget(void *impl)
+{
+    pool_forget(impl);
+}
+
+static const cf_executor_ops thread_pool_ops = {
     .name = "thread_pool",
-    .pointer_tasks = true,
     .submit = tp_submit,
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,
+    .forget = tp_forget,
     .default_chunksize = tp_default_chunksize,
     .max_chunksize = tp_max_chunksize,
 };
@@ -910,20 +910,21 @@ int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options)
     thread_pool *pool = cf__calloc_aligned(CF__CACHELINE, sizeof(*pool));
     if (!pool)
         return CF_ENOMEM;
-    cf__executor_init(&pool->base, &thread_pool_vtable);
     q_init(pool);
     apply_options(pool, o);
-    *out = &pool->base;
-    return 0;
+    rc = cf_executor_new(out, &thread_pool_ops, pool);
+    if (rc)
+        cf__free(pool);
+    return rc;
 }
 
 int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *ex)
 {
-    if (!out || !ex || ex->vt != &thread_pool_vtable)
+    thread_pool *pool = cf_executor_impl(ex, &thread_pool_ops);
+    if (!out || !pool)
         return CF_EINVAL;
     if (cf__executor_forked(ex))
         return CF_EFORKED;
-    thread_pool *pool = (thread_pool *)ex;
     cf__lock_acquire(&pool->lock);
     unsigned long long completed = pool->completed_by_exited;
     for (worker *w = pool->workers; w; w = w->next)
