@@ -284,7 +284,7 @@ static int finish(cf_future *f, const cf__outcome *o, bool bytes, void (*release
     } else {
         f->value = o->value;
         f->len = o->len;
-        f->dtor = bytes ? cf__free : o->dtor;
+        f->dtor = bytes && !o->dtor ? cf__free : o->dtor;
         if (bytes)
             bits |= CF__F_RESULT_BYTES;
     }
