@@ -168,6 +168,29 @@ struct process_pool {
 
 static _Thread_local process_pool *current_manager CF__TLS_FAST;
 
+/* ---- waiting threads help ----
+ * A thread that waits for a future (cf_future_result and friends) spins a moment before it
+ * sleeps. Meanwhile it reads the rings of the pool it last submitted to (cf__wait_help_install),
+ * so that a hot round trip needs neither the manager thread nor a system call: the submitter
+ * writes the task into the ring, the worker answers into the other ring, and the same thread
+ * takes the answer and completes the future. A helper only tries the pool's lock, never blocks,
+ * and completes only futures that run no user code (done-callbacks stay on the manager thread).
+ *
+ * The pool is named by a hub: a small record that is never freed (reused by later pools), whose
+ * generation changes when its pool is freed. A thread that still names a freed pool finds the
+ * generation changed and forgets it; the release waits for threads inside (they are only ever
+ * briefly there). The hubs' free list is under pools_mu, which the fork handlers take. */
+typedef struct pp_hub {
+    _Atomic uint32_t gen;
+    _Atomic uint32_t users;
+    _Atomic(process_pool *) pool;
+    struct pp_hub *next_free;
+} pp_hub;
+
+static pp_hub *free_hubs;
+static _Thread_local pp_hub *help_hub CF__TLS_FAST;
+static _Thread_local uint32_t help_gen CF__TLS_FAST;
+
 /* ---- all pools, and fork() ---- */
 
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -229,34 +252,15 @@ static void after_fork_child(void)
             close_fd(&j->fd);
         p->forked_fds_closed = true;
         pthread_mutex_init(&p->mu, NULL);
+        if (p->hub) /* threads that were helping are gone: a release must not wait for them */
+            atomic_store_explicit(&p->hub->users, 0, memory_order_relaxed);
     }
+    for (pp_hub *h = free_hubs; h; h = h->next_free)
+        atomic_store_explicit(&h->users, 0, memory_order_relaxed);
     pthread_mutex_init(&pools_mu, NULL);
 }
 
 static const cf__fork_hooks pool_fork_hooks = {before_fork, after_fork_parent, after_fork_child};
-
-/* ---- waiting threads help ----
- * A thread that waits for a future (cf_future_result and friends) spins a moment before it
- * sleeps. Meanwhile it reads the rings of the pool it last submitted to (cf__wait_help_install),
- * so that a hot round trip needs neither the manager thread nor a system call: the submitter
- * writes the task into the ring, the worker answers into the other ring, and the same thread
- * takes the answer and completes the future. A helper only tries the pool's lock, never blocks,
- * and completes only futures that run no user code (done-callbacks stay on the manager thread).
- *
- * The pool is named by a hub: a small record that is never freed (reused by later pools), whose
- * generation changes when its pool is freed. A thread that still names a freed pool finds the
- * generation changed and forgets it; the release waits for threads inside (they are only ever
- * briefly there). The hubs' free list is under pools_mu, which the fork handlers take. */
-typedef struct pp_hub {
-    _Atomic uint32_t gen;
-    _Atomic uint32_t users;
-    _Atomic(process_pool *) pool;
-    struct pp_hub *next_free;
-} pp_hub;
-
-static pp_hub *free_hubs;
-static _Thread_local pp_hub *help_hub CF__TLS_FAST;
-static _Thread_local uint32_t help_gen CF__TLS_FAST;
 
 static int pools_add(process_pool *p)
 {
