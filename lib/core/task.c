@@ -83,19 +83,19 @@ void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, si
         cf__outcome_discard(out, bytes);
         out->rc = rc;
         out->message = ctx.message;
-    } else {
-        cf__free(ctx.message);
+    } else if (CF__UNLIKELY(ctx.message != NULL)) {
+        cf__free(ctx.message); /* cf_task_fail() without returning its code */
     }
 }
 
 /* Invokes the task recorded in `f` (which the caller has set running). */
-static void invoke_future(cf__outcome *out, cf_future *f)
+static void invoke_future(cf__outcome *out, cf_future *f, bool bytes)
 {
-    const cf__bytes *arg = cf__task_arg_bytes(f);
-    if (!arg) {
+    if (!bytes) {
         cf__task_invoke(out, f->fn, false, f->arg, 0);
         return;
     }
+    const cf__bytes *arg = cf__task_arg_bytes(f);
     cf__task_invoke(out, f->fn, true, arg->data, arg->len);
     /* Only this thread touches the argument while the task runs; free it early. */
     cf__task_arg_release(f);
@@ -123,7 +123,7 @@ bool cf__task_run_then(cf_future *f, void (*released)(void *), void *ctx)
         return false;
     bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
     cf__outcome o;
-    invoke_future(&o, f);
+    invoke_future(&o, f, bytes);
     if (cf__future_finish_then(f, &o, bytes, released, ctx) != 0)
         cf__outcome_discard(&o, bytes);
     return true;
@@ -219,7 +219,7 @@ int cf_task_run(cf_future *f)
     if (rc != 1)
         return rc; /* 0: cancelled; CF_EINVALSTATE: running or done already */
     cf__outcome o;
-    invoke_future(&o, f);
+    invoke_future(&o, f, bytes);
     cf__task_complete(f, &o, bytes);
     return 1;
 }
