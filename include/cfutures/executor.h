@@ -55,7 +55,8 @@ typedef struct cf_bytes {
 int cf_executor_submit(cf_future **out, cf_executor *executor, cf_fn fn, void *arg);
 
 /** Schedules the bytes task `fn` on a private copy of `len` bytes at `arg` (the caller's buffer
- * may be reused as soon as this returns). The result is read with cf_future_result_bytes().
+ * may be reused as soon as this returns); a range of more than 64 KiB of a frozen shared block
+ * (bytes.h) is passed by reference instead. The result is read with cf_future_result_bytes().
  * Works on every executor. Returns as cf_executor_submit(), and CF_EINVAL if `arg` is NULL
  * while `len` is not 0. Thread-safe. */
 int cf_executor_submit_bytes(cf_future **out, cf_executor *executor, cf_bytes_fn fn,
@@ -85,7 +86,8 @@ int cf_executor_submit_batch(cf_future **out, cf_executor *executor, cf_fn fn, v
 int cf_executor_map(cf_map **out, cf_executor *executor, cf_fn fn, void *const *args, size_t n,
                     double timeout, size_t chunksize);
 
-/** As cf_executor_map() for a bytes task; each args[i] is copied at submission. Read each
+/** As cf_executor_map() for a bytes task; each args[i] is copied at submission (or passed by
+ * reference, as in cf_executor_submit_bytes()). Read each
  * result's bytes with cf_future_result_bytes(cf_map_current(it)). Thread-safe. */
 int cf_executor_map_bytes(cf_map **out, cf_executor *executor, cf_bytes_fn fn, const cf_bytes *args,
                           size_t n, double timeout, size_t chunksize);
