@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "core/internal.h"
+#include "core/trace.h"
 
 void cf__executor_init(cf_executor *ex, const cf__executor_vtable *vt)
 {
@@ -26,7 +27,7 @@ size_t cf__chunksize_for(size_t n, unsigned workers)
 }
 
 static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const void *arg,
-                  size_t len)
+                  size_t len, cf_dtor dtor)
 {
     if (!out)
         return CF_EINVAL;
@@ -40,6 +41,10 @@ static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const 
     rc = cf__task_future_new(&f, fn, bytes, arg, len);
     if (rc)
         return rc;
+    if (dtor)
+        cf__task_future_set_dtor(f, dtor);
+    /* Before the executor has it: a worker may start it at once. */
+    CF__PROBE3(task__submit, f, ex, fn);
     rc = ex->vt->submit(ex, &f, 1);
     if (rc) {
         cf__future_discard(f);
@@ -51,13 +56,19 @@ static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const 
 
 int cf_executor_submit(cf_future **out, cf_executor *ex, cf_fn fn, void *arg)
 {
-    return submit(out, ex, (void *)fn, false, arg, 0);
+    return submit(out, ex, (void *)fn, false, arg, 0, NULL);
+}
+
+int cf_executor_submit_dtor(cf_future **out, cf_executor *ex, cf_fn fn, void *arg,
+                            cf_dtor result_dtor)
+{
+    return submit(out, ex, (void *)fn, false, arg, 0, result_dtor);
 }
 
 int cf_executor_submit_bytes(cf_future **out, cf_executor *ex, cf_bytes_fn fn, const void *arg,
                              size_t len)
 {
-    return submit(out, ex, (void *)fn, true, arg, len);
+    return submit(out, ex, (void *)fn, true, arg, len, NULL);
 }
 
 int cf_executor_shutdown(cf_executor *ex, bool wait, bool cancel_futures)

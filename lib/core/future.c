@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/trace.h"
 #include "core/list.h"
 
 /* ---- allocation ----
@@ -297,6 +298,7 @@ bool cf__future_cancel_plain(cf_future *f)
         if (atomic_compare_exchange_weak_explicit(&f->state, &s,
                                                   (s & ~CF__S_MASK) | CF__S_CANCELLED,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
+            CF__PROBE1(future__cancel, f);
             finish_transition(f, s);
             return true;
         }
@@ -559,6 +561,24 @@ int cf_future_exception(int *code, const char **message, cf_future *f, double ti
     if (message)
         *message = failed ? f->message : NULL;
     return 0;
+}
+
+/* ---- the caller's data ---- */
+
+void cf_future_set_data(cf_future *f, void *data)
+{
+    if (!f)
+        return;
+    atomic_store_explicit(&f->user_data, data, memory_order_relaxed);
+    /* The flag publishes the pointer: a reader that sees it (acquire) sees the store above. */
+    atomic_fetch_or_explicit(&f->state, CF__F_DATA, memory_order_release);
+}
+
+void *cf_future_get_data(const cf_future *f)
+{
+    if (!f || !(cf__future_load(f) & CF__F_DATA))
+        return NULL;
+    return atomic_load_explicit(&((cf_future *)f)->user_data, memory_order_relaxed);
 }
 
 /* ---- hooks and done-callbacks ---- */

@@ -290,6 +290,9 @@ enum {
     CF__F_WAITERS = 1u << 3,      /* some thread sleeps on the state word */
     CF__F_RESULT_BYTES = 1u << 4, /* value is a malloc'd buffer of `len` bytes */
     CF__F_TASK_BYTES = 1u << 5,   /* fn is a cf_bytes_fn and arg a cf__bytes block we own */
+    CF__F_DATA = 1u << 7,         /* user_data holds what cf_future_set_data() stored */
+    CF__F_TASK_DTOR = 1u << 8,    /* a pointer task whose result destructor was given at submit
+                                   * (in `dtor` until the task runs) */
 };
 
 struct cf_future {
@@ -308,6 +311,9 @@ struct cf_future {
     void *fn;
     void *arg;
     const cf__future_ops *ops;
+    /* The caller's pointer (cf_future_set_data). Valid only once CF__F_DATA is set, so that
+     * making a future costs no store for it: the state word is reset anyway. */
+    _Atomic(void *) user_data;
 };
 
 /* The link of a future in a queue or cache. Relaxed: where several threads race on a link
@@ -387,6 +393,9 @@ bool cf__future_copy_outcome(cf_future *dest, cf_future *src);
 /* Runs fn(arg) (or, with `bytes`, the bytes function on arg/len) with the thread's task context
  * set, so cf_task_fail() and cf_task_set_result_dtor() work. */
 void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, size_t len);
+/* cf__task_invoke() for a pointer task whose result destructor is `dtor` unless the task sets
+ * another with cf_task_set_result_dtor(). */
+void cf__task_invoke_dtor(cf__outcome *out, void *fn, void *arg, cf_dtor dtor);
 /* Runs the task recorded in `f` unless it was cancelled (set_running_or_notify_cancel first),
  * and completes `f` through cf__future_finish_then(released, ctx). Returns whether it ran; if
  * not, `released` is not called. */
@@ -410,6 +419,9 @@ void *cf__task_context_swap(void *ctx);
 
 /* Builds a task future (two references) for fn/arg; with `bytes`, copies arg/len. */
 int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len);
+/* Gives a pointer task future built by cf__task_future_new() the result destructor `dtor`
+ * (before it is handed to an executor). */
+void cf__task_future_set_dtor(cf_future *f, cf_dtor dtor);
 /* The argument copy of a bytes task, or NULL once released. */
 const cf__bytes *cf__task_arg_bytes(const cf_future *f);
 /* Releases the argument copy of a bytes task (nothing for other futures, or if released). */

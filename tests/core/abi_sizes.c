@@ -19,5 +19,6 @@ int main(void)
     GROWABLE(cf_process_pool_options);
     GROWABLE(cf_loop_options);
     GROWABLE(cf_loop_task_options);
+    GROWABLE(cf_loop_stats);
     return 0;
 }
