@@ -42,7 +42,10 @@
     X("loop-future-await", "N", 1, wl_loop_future_await,                                           \
       "a task awaits a loop future set by a callback")                                             \
     X("loop-spawn", "N", 1, wl_loop_spawn, "create N empty tasks, gather them, run until done")    \
-    X("loop-task-memory", "N", 1, wl_loop_task_memory, "resident bytes per task parked in a sleep")
+    X("loop-task-memory", "N", 1, wl_loop_task_memory,                                             \
+      "resident bytes per task parked in a sleep")                                                 \
+    X("loop-queue", "N", 1, wl_loop_queue, "a producer task puts N items through a queue of 16")   \
+    X("loop-lock", "N", 1, wl_loop_lock, "2 tasks hand one lock to each other N times in all")
 #else
 #define CF_BENCH_TASK_WORKLOADS(X)
 #endif

@@ -316,4 +316,99 @@ int wl_loop_task_memory(char **args)
     return 0;
 }
 
+/* ---- coordination primitives ---- */
+
+enum { QUEUE_MAXSIZE = 16 };
+
+typedef struct queue_run {
+    cf_loop_queue *q;
+    size_t n;
+} queue_run;
+
+static int task_producer(void *arg, void **result)
+{
+    (void)result;
+    queue_run *r = arg;
+    for (size_t i = 0; i < r->n; i++)
+        CF_CHECK(cf_loop_queue_put(r->q, (void *)(uintptr_t)(i + 1)));
+    CF_CHECK(cf_loop_queue_join(r->q));
+    return 0;
+}
+
+static int task_consumer(void *arg, void **result)
+{
+    (void)result;
+    queue_run *r = arg;
+    for (size_t i = 0; i < r->n; i++) {
+        void *item;
+        CF_CHECK(cf_loop_queue_get(&item, r->q));
+        if ((uintptr_t)item != i + 1)
+            BENCH_FAIL("loop-queue", "an item came out of order");
+        CF_CHECK(cf_loop_queue_task_done(r->q));
+    }
+    return 0;
+}
+
+/* A producer task puts N items through a queue of maxsize 16 to a consumer task, which marks
+ * each done; the producer then joins the queue. Both alternate: the producer fills the queue and
+ * waits, the consumer drains it and waits. */
+int wl_loop_queue(char **args)
+{
+    queue_run r = {.n = bench_arg_count(args[0], "N")};
+    cf_loop *loop = loop_new();
+    cf_loop_queue_options o = {.maxsize = QUEUE_MAXSIZE};
+    CF_CHECK(cf_loop_queue_new(&r.q, loop, &o));
+    cf_future *ts[2];
+    CF_CHECK(cf_loop_create_task(&ts[0], loop, task_producer, &r, NULL));
+    CF_CHECK(cf_loop_create_task(&ts[1], loop, task_consumer, &r, NULL));
+    int64_t t0 = bench_now_ns();
+    gather_and_release(loop, ts, 2);
+    double s = bench_since_s(t0);
+    CF_CHECK(cf_loop_queue_free(r.q));
+    loop_free(loop);
+    bench_report("loop-queue", (double)r.n, s, s * 1e9 / (double)r.n, " maxsize=%d", QUEUE_MAXSIZE);
+    return 0;
+}
+
+typedef struct lock_run {
+    cf_loop_lock *lock;
+    size_t k;
+} lock_run;
+
+static int task_locker(void *arg, void **result)
+{
+    (void)result;
+    lock_run *r = arg;
+    for (size_t i = 0; i < r->k; i++) {
+        CF_CHECK(cf_loop_lock_acquire(r->lock));
+        CF_CHECK(cf_sleep(0)); /* yield while holding it: the other task queues up */
+        CF_CHECK(cf_loop_lock_release(r->lock));
+    }
+    return 0;
+}
+
+/* Two tasks take one lock N times in all (N/2 each), each yielding once while it holds it, so
+ * every acquisition but the first waits and is handed the lock by the other's release. */
+int wl_loop_lock(char **args)
+{
+    enum { TASKS = 2 };
+    size_t n = bench_arg_count(args[0], "N");
+    cf_loop *loop = loop_new();
+    cf_loop_lock *lock;
+    CF_CHECK(cf_loop_lock_new(&lock, loop));
+    lock_run runs[TASKS];
+    cf_future *ts[TASKS];
+    for (size_t i = 0; i < TASKS; i++) {
+        runs[i] = (lock_run){.lock = lock, .k = bench_share(n, TASKS, i)};
+        CF_CHECK(cf_loop_create_task(&ts[i], loop, task_locker, &runs[i], NULL));
+    }
+    int64_t t0 = bench_now_ns();
+    gather_and_release(loop, ts, TASKS);
+    double s = bench_since_s(t0);
+    CF_CHECK(cf_loop_lock_free(lock));
+    loop_free(loop);
+    bench_report("loop-lock", (double)n, s, s * 1e9 / (double)n, " tasks=%d", TASKS);
+    return 0;
+}
+
 #endif

@@ -18,5 +18,6 @@
 #include "cfutures/loop.h"
 #include "cfutures/loop_task.h"
 #include "cfutures/loop_io.h"
+#include "cfutures/loop_sync.h"
 
 #endif

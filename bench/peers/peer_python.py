@@ -470,6 +470,56 @@ def wl_loop_spawn(a):
     report("loop-spawn", n, s, s * 1e9 / n)
 
 
+def wl_loop_queue(a):
+    """A producer task puts N items through a Queue(maxsize=16) to a consumer, which marks each
+    done; the producer then joins the queue."""
+    n = arg_count(a[0], "N")
+    maxsize = 16
+
+    async def producer(q):
+        for i in range(n):
+            await q.put(i + 1)
+        await q.join()
+
+    async def consumer(q):
+        for i in range(n):
+            item = await q.get()
+            if item != i + 1:
+                sys.exit(f"loop-queue: item {i} out of order")
+            q.task_done()
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    q = asyncio.Queue(maxsize)
+    ts = [loop.create_task(producer(q)), loop.create_task(consumer(q))]
+    t0 = now()
+    loop.run_until_complete(asyncio.gather(*ts))
+    s = now() - t0
+    loop.close()
+    report("loop-queue", n, s, s * 1e9 / n, maxsize=maxsize)
+
+
+def wl_loop_lock(a):
+    """Two tasks take one Lock N times in all, each yielding once while holding it."""
+    n = arg_count(a[0], "N")
+    tasks = 2
+
+    async def locker(lock, k):
+        for _ in range(k):
+            async with lock:
+                await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    lock = asyncio.Lock()
+    ts = [loop.create_task(locker(lock, share(n, tasks, i))) for i in range(tasks)]
+    t0 = now()
+    loop.run_until_complete(asyncio.gather(*ts))
+    s = now() - t0
+    loop.close()
+    report("loop-lock", n, s, s * 1e9 / n, tasks=tasks)
+
+
 def wl_loop_task_memory(a):
     n = arg_count(a[0], "N")
     loop = asyncio.new_event_loop()
@@ -648,6 +698,8 @@ WORKLOADS = {
     "loop-task-memory": (["N"], wl_loop_task_memory),
     "http-hello": (["SECONDS"], wl_http_hello),
     "http-offload": (["SECONDS"], wl_http_offload),
+    "loop-queue": (["N"], wl_loop_queue),
+    "loop-lock": (["N"], wl_loop_lock),
 }
 HTTP_WORKLOADS = ("http-hello", "http-offload")
 

@@ -6,7 +6,8 @@
  * loop futures deliver their done-callbacks on the loop. The loop's purpose is to await
  * executor futures: cf_loop_run_in_executor() offloads blocking work to a thread or process
  * pool and hands back a loop future that completes on the loop thread. Tasks written as
- * straight-line code that suspends at cf_await() are in loop_task.h.
+ * straight-line code that suspends at cf_await() are in loop_task.h, and the locks, events,
+ * semaphores, conditions and queues they coordinate with in loop_sync.h.
  *
  * One iteration (as asyncio's _run_once): wait for work (not at all if callbacks are ready or
  * the loop is stopping; else until the earliest timer or a cross-thread wake-up), take the
@@ -33,6 +34,7 @@
 #include "executor.h"
 #include "future.h"
 #include "task.h"
+#include "wait.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -127,6 +129,18 @@ int cf_loop_run_forever(cf_loop *loop);
  * stopped before the future was done, and the errors of cf_loop_run_forever(). */
 int cf_loop_run_until_complete(void **result, cf_loop *loop, cf_future *future);
 
+/** Runs one iteration of the loop on the calling thread, which becomes the loop thread: waits
+ * at most `timeout` seconds for work (0: not at all; negative: until something is due), then
+ * runs the callbacks that are ready at that point (those they schedule wait for the next
+ * call). For programs that drive the loop from their own main loop (a game loop, a GUI idle
+ * handler) instead of handing the thread to cf_loop_run_forever(); a host loop that can watch a
+ * descriptor uses cf_loop_fd() and cf_loop_dispatch() instead, which never block. A
+ * cf_loop_stop() during the iteration has no further effect. Returns 0; CF_EINVAL (NULL, NaN);
+ * and the errors of cf_loop_run_forever() (CF_EINVALSTATE while the loop runs, from a callback
+ * or task of a loop, for an embedded loop, or while tasks suspended on another thread are
+ * unfinished; CF_ECLOSED; CF_EFORKED). Any thread that may run the loop. */
+int cf_loop_run_once(cf_loop *loop, double timeout);
+
 /** Asks the loop to stop: the current iteration completes (every callback already due still
  * runs) and cf_loop_run_forever() returns; called before run_forever, exactly one iteration
  * runs. Callbacks scheduled meanwhile stay queued for the next run. Returns 0, CF_EINVAL, or
@@ -213,10 +227,12 @@ int cf_loop_create_future(cf_future **out, cf_loop *loop);
  * thread. */
 int cf_loop_wrap_future(cf_future **out, cf_loop *loop, cf_future *future);
 
-/** Submits `fn(arg)` to `executor` (NULL: the loop's default thread pool, created on first use
- * and shut down by close) and returns its wrapped loop future (see cf_loop_wrap_future()).
- * Returns 0; CF_EINVAL; CF_ECLOSED; CF_EPERM (default executor from another thread); the
- * errors of cf_executor_submit(). Loop thread for a NULL executor, else any thread. */
+/** Submits `fn(arg)` to `executor` (NULL: the loop's default executor, see
+ * cf_loop_set_default_executor(); by default a thread pool created on first use and shut down by
+ * close) and returns its wrapped loop future (see cf_loop_wrap_future()). Returns 0; CF_EINVAL;
+ * CF_ECLOSED; CF_EPERM (default executor from another thread); CF_ESHUTDOWN (default executor
+ * after cf_loop_shutdown_default_executor()); the errors of cf_executor_submit(). Loop thread for
+ * a NULL executor, else any thread. */
 int cf_loop_run_in_executor(cf_future **out, cf_loop *loop, cf_executor *executor, cf_fn fn,
                             void *arg);
 
@@ -224,6 +240,27 @@ int cf_loop_run_in_executor(cf_future **out, cf_loop *loop, cf_executor *executo
  * future's bytes are read with cf_future_result_bytes(). */
 int cf_loop_run_in_executor_bytes(cf_future **out, cf_loop *loop, cf_executor *executor,
                                   cf_bytes_fn fn, const void *arg, size_t len);
+
+/** Makes `executor` the loop's default executor, used by run_in_executor with a NULL executor
+ * (asyncio's set_default_executor). The executor stays the caller's: the loop never shuts it
+ * down (except through cf_loop_shutdown_default_executor()) nor frees it, so keep it alive until
+ * another one is set or the loop is freed. NULL goes back to the loop's own thread pool (created
+ * on first use, shut down by close, freed by cf_loop_free). Setting an executor also lifts a
+ * previous cf_loop_shutdown_default_executor(). Returns 0; CF_EINVAL; CF_ECLOSED; CF_EPERM (not
+ * the loop thread). Loop thread. */
+int cf_loop_set_default_executor(cf_loop *loop, cf_executor *executor);
+
+/** Shuts the default executor down and waits for its work and threads to finish, without
+ * blocking the loop (asyncio's shutdown_default_executor): the waiting happens on a helper
+ * thread, and the returned loop future finishes (with NULL) when it is done; it finishes at once
+ * if no default executor was ever used. Await it in a task, or run_until_complete() it from
+ * plain code to block until done. From now on run_in_executor with a NULL executor returns
+ * CF_ESHUTDOWN (until another executor is set). `timeout` seconds (negative: none) bound the
+ * wait: past it the future fails with CF_ETIMEDOUT and the shutdown goes on (cf_loop_free
+ * waits for it). If the loop is closed first, the future ends cancelled. Returns 0; CF_EINVAL
+ * (NULL, NaN); CF_ECLOSED; CF_EPERM (not the loop thread); CF_ENOMEM; CF_EAGAIN (no thread).
+ * Loop thread. */
+int cf_loop_shutdown_default_executor(cf_future **out, cf_loop *loop, double timeout);
 
 /* ---- combinators, callback style (each returns a loop future) ---- */
 
@@ -249,6 +286,53 @@ int cf_loop_gather(cf_future **out, cf_loop *loop, cf_future *const *fs, size_t 
  * `future` and ends cancelled once `future` is done. Returns 0; CF_EINVAL (NaN); CF_ECLOSED;
  * CF_EPERM; CF_ENOMEM. Loop thread. */
 int cf_loop_wait_for(cf_future **out, cf_loop *loop, cf_future *future, double timeout);
+
+/* ---- waiting on many futures, callback style (asyncio.wait, asyncio.as_completed) ---- */
+
+/** A loop future that finishes (with result NULL) once `when` holds over the `n` futures
+ * (CF_FIRST_COMPLETED, CF_FIRST_EXCEPTION: one failed, or all are done; CF_ALL_COMPLETED), or
+ * when `timeout` seconds pass (negative: no limit; 0: finishes at once either way). Like
+ * asyncio.wait it never fails on a timeout and never cancels the futures: read the split with
+ * cf_future_done() on each (or use cf_await_many() in a task). If the condition already holds,
+ * it is finished on return (its done-callbacks still run in a later iteration). Futures of any
+ * kind are watched without being wrapped; duplicates are allowed. Cancelling it cancels only
+ * it. Returns 0; CF_EINVAL (NULL out, loop or fs, n == 0, a NULL entry, unknown `when`, NaN);
+ * CF_ECLOSED; CF_EPERM (not the loop thread); CF_ENOMEM. Loop thread. */
+int cf_loop_wait(cf_future **out, cf_loop *loop, cf_future *const *fs, size_t n,
+                 cf_return_when when, double timeout);
+
+/** An iterator over futures in the order they complete, on the loop thread. */
+typedef struct cf_loop_as_completed cf_loop_as_completed;
+
+/** Creates an iterator over the `n` futures (of any kind; duplicates are yielded once) with an
+ * overall deadline `timeout` seconds from now (negative: none). Futures already done come
+ * first, in input order, then the others in the order the loop learns of their completion. The
+ * iterator holds a reference to every future until it is freed. Returns 0; CF_EINVAL (NULL out,
+ * loop or fs, n == 0, a NULL entry, NaN); CF_ECLOSED; CF_EPERM; CF_ENOMEM. Loop thread. */
+int cf_loop_as_completed_new(cf_loop_as_completed **out, cf_loop *loop, cf_future *const *fs,
+                             size_t n, double timeout);
+
+/** Inside a task: yields the next future to complete, waiting for it if needed (asyncio 3.13's
+ * async-for form of as_completed, which yields the original futures). Returns 0 with the future
+ * in `*out` (borrowed: valid until the iterator is freed); CF_ETIMEDOUT if the deadline passed
+ * with futures still pending (they are not cancelled; later calls still yield those that have
+ * completed since); CF_EOF once every future has been yielded; CF_ECANCELLED if this task was
+ * cancelled; CF_EINVALSTATE outside a task; CF_EPERM from a task of another loop, or while
+ * another task waits on the same iterator; CF_EINVAL. */
+int cf_loop_as_completed_next(cf_future **out, cf_loop_as_completed *it);
+
+/** Yields the next future that has completed, without waiting (for callbacks). Returns 0 and
+ * the future; CF_EAGAIN if none is ready yet; CF_ETIMEDOUT and CF_EOF as
+ * cf_loop_as_completed_next(); CF_EPERM (not the loop thread); CF_EINVAL. Loop thread. */
+int cf_loop_as_completed_try_next(cf_future **out, cf_loop_as_completed *it);
+
+/** The number of futures not yet yielded. 0 for NULL. Loop thread. */
+size_t cf_loop_as_completed_remaining(const cf_loop_as_completed *it);
+
+/** Frees the iterator and releases its references; the futures are not cancelled. NULL is
+ * ignored (returns 0). Returns CF_EINVALSTATE, freeing nothing, while a task waits in
+ * cf_loop_as_completed_next() on it. Loop thread, or any thread once the loop is closed. */
+int cf_loop_as_completed_free(cf_loop_as_completed *it);
 
 /* ---- embedding in another event loop ---- */
 

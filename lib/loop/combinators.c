@@ -15,16 +15,10 @@
 static int start_timer(cf_loop_handle **timer, cf_loop *loop, const cf__handle_kind *kind,
                        cf_future *owner, int64_t when)
 {
-    cf_loop_handle *h = cf__loop_handle_alloc(loop, kind, NULL, owner);
-    if (!h)
+    *timer = cf__loop_timer_new(loop, kind, owner, when);
+    if (!*timer)
         return CF_ENOMEM;
-    if (cf__loop_timer_start(loop, h, when) != 0) {
-        cf__loop_handle_release(loop, h);
-        return CF_ENOMEM;
-    }
-    h->refs++; /* the owner's */
     cf_future_ref(owner);
-    *timer = h;
     return 0;
 }
 
@@ -32,19 +26,8 @@ static int start_timer(cf_loop_handle **timer, cf_loop *loop, const cf__handle_k
  * thread. */
 static void stop_timer(cf_loop_handle **timer, cf_future *owner)
 {
-    cf_loop_handle *h = *timer;
-    CF__ASSERT_LOOP_THREAD(h->loop);
-    *timer = NULL;
-    cf__loop_handle_cancel(h);
-    cf__loop_handle_release(h->loop, h);
-    cf_future_unref(owner);
-}
-
-/* The owner's side of a timer that ran or was dropped. */
-static void timer_finished(cf_loop_handle **timer, cf_loop_handle *h)
-{
-    *timer = NULL;
-    cf__loop_handle_release(h->loop, h);
+    if (cf__loop_timer_cancel(timer))
+        cf_future_unref(owner);
 }
 
 /* Common loop-thread checks of the constructors. */
@@ -68,7 +51,7 @@ static void sleep_timer_run(cf_loop *loop, cf_loop_handle *h)
 {
     (void)loop;
     sleep_future *s = h->data;
-    timer_finished(&s->timer, h);
+    cf__loop_timer_fired(&s->timer, h);
     cf_future_set_result(&s->lf.base, s->result, NULL);
     cf_future_unref(&s->lf.base);
 }
@@ -76,7 +59,7 @@ static void sleep_timer_run(cf_loop *loop, cf_loop_handle *h)
 static void sleep_timer_drop(cf_loop_handle *h)
 {
     sleep_future *s = h->data;
-    timer_finished(&s->timer, h);
+    cf__loop_timer_fired(&s->timer, h);
     cf__future_cancel_plain(&s->lf.base); /* the closed loop can never finish it */
     cf_future_unref(&s->lf.base);
 }
@@ -325,7 +308,7 @@ static void wait_for_timer_run(cf_loop *loop, cf_loop_handle *h)
 {
     (void)loop;
     wait_for_future *w = h->data;
-    timer_finished(&w->timer, h);
+    cf__loop_timer_fired(&w->timer, h);
     /* If the inner future is done already, its outcome is on its way: keep it. */
     if (!cf_future_done(w->inner))
         wait_for_time_out(w);
@@ -335,7 +318,7 @@ static void wait_for_timer_run(cf_loop *loop, cf_loop_handle *h)
 static void wait_for_timer_drop(cf_loop_handle *h)
 {
     wait_for_future *w = h->data;
-    timer_finished(&w->timer, h);
+    cf__loop_timer_fired(&w->timer, h);
     cf_future_unref(&w->lf.base);
 }
 

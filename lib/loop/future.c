@@ -209,22 +209,6 @@ int cf_loop_wrap_future(cf_future **out, cf_loop *loop, cf_future *future)
 
 /* ---- run_in_executor ---- */
 
-static int default_executor(cf_executor **out, cf_loop *loop)
-{
-    int rc = cf__loop_check(loop);
-    if (rc)
-        return rc;
-    if (!loop->default_executor) {
-        cf_thread_pool_options o = {.max_workers = loop->default_workers,
-                                    .thread_name_prefix = "cfloop"};
-        rc = cf_thread_pool_new(&loop->default_executor, &o);
-        if (rc)
-            return rc;
-    }
-    *out = loop->default_executor;
-    return 0;
-}
-
 static int run_in_executor(cf_future **out, cf_loop *loop, cf_executor *ex, void *fn, bool bytes,
                            const void *arg, size_t len)
 {
@@ -235,7 +219,7 @@ static int run_in_executor(cf_future **out, cf_loop *loop, cf_executor *ex, void
         return CF_EINVAL;
     if (cf_loop_is_closed(loop))
         return CF_ECLOSED;
-    int rc = ex ? 0 : default_executor(&ex, loop);
+    int rc = ex ? 0 : cf__loop_default_executor(&ex, loop);
     if (rc)
         return rc;
     cf_future *f;

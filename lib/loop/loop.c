@@ -264,6 +264,38 @@ int cf__loop_timer_start(cf_loop *loop, cf_loop_handle *h, int64_t when)
     return 0;
 }
 
+cf_loop_handle *cf__loop_timer_new(cf_loop *loop, const cf__handle_kind *kind, void *data,
+                                   int64_t when)
+{
+    cf_loop_handle *h = cf__loop_handle_alloc(loop, kind, NULL, data);
+    if (!h)
+        return NULL;
+    if (cf__loop_timer_start(loop, h, when) != 0) {
+        cf__loop_handle_release(loop, h);
+        return NULL;
+    }
+    h->refs++; /* the owner's, so that it can cancel it */
+    return h;
+}
+
+bool cf__loop_timer_cancel(cf_loop_handle **timer)
+{
+    cf_loop_handle *h = *timer;
+    if (!h)
+        return false;
+    CF__ASSERT_LOOP_THREAD(h->loop);
+    *timer = NULL;
+    cf__loop_handle_cancel(h);
+    cf__loop_handle_release(h->loop, h);
+    return true;
+}
+
+void cf__loop_timer_fired(cf_loop_handle **timer, cf_loop_handle *h)
+{
+    *timer = NULL;
+    cf__loop_handle_release(h->loop, h);
+}
+
 static void timer_retire(cf_loop *loop, cf_loop_handle *h)
 {
     loop->timers_cancelled--;
@@ -444,11 +476,14 @@ static bool wait_for_work(cf_loop *loop, int64_t timeout)
     return polled;
 }
 
-static void run_once(cf_loop *loop)
+/* One iteration, waiting at most `max_wait` ns for work (-1: as long as it takes). */
+static void run_once(cf_loop *loop, int64_t max_wait)
 {
     loop->iterations++;
     purge_cancelled_timers(loop);
     int64_t timeout = next_timeout(loop);
+    if (max_wait >= 0 && (timeout < 0 || timeout > max_wait))
+        timeout = max_wait;
     bool polled = timeout != 0 && wait_for_work(loop, timeout);
     if (!polled && loop->io_registered)
         poll_descriptors(loop, true);
@@ -609,6 +644,7 @@ int cf_loop_free(cf_loop *loop)
     int rc = cf_loop_close(loop);
     if (rc)
         return rc;
+    cf__loop_join_shutdown_jobs(loop);
     if (loop->default_executor) {
         cf_executor_free(loop->default_executor);
         loop->default_executor = NULL;
@@ -637,7 +673,8 @@ static void close_loop(cf_loop *loop)
     cf__timer_heap_free(&loop->timers);
 }
 
-int cf_loop_run_forever(cf_loop *loop)
+/* The start and end of run_forever and run_once. */
+static int run_begin(cf_loop *loop)
 {
     int rc = claim(loop, BUSY_RUNNING);
     if (rc)
@@ -648,14 +685,40 @@ int cf_loop_run_forever(cf_loop *loop)
     }
     loop->running = true;
     atomic_store_explicit(&loop->wake_pending, 1, memory_order_seq_cst);
-    for (;;) {
-        run_once(loop);
-        if (loop->stopping)
-            break;
-    }
+    return 0;
+}
+
+static void run_end(cf_loop *loop)
+{
     loop->stopping = false;
     loop->running = false;
     unclaim(loop);
+}
+
+int cf_loop_run_forever(cf_loop *loop)
+{
+    int rc = run_begin(loop);
+    if (rc)
+        return rc;
+    for (;;) {
+        run_once(loop, -1);
+        if (loop->stopping)
+            break;
+    }
+    run_end(loop);
+    return 0;
+}
+
+int cf_loop_run_once(cf_loop *loop, double timeout)
+{
+    if (isnan(timeout))
+        return CF_EINVAL;
+    int rc = run_begin(loop);
+    if (rc)
+        return rc;
+    int64_t max_wait = timeout < 0 ? -1 : cf__seconds_to_ns(timeout);
+    run_once(loop, max_wait > MAX_TIMEOUT_NS ? MAX_TIMEOUT_NS : max_wait);
+    run_end(loop);
     return 0;
 }
 

@@ -86,7 +86,10 @@ struct cf_loop {
      * migrate, so while there are any, no other thread may run the loop. */
     size_t tasks_live;
     uintptr_t tasks_thread;
-    cf_executor *default_executor;
+    cf_executor *default_executor; /* the loop's own thread pool, created on first use */
+    cf_executor *user_executor;    /* cf_loop_set_default_executor()'s (borrowed) */
+    void *shutdown_jobs;           /* threads of cf_loop_shutdown_default_executor() */
+    bool default_shutdown;         /* no more work for the default executor */
     /* Watched descriptors (loop/io.c): records by descriptor number. */
     struct cf__io **io;
     size_t io_cap;
@@ -114,6 +117,13 @@ struct cf_loop {
 static inline bool cf__loop_on_thread(cf_loop *loop)
 {
     return atomic_load_explicit(&loop->owner, memory_order_relaxed) == cf__thread_self();
+}
+
+/* CF_EPERM off the loop thread, else 0: the check of operations that only need the loop's
+ * thread (also while it closes, when tasks winding down still call them). */
+static inline int cf__loop_thread_check(cf_loop *loop)
+{
+    return cf__loop_on_thread(loop) ? 0 : CF_EPERM;
 }
 
 /* The rule "loop thread" of the comments, checked (see CF__ASSERT). */
@@ -148,6 +158,15 @@ void cf__loop_post(cf_loop *loop, cf_loop_handle *h);
 /* Arms a pooled handle as a timer due at `when` (ns). Returns 0 or CF_ENOMEM (the handle is
  * then untouched). Loop thread. */
 int cf__loop_timer_start(cf_loop *loop, cf_loop_handle *h, int64_t when);
+/* A timer its owner keeps: a pooled handle of `kind` (data: the owner) due at `when`, with a
+ * second reference, the owner's, so that it can cancel it. NULL without memory. Loop thread. */
+cf_loop_handle *cf__loop_timer_new(cf_loop *loop, const cf__handle_kind *kind, void *data,
+                                   int64_t when);
+/* Cancels an owner's timer and drops the owner's reference (*timer becomes NULL). Returns
+ * whether one was armed. Loop thread. */
+bool cf__loop_timer_cancel(cf_loop_handle **timer);
+/* In the kind's run or drop: the owner forgets its timer and drops its reference. */
+void cf__loop_timer_fired(cf_loop_handle **timer, cf_loop_handle *h);
 /* Marks a handle cancelled (a no-op once it ran). Loop thread. */
 void cf__loop_handle_cancel(cf_loop_handle *h);
 
@@ -199,6 +218,16 @@ void cf__loop_waiter_watch(cf__loop_waiter *w, cf_future *f);
  * posted. */
 bool cf__loop_waiter_unwatch(cf__loop_waiter *w, cf_future *f);
 
+/* ---- the default executor (loop/executor.c) ---- */
+
+/* The executor run_in_executor uses for NULL: the user's, or the loop's own thread pool,
+ * created on first use. Returns 0; CF_EPERM (not the loop thread); CF_ECLOSED; CF_ESHUTDOWN
+ * after cf_loop_shutdown_default_executor(); the errors of cf_thread_pool_new(). */
+int cf__loop_default_executor(cf_executor **out, cf_loop *loop);
+/* Joins the threads of cf_loop_shutdown_default_executor() still alive (cf_loop_free, before
+ * the loop's own executor is freed). */
+void cf__loop_join_shutdown_jobs(cf_loop *loop);
+
 /* ---- combinators (loop/combinators.c) ---- */
 
 /* Whether a cf_loop_wait_for() future ended because its timeout passed. */
@@ -212,6 +241,88 @@ void cf__loop_signals_close(cf_loop *loop);
 unsigned cf__loop_signals_handled(const cf_loop *loop);
 
 /* ---- tasks (loop/task.c) ---- */
+
+/* A task parked on a loop primitive (lock, semaphore, event, condition, queue, task group,
+ * as_completed): a node on the waiting task's own stack, linked into the primitive's FIFO of
+ * waiters. The primitive wakes it with cf__task_wake(), handing over what was waited for (a
+ * lock, a permit, an item in `value`) in the same step, so a woken waiter owns it even if its
+ * task is cancelled before it runs: the wait then completes, and the cancellation is delivered
+ * at the task's next suspension point. A cancellation that arrives while the node is still
+ * linked withdraws it (nothing was handed over) and the wait returns CF_ECANCELLED. */
+typedef struct cf__wait cf__wait;
+
+typedef struct cf__wait_list {
+    cf__wait *head, *tail;
+} cf__wait_list;
+
+struct cf__wait {
+    cf__wait *prev, *next;
+    cf__wait_list *list; /* while linked (waiting) */
+    void *task;
+    void *value;   /* handed over by the waker (a queue item), or offered by the waiter */
+    int status;    /* set when woken: 0, or what the waker reports */
+    bool shielded; /* cancellation cannot withdraw it (it is only recorded for later) */
+};
+
+static inline bool cf__wait_list_empty(const cf__wait_list *l)
+{
+    return l->head == NULL;
+}
+
+static inline void cf__wait_list_append(cf__wait_list *l, cf__wait *w)
+{
+    w->list = l;
+    w->next = NULL;
+    w->prev = l->tail;
+    if (l->tail)
+        l->tail->next = w;
+    else
+        l->head = w;
+    l->tail = w;
+}
+
+static inline void cf__wait_list_remove(cf__wait *w)
+{
+    cf__wait_list *l = w->list;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        l->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        l->tail = w->prev;
+    w->prev = w->next = NULL;
+    w->list = NULL;
+}
+
+/* Whether this build has tasks (coroutines). */
+bool cf__loop_tasks_supported(void);
+/* 0 inside a task of `loop`; CF_EINVALSTATE outside any task (or without coroutines);
+ * CF_EPERM inside a task of another loop; CF_EINVAL for a NULL loop. */
+int cf__task_check(cf_loop *loop);
+/* Inside a task (cf__task_check() passed): appends `w` to `list` and suspends until
+ * cf__task_wake(w). Returns w->status; CF_ECANCELLED without waiting if a cancellation is
+ * pending or the loop is closing, or if the task was cancelled while `w` was linked (it was
+ * withdrawn). A shielded wait ignores cancellation (it stays pending, delivered at the next
+ * suspension point) and is withdrawn only by close. */
+int cf__task_park(cf__wait *w, cf__wait_list *list);
+/* Unlinks a parked waiter, records `status` and schedules its task. Loop thread. */
+void cf__task_wake(cf__wait *w, int status);
+/* Wakes every waiter of a list, oldest first. */
+void cf__task_wake_all(cf__wait_list *list, int status);
+
+/* asyncio's Task.cancelling() / uncancel(): the number of cancellation requests a task has
+ * received and not yet had withdrawn. uncancel withdraws one and returns the rest; when none
+ * is left, a request not delivered yet is dropped too (as asyncio 3.13). 0 for a future that
+ * is not a task. Loop thread. */
+uint32_t cf__task_cancelling(cf_future *task);
+uint32_t cf__task_uncancel(cf_future *task);
+/* Whether a cancellation request waits for the task's next suspension point. */
+bool cf__task_cancel_pending(cf_future *task);
+/* Makes the task's next suspension point return CF_ECANCELLED, without counting a request: a
+ * request that was consumed on behalf of another one is given back. */
+void cf__task_cancel_rearm(cf_future *task);
 
 /* Called by close: winds down every unfinished task (each pending await returns
  * CF_ECANCELLED) and frees their coroutines. */

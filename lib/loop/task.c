@@ -1,7 +1,8 @@
 /* Loop tasks: a cf_fn running on a stackful coroutine, stepped by the loop (asyncio's Task).
  *
  * A task is parked on at most one thing at a time: a future (a loop waiter hooked on it), a
- * timer (cf_sleep), or the ready queue (a fresh task, cf_sleep(0), a wake-up on its way). One
+ * timer (cf_sleep), a loop primitive's list of waiters (cf__task_park), or the ready queue (a
+ * fresh task, cf_sleep(0), a wake-up on its way). One
  * embedded handle, the waiter's, carries every wake-up, so waking a task never allocates; the
  * only allocation while a task runs is the pooled timer handle of a positive sleep.
  *
@@ -18,6 +19,7 @@ typedef enum park {
     PARK_READY,    /* its step handle is queued */
     PARK_FUTURE,   /* its waiter is hooked on `waiting_on` */
     PARK_TIMER,    /* sleeping on `timer` */
+    PARK_WAIT,     /* linked into a primitive's waiters by `wait` */
 } park;
 
 typedef struct loop_task loop_task;
@@ -31,6 +33,7 @@ struct loop_task {
     cf__loop_waiter waiter; /* its handle is the task's step */
     cf_future *waiting_on;
     cf_loop_handle *timer;
+    cf__wait *wait;
     void *context;  /* the task's cf_task_fail context while it is suspended */
     cf__dlink link; /* the loop's unfinished tasks */
     cf__outcome outcome;
@@ -117,9 +120,9 @@ static const cf__handle_kind step_kind = {.run = step_run};
 
 static void timer_run(cf_loop *loop, cf_loop_handle *h)
 {
+    (void)loop;
     loop_task *t = h->data;
-    t->timer = NULL;
-    cf__loop_handle_release(loop, h); /* the task's reference */
+    cf__loop_timer_fired(&t->timer, h);
     task_step(t);
 }
 
@@ -158,10 +161,19 @@ static bool task_cancel_here(loop_task *t)
             return true;
         break;
     case PARK_TIMER:
-        cf__loop_handle_cancel(t->timer);
-        cf__loop_handle_release(t->lf.loop, t->timer);
-        t->timer = NULL;
+        cf__loop_timer_cancel(&t->timer);
         make_ready(t);
+        break;
+    case PARK_WAIT:
+        /* Still linked: nothing was handed over yet, so the wait can be withdrawn and report
+         * the cancellation itself. Once woken, it completes and the request waits for the
+         * next suspension point. */
+        if (t->wait->list && !t->wait->shielded) {
+            cf__wait_list_remove(t->wait);
+            t->wait->status = CF_ECANCELLED;
+            make_ready(t);
+            return true;
+        }
         break;
     default:
         break;
@@ -253,6 +265,95 @@ cf_future *cf_current_task(void)
     return current ? &current->lf.base : NULL;
 }
 
+/* ---- parking on loop primitives ---- */
+
+bool cf__loop_tasks_supported(void)
+{
+    return true;
+}
+
+int cf__task_check(cf_loop *loop)
+{
+    if (!loop)
+        return CF_EINVAL;
+    if (!current)
+        return CF_EINVALSTATE;
+    return current->lf.loop == loop ? 0 : CF_EPERM;
+}
+
+int cf__task_park(cf__wait *w, cf__wait_list *list)
+{
+    loop_task *t = current;
+    CF__ASSERT(t != NULL && w->list == NULL); /* cf__task_check() passed; not linked yet */
+    if (t->lf.loop->closing)
+        return CF_ECANCELLED;
+    if (t->must_cancel && !w->shielded) {
+        t->must_cancel = false;
+        return CF_ECANCELLED;
+    }
+    w->task = t;
+    w->status = 0;
+    cf__wait_list_append(list, w);
+    t->wait = w;
+    t->park = PARK_WAIT;
+    /* Not suspend(): a wait that was woken has completed, and a cancellation that came after
+     * it stays pending for the next suspension point. */
+    cf__coro_yield();
+    t->wait = NULL;
+    return w->status;
+}
+
+void cf__task_wake(cf__wait *w, int status)
+{
+    CF__ASSERT(w->list != NULL); /* parked, and woken once */
+    CF__ASSERT_LOOP_THREAD(((loop_task *)w->task)->lf.loop);
+    cf__wait_list_remove(w);
+    w->status = status;
+    make_ready(w->task);
+}
+
+void cf__task_wake_all(cf__wait_list *list, int status)
+{
+    while (list->head)
+        cf__task_wake(list->head, status);
+}
+
+static loop_task *as_task(cf_future *f)
+{
+    return f && f->ops == &task_ops ? (loop_task *)f : NULL;
+}
+
+uint32_t cf__task_cancelling(cf_future *task)
+{
+    loop_task *t = as_task(task);
+    return t ? t->cancels : 0;
+}
+
+uint32_t cf__task_uncancel(cf_future *task)
+{
+    loop_task *t = as_task(task);
+    if (!t)
+        return 0;
+    if (t->cancels > 0)
+        t->cancels--;
+    if (t->cancels == 0)
+        t->must_cancel = false;
+    return t->cancels;
+}
+
+bool cf__task_cancel_pending(cf_future *task)
+{
+    loop_task *t = as_task(task);
+    return t && t->must_cancel;
+}
+
+void cf__task_cancel_rearm(cf_future *task)
+{
+    loop_task *t = as_task(task);
+    if (t && !cf_future_done(task))
+        t->must_cancel = true;
+}
+
 /* Awaits a loop future of the task's own loop. */
 static int await_here(void **value, loop_task *t, cf_future *f)
 {
@@ -310,15 +411,9 @@ int cf_sleep(double delay)
         make_ready(t);
         return suspend(t);
     }
-    cf_loop_handle *h = cf__loop_handle_alloc(loop, &timer_kind, NULL, t);
-    if (!h)
+    t->timer = cf__loop_timer_new(loop, &timer_kind, t, cf__deadline_after(delay));
+    if (!t->timer)
         return CF_ENOMEM;
-    if (cf__loop_timer_start(loop, h, cf__deadline_after(delay)) != 0) {
-        cf__loop_handle_release(loop, h);
-        return CF_ENOMEM;
-    }
-    h->refs++; /* the task's, so that it can cancel the timer */
-    t->timer = h;
     t->park = PARK_TIMER;
     return suspend(t);
 }
@@ -373,9 +468,11 @@ void cf__loop_close_tasks(cf_loop *loop)
                     sched_yield();
             }
         } else if (t->park == PARK_TIMER) {
-            cf__loop_handle_cancel(t->timer);
-            cf__loop_handle_release(loop, t->timer);
-            t->timer = NULL;
+            cf__loop_timer_cancel(&t->timer);
+        } else if (t->park == PARK_WAIT && t->wait->list) {
+            /* Shielded or not: the loop will never wake it. */
+            cf__wait_list_remove(t->wait);
+            t->wait->status = CF_ECANCELLED;
         }
         t->park = PARK_NONE;
     }

@@ -6,12 +6,11 @@
 int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
                         const cf_loop_task_options *options)
 {
-    (void)loop;
     (void)arg;
     if (!out)
         return CF_EINVAL;
     *out = NULL;
-    if (!fn || (options && !CF__RESERVED_ZERO(options)))
+    if (!loop || !fn || (options && !CF__RESERVED_ZERO(options)))
         return CF_EINVAL;
     return CF_ENOTSUP;
 }
@@ -60,4 +59,58 @@ void cf__loop_close_tasks(cf_loop *loop)
 void cf__loop_tasks_closed(cf_loop *loop)
 {
     (void)loop;
+}
+
+/* Without tasks nothing can park: the primitives' waiting operations report CF_EINVALSTATE and
+ * their lists of waiters stay empty. */
+bool cf__loop_tasks_supported(void)
+{
+    return false;
+}
+
+int cf__task_check(cf_loop *loop)
+{
+    return loop ? CF_EINVALSTATE : CF_EINVAL;
+}
+
+int cf__task_park(cf__wait *w, cf__wait_list *list)
+{
+    (void)w;
+    (void)list;
+    return CF_EINVALSTATE;
+}
+
+void cf__task_wake(cf__wait *w, int status)
+{
+    (void)w;
+    (void)status;
+}
+
+void cf__task_wake_all(cf__wait_list *list, int status)
+{
+    (void)list;
+    (void)status;
+}
+
+uint32_t cf__task_cancelling(cf_future *task)
+{
+    (void)task;
+    return 0;
+}
+
+uint32_t cf__task_uncancel(cf_future *task)
+{
+    (void)task;
+    return 0;
+}
+
+bool cf__task_cancel_pending(cf_future *task)
+{
+    (void)task;
+    return false;
+}
+
+void cf__task_cancel_rearm(cf_future *task)
+{
+    (void)task;
 }

@@ -20,5 +20,6 @@ int main(void)
     GROWABLE(cf_loop_options);
     GROWABLE(cf_loop_task_options);
     GROWABLE(cf_loop_stats);
+    GROWABLE(cf_loop_queue_options);
     return 0;
 }

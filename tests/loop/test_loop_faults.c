@@ -5,6 +5,7 @@
  * the sanitizer and valgrind builds check that nothing leaks. */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -196,6 +197,141 @@ static void scenario_io(unsigned long nth)
     }
 }
 
+/* ---- the structured side: primitives, a task group under a timeout scope, waits across
+ * threads and the default executor's shutdown ---- */
+
+#ifndef CF_TEST_NO_COROUTINES
+enum { ITEMS = 40 }; /* enough for the queue to grow more than once */
+
+static int producer(void *arg, void **result)
+{
+    (void)result;
+    for (intptr_t i = 0; i < ITEMS; i++) {
+        int rc = cf_loop_queue_put(arg, (void *)(i + 1));
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int consumer(void *arg, void **result)
+{
+    (void)result;
+    for (int i = 0; i < ITEMS; i++) {
+        void *item;
+        int rc = cf_loop_queue_get(&item, arg);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The task: a task group of a producer and a consumer, inside a timeout scope. */
+static int structured_body(void *arg, void **result)
+{
+    (void)result;
+    cf_loop_timeout *scope;
+    int rc = cf_loop_timeout_enter(&scope, 30);
+    if (rc)
+        return rc;
+    cf_loop_task_group *g;
+    rc = cf_loop_task_group_enter(&g);
+    if (rc == 0) {
+        /* The producer runs first and fills the queue (it grows), then the consumer. */
+        rc = cf_loop_task_group_create_task(NULL, g, producer, arg, NULL);
+        if (rc == 0)
+            rc = cf_loop_task_group_create_task(NULL, g, consumer, arg, NULL);
+        rc = cf_loop_task_group_exit(g, rc);
+        cf_loop_task_group_free(g);
+    }
+    rc = cf_loop_timeout_exit(scope, rc);
+    cf_loop_timeout_free(scope);
+    return rc;
+}
+#endif
+
+static bool done_or_failed(int rc)
+{
+    return documented(rc) || rc == CF_ETASK;
+}
+
+static void structured_scenario(unsigned long nth)
+{
+    cf_loop *loop;
+    int rc = cf_loop_new(&loop, NULL);
+    OK_OR_FAULT(rc);
+    if (rc)
+        return;
+    cf_loop_lock *lock = NULL;
+    cf_loop_condition *cond = NULL;
+    cf_loop_queue *q = NULL;
+    OK_OR_FAULT(cf_loop_lock_new(&lock, loop));
+    OK_OR_FAULT(cf_loop_condition_new(&cond, loop, NULL));
+    OK_OR_FAULT(cf_loop_queue_new(&q, loop, NULL));
+    cf_future *fs[2] = {NULL, NULL};
+    size_t n = 0;
+    if (cf_loop_create_future(&fs[n], loop) == 0)
+        n++;
+#ifndef CF_TEST_NO_COROUTINES
+    if (q && cf_loop_create_task(&fs[n], loop, structured_body, q, NULL) == 0)
+        n++;
+#endif
+    cf_future *w = NULL;
+    cf_loop_as_completed *it = NULL;
+    if (n) {
+        OK_OR_FAULT(cf_loop_wait(&w, loop, fs, n, CF_ALL_COMPLETED, 30));
+        OK_OR_FAULT(cf_loop_as_completed_new(&it, loop, fs, n, 30));
+        ck_assert_int_eq(cf_future_set_result(fs[0], NULL, NULL), 0);
+    }
+    if (w) {
+        rc = cf_loop_run_until_complete(NULL, loop, w);
+        ck_assert_msg(documented(rc), "fault %lu: wait gave %s", nth, cf_err_name(rc));
+    }
+    for (size_t i = 0; i < n; i++) {
+        rc = cf_loop_run_until_complete(NULL, loop, fs[i]);
+        ck_assert_msg(done_or_failed(rc), "fault %lu: task gave %s", nth, cf_err_name(rc));
+    }
+    if (it) {
+        cf_future *f;
+        size_t yielded = 0;
+        while (cf_loop_as_completed_try_next(&f, it) == 0)
+            yielded++;
+        ck_assert_uint_eq(yielded, n);
+        ck_assert_int_eq(cf_loop_as_completed_free(it), 0);
+    }
+    cf_future *t = NULL;
+    rc = cf_loop_run_coroutine_threadsafe(&t, loop, return_arg, NULL, NULL);
+    ck_assert_msg(documented(rc) || rc == CF_ENOTSUP, "fault %lu: threadsafe gave %s", nth,
+                  cf_err_name(rc));
+    if (t) {
+        rc = cf_loop_run_until_complete(NULL, loop, t);
+        ck_assert_msg(done_or_failed(rc), "fault %lu: threadsafe task gave %s", nth,
+                      cf_err_name(rc));
+    }
+    cf_future *x = NULL, *down = NULL;
+    OK_OR_FAULT(cf_loop_run_in_executor(&x, loop, NULL, return_arg, NULL));
+    OK_OR_FAULT(cf_loop_shutdown_default_executor(&down, loop, 30));
+    if (down) {
+        rc = cf_loop_run_until_complete(NULL, loop, down);
+        ck_assert_msg(documented(rc), "fault %lu: shutdown gave %s", nth, cf_err_name(rc));
+    }
+    if (x) {
+        rc = cf_loop_run_until_complete(NULL, loop, x);
+        ck_assert_msg(documented(rc), "fault %lu: executor call gave %s", nth, cf_err_name(rc));
+    }
+    OK_OR_FAULT(cf_loop_run_once(loop, 0));
+    cf_future_unref(x);
+    cf_future_unref(down);
+    cf_future_unref(t);
+    cf_future_unref(w);
+    for (size_t i = 0; i < n; i++)
+        cf_future_unref(fs[i]);
+    ck_assert_int_eq(cf_loop_lock_free(lock), 0);
+    ck_assert_int_eq(cf_loop_condition_free(cond), 0);
+    ck_assert_int_eq(cf_loop_queue_free(q), 0);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+}
+
 /* Arms each fault point of `scenario` in turn until a run passes them all. */
 static void walk(void (*run)(unsigned long nth), const char *name)
 {
@@ -234,12 +370,21 @@ START_TEST(test_fault_walk)
 }
 END_TEST
 
+START_TEST(test_fault_walk_structured)
+{
+#ifdef CF_FAULT_INJECTION
+    walk(structured_scenario, "structured");
+#endif
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("loop_faults");
     TCase *tc = cf_test_tcase("walk");
     tcase_add_test(tc, test_fault_walk);
     tcase_add_test(tc, test_io_fault_walk);
+    tcase_add_test(tc, test_fault_walk_structured);
     suite_add_tcase(s, tc);
     return s;
 }

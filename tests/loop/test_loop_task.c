@@ -592,20 +592,32 @@ START_TEST(test_gather_in_order)
 }
 END_TEST
 
+/* Awaits the gate (a loop future), then returns its value: finishes only when the test says. */
+static int await_gate(void *arg, void **result)
+{
+    return cf_await(result, arg);
+}
+
 START_TEST(test_gather_first_failure_others_continue)
 {
     cf_loop *loop = new_loop();
     gather_ctx c = {0};
-    c.children[0] = spawn(loop, sleep_then_return, (void *)20);
+    cf_future *gate;
+    ck_assert_int_eq(cf_loop_create_future(&gate, loop), 0);
+    c.children[0] = spawn(loop, await_gate, gate);
     c.children[1] = spawn(loop, fail_after, (void *)1);
-    c.children[2] = spawn(loop, sleep_then_return, (void *)30);
+    c.children[2] = spawn(loop, await_gate, gate);
     cf_future *t = spawn(loop, gatherer, &c);
     ck_assert_int_eq(run(loop, t, NULL), 0);
     ck_assert_int_eq(c.rc, CF_ETASK);
     ck_assert(!cf_future_done(c.children[0]));
     ck_assert(!cf_future_done(c.children[2]));
-    ck_assert_int_eq(run(loop, c.children[2], NULL), 0);
+    ck_assert_int_eq(cf_future_set_result(gate, (void *)20, NULL), 0);
+    void *v;
+    ck_assert_int_eq(run(loop, c.children[2], &v), 0);
+    ck_assert_ptr_eq(v, (void *)20);
     ck_assert_int_eq(run(loop, c.children[0], NULL), 0);
+    cf_future_unref(gate);
     int code;
     ck_assert_int_eq(cf_future_exception(&code, NULL, c.children[1], 0), 0);
     ck_assert_int_eq(code, -11);
