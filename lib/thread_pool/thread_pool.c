@@ -761,7 +761,8 @@ static int tp_destroy(cf_executor *ex)
         pool_forget(pool);
         return CF_EFORKED;
     }
-    cf__at_exit_unregister(&pool->at_exit);
+    if (pool->at_exit.begin)
+        cf__at_exit_unregister(&pool->at_exit);
     tp_shutdown(ex, true, false);
     if (in_own_worker(pool)) {
         /* We run on one of the pool's threads: it frees the pool when it exits. */
