@@ -601,6 +601,7 @@ END_TEST
 
 /* ---- in tasks ---- */
 
+#ifndef CF_TEST_NO_COROUTINES
 typedef struct waiter_task {
     int fd;
     unsigned events;
@@ -717,6 +718,7 @@ START_TEST(test_close_winds_down_waiting_task)
     close(p[1]);
 }
 END_TEST
+#endif /* CF_TEST_NO_COROUTINES */
 
 /* ---- embedded: cf_loop_fd covers watched descriptors ---- */
 
