@@ -1,7 +1,7 @@
 /* A tiny HTTP/1.1 server written as straight-line coroutines on one loop thread, with blocking
  * work on a thread pool and CPU work on a process pool: what cf_loop is for.
  *
- *     build/examples/http_server [--port N] [--threads N] [--processes N]
+ *     build/examples/http_server [--port N] [--threads N] [--processes N] [--spin SECONDS]
  *
  * Routes (GET or POST; a request body is read and counted, then dropped):
  *     /                 "hello"
@@ -120,16 +120,15 @@ static int count_primes(const void *arg, size_t len, void **result, size_t *resu
 
 static const char *find_head_end(const char *p, size_t len)
 {
-    for (size_t i = 3; i < len; i++)
-        if (p[i] == '\n' && p[i - 1] == '\r' && p[i - 2] == '\n' && p[i - 3] == '\r')
-            return p + i + 1;
-    return NULL;
+    const char *end = memmem(p, len, "\r\n\r\n", 4);
+    return end ? end + 4 : NULL;
 }
 
-static bool header_is(const char *line, size_t len, const char *name, const char **value)
+/* Whether the header line `line` (`len` bytes) is `name` (lower case, `n` bytes); its value then
+ * goes to *value. */
+static bool header_is(const char *line, size_t len, const char *name, size_t n, const char **value)
 {
-    size_t n = strlen(name);
-    if (len <= n || strncasecmp(line, name, n) != 0 || line[n] != ':')
+    if (len <= n || line[n] != ':' || strncasecmp(line, name, n) != 0)
         return false;
     const char *v = line + n + 1;
     while (*v == ' ' || *v == '\t')
@@ -137,6 +136,8 @@ static bool header_is(const char *line, size_t len, const char *name, const char
     *value = v;
     return true;
 }
+
+#define HEADER_IS(line, len, name, value) header_is(line, len, name, sizeof(name) - 1, value)
 
 /* Parses the head at `p` (complete: it ends with an empty line). Returns 0, or the status of the
  * error response (400, 501). */
@@ -161,24 +162,24 @@ static int parse_head(request *req, const char *p, const char *end)
         const char *next = memchr(line, '\r', (size_t)(end - line));
         size_t len = (size_t)(next - line);
         const char *v;
-        if (header_is(line, len, "content-length", &v)) {
+        if (HEADER_IS(line, len, "content-length", &v)) {
             char *stop;
             errno = 0;
             unsigned long long cl = strtoull(v, &stop, 10);
             if (stop == v || errno || (*stop != '\r' && *stop != ' '))
                 return 400;
             req->content_length = (size_t)cl;
-        } else if (header_is(line, len, "connection", &v)) {
+        } else if (HEADER_IS(line, len, "connection", &v)) {
             if (strncasecmp(v, "close", 5) == 0)
                 req->keep_alive = false;
             else if (strncasecmp(v, "keep-alive", 10) == 0)
                 req->keep_alive = true;
-        } else if (header_is(line, len, "x-request-id", &v)) {
+        } else if (HEADER_IS(line, len, "x-request-id", &v)) {
             size_t n = (size_t)(next - v);
             if (n >= sizeof(req->id))
                 return 400;
             memcpy(req->id, v, n);
-        } else if (header_is(line, len, "transfer-encoding", &v)) {
+        } else if (HEADER_IS(line, len, "transfer-encoding", &v)) {
             return 501;
         }
         line = next + 2;
@@ -536,23 +537,27 @@ int main(int argc, char **argv)
 {
     int port = 0;
     unsigned threads = 8, processes = 2;
+    cf_loop_options lo = {0}; /* --spin: cf_loop_options.spin_time (negative: never spin) */
     static const struct option opts[] = {{"port", required_argument, NULL, 'p'},
                                          {"threads", required_argument, NULL, 't'},
                                          {"processes", required_argument, NULL, 'P'},
+                                         {"spin", required_argument, NULL, 's'},
                                          {NULL, 0, NULL, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "p:t:P:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "p:t:P:s:", opts, NULL)) != -1) {
         if (o == 'p')
             port = atoi(optarg);
         else if (o == 't')
             threads = (unsigned)atoi(optarg);
         else if (o == 'P')
             processes = (unsigned)atoi(optarg);
+        else if (o == 's')
+            lo.spin_time = atof(optarg);
         else
             return 2;
     }
     server srv = {0};
-    check(cf_loop_new(&srv.loop, NULL), "loop");
+    check(cf_loop_new(&srv.loop, &lo), "loop");
     /* Signals first: the pools' threads, started later, inherit the blocked mask, so the signals
      * can only reach the loop's signalfd. */
     check(cf_loop_add_signal_handler(srv.loop, SIGINT, on_stop_signal, &srv), "SIGINT");

@@ -8,10 +8,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cf_test.h"
@@ -50,6 +53,16 @@ static inline int proc_util_getpid_task(const void *arg, size_t len, void **resu
     (void)arg;
     (void)len;
     return proc_util_return_int((int)getpid(), result, result_len);
+}
+
+/* Runs one task on the pool and waits for it: afterwards a worker exists and is idle, so the
+ * next submit is dispatched at once (RUNNING) instead of waiting for a worker to be forked. */
+static inline void proc_util_warm(cf_executor *ex)
+{
+    cf_future *f = NULL;
+    ck_assert_int_eq(cf_executor_submit_bytes(&f, ex, proc_util_getpid_task, "", 0), 0);
+    ck_assert_int_eq(cf_future_result(NULL, f, CF_TEST_LONG), 0);
+    cf_future_unref(f);
 }
 
 /* Blocks until the FIFO named by the argument is opened for writing and closed again. */
@@ -172,5 +185,68 @@ static inline bool proc_util_wait_no_children(double seconds)
     }
     return true;
 }
+
+/* ---- scenarios: this test program run again in a fresh process ----
+ * Some conditions cannot be set up inside a Check test: descriptors 0-2 closed, another user,
+ * low resource limits. The suite's main() runs scenario `name` instead of the suite when
+ * CF_TEST_SCENARIO=name is set, and exits with 0 or the number of the step that failed. */
+
+extern char **environ;
+
+/* Runs scenario `name` in a fresh image of this program, behind `wrapper` (the argv of a
+ * command that execs the rest, such as setpriv; NULL: none), with descriptors 0-2 closed if
+ * `close_stdio`. Returns its wait status. */
+static inline int proc_util_run_scenario(const char *name, const char *const *wrapper,
+                                         bool close_stdio)
+{
+    /* Through an opened descriptor: under valgrind /proc/self/exe as a path is valgrind itself.
+     * A wrapper execs the path in turn, so the descriptor must survive our exec. */
+    int exe = open("/proc/self/exe", O_RDONLY | (wrapper ? 0 : O_CLOEXEC));
+    ck_assert_int_ge(exe, 0);
+    char path[64], var[128];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", exe);
+    snprintf(var, sizeof(var), "CF_TEST_SCENARIO=%s", name);
+    size_t n = 0, w = 0;
+    while (environ[n])
+        n++;
+    while (wrapper && wrapper[w])
+        w++;
+    char **env = calloc(n + 2, sizeof(char *));
+    char **argv = calloc(w + 2, sizeof(char *));
+    ck_assert(env && argv);
+    for (size_t i = 0; i < n; i++)
+        env[i] = environ[i];
+    env[n] = var;
+    for (size_t i = 0; i < w; i++)
+        argv[i] = (char *)wrapper[i];
+    argv[w] = path;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    for (int fd = 0; close_stdio && fd <= 2; fd++)
+        posix_spawn_file_actions_addclose(&fa, fd);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    close(exe);
+    ck_assert_msg(rc == 0, "posix_spawn %s: %s", argv[0], strerror(rc));
+    free(env);
+    free(argv);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+/* Called first by a scenario: closes every descriptor above 2 it inherited (a test runner's
+ * reporting files, our image's descriptor), so that it starts as a fresh program would. */
+static inline void proc_util_scenario_begin(void)
+{
+    syscall(SYS_close_range, 3u, ~0u, 0u);
+}
+
+/* Asserts that scenario `name` exited with 0; otherwise reports the step it failed at. */
+#define proc_util_assert_scenario(status, name)                                                    \
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,                                   \
+                  "scenario %s failed at step %d (status %#x)", name,                              \
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1, status)
 
 #endif

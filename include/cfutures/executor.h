@@ -30,6 +30,11 @@ extern "C" {
  * (cf_process_pool_new()) behind one interface. Freed with cf_executor_free(). */
 typedef struct cf_executor cf_executor;
 
+/** The most workers (threads of a thread pool, processes of a process pool) one pool may have:
+ * a larger max_workers option makes the pool's constructor return CF_EINVAL (so that a
+ * negative int stored in the unsigned field cannot mean "unbounded"). */
+#define CF_MAX_WORKERS 4096u
+
 /** An iterator over the results of cf_executor_map(), in input order. */
 typedef struct cf_map cf_map;
 

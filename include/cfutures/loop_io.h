@@ -110,13 +110,13 @@ int cf_wait_fd(unsigned *revents, int fd, unsigned events, double timeout);
 
 /* ---- socket coroutines (inside a task; non-blocking sockets) ----
  *
- * Common rules. `timeout` is in seconds for the whole call (0: do what can be done without
- * waiting; negative: no limit). The calls return 0; CF_ETIMEDOUT; CF_ECANCELLED (the task was
- * cancelled, or its loop is closing); CF_ECLOSED (cf_loop_forget_fd was called on the socket
- * while waiting); a socket error as the negated errno (CF_ECONNRESET, CF_EPIPE,
- * CF_ECONNREFUSED, CF_ENOTSOCK...); CF_EINVAL for bad arguments; CF_EINVALSTATE outside a task
- * or on a socket with readiness callbacks; CF_ENOMEM. recv and send never block the loop, even on
- * a blocking socket (they pass MSG_DONTWAIT); send never raises SIGPIPE (MSG_NOSIGNAL). The
+ * Common rules. `timeout` is in seconds for the whole call, counted from its first wait (0: do
+ * what can be done without waiting; negative: no limit). The calls return 0; CF_ETIMEDOUT;
+ * CF_ECANCELLED (the task was cancelled, or its loop is closing); CF_ECLOSED (cf_loop_forget_fd was
+ * called on the socket while waiting); a socket error as the negated errno (CF_ECONNRESET,
+ * CF_EPIPE, CF_ECONNREFUSED, CF_ENOTSOCK...); CF_EINVAL for bad arguments; CF_EINVALSTATE outside a
+ * task or on a socket with readiness callbacks; CF_ENOMEM. recv and send never block the loop, even
+ * on a blocking socket (they pass MSG_DONTWAIT); send never raises SIGPIPE (MSG_NOSIGNAL). The
  * socket stays registered with the loop: call cf_loop_forget_fd() before closing it. */
 
 /** Accepts a connection on the listening socket `fd`, which must be non-blocking (CF_EINVAL

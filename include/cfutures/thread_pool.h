@@ -31,7 +31,8 @@ typedef enum cf_queue_policy {
 /** Pool options. Zero-initialise ({0}), then set what you need: every zero field means
  * "default". The struct grows only into its reserved tail (docs/abi.md). */
 typedef struct cf_thread_pool_options {
-    /** Most threads that run at once. 0: min(32, usable CPUs + 4), as Python. */
+    /** Most threads that run at once. 0: min(32, usable CPUs + 4), as Python. At most
+     * CF_MAX_WORKERS (4096). */
     unsigned max_workers;
     /** With idle_timeout: the number of threads kept alive when idle. 0: none kept. */
     unsigned min_workers;
@@ -86,7 +87,8 @@ typedef struct cf_thread_pool_stats {
 
 /** Creates a thread pool. `options` may be NULL for all defaults. No thread starts until the
  * first submit. On success stores the executor in `*out` and returns 0.
- * Errors: CF_EINVAL (NULL out; an unknown queue_policy; min_workers > max_workers, the default
+ * Errors: CF_EINVAL (NULL out; max_workers above CF_MAX_WORKERS; an unknown queue_policy;
+ * min_workers > max_workers, the default
  * max_workers included; a NaN or negative idle_timeout; a NaN queue_timeout; a non-zero
  * stack_size below PTHREAD_STACK_MIN; a non-zero reserved slot), CF_ENOMEM. Thread-safe. */
 int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options);

@@ -75,16 +75,12 @@ static void registry_postfork_child(void)
     atomic_store_explicit(&registry.lock.word, 0, memory_order_relaxed);
 }
 
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void install_atfork(void)
-{
-    pthread_atfork(registry_prefork, registry_postfork_parent, registry_postfork_child);
-}
+static const cf__fork_hooks registry_fork_hooks = {
+    registry_prefork, registry_postfork_parent, registry_postfork_child};
 
 int cf__at_exit_register(cf__at_exit_entry *e)
 {
-    pthread_once(&atfork_once, install_atfork);
+    cf__fork_hooks_install(CF__FORK_LEVEL_AT_EXIT, &registry_fork_hooks);
     int rc = 0;
     cf__lock_acquire(&registry.lock);
     if (!registry.handler_installed)

@@ -73,7 +73,8 @@ static void depot_postfork(void)
 static void cache_setup(void)
 {
     pthread_key_create(&cache_key, cache_drain);
-    pthread_atfork(depot_prefork, depot_postfork, depot_postfork);
+    static const cf__fork_hooks depot_hooks = {depot_prefork, depot_postfork, depot_postfork};
+    cf__fork_hooks_install(CF__FORK_LEVEL_FUTURES, &depot_hooks);
 }
 
 static cf_future *depot_get(void)

@@ -112,6 +112,18 @@ static inline bool cf__fault(cf__fault_kind kind)
 }
 #endif
 
+/* ---- descriptors (fd.c) ---- */
+
+/* Every descriptor the library creates or receives goes through one of these, so that none of
+ * ours lands on 0, 1 or 2 in a program started with them closed (its next printf would write
+ * into our socket). Returns `fd` itself if it is above 2 (or negative: a failed call passes
+ * through), else a close-on-exec duplicate above 2, closing `fd`; -1 with errno (EMFILE when no
+ * number above 2 is free) if that fails. */
+int cf__fd_above_stdio(int fd);
+/* The same for both ends of a pair (a socketpair or a pipe): 0, or -1 with errno and both
+ * closed (set to -1). */
+int cf__fd_pair_above_stdio(int sv[2]);
+
 /* ---- errors (error.c) ---- */
 
 /* The one translation of an errno value from a system call the library made with its own
@@ -241,6 +253,37 @@ unsigned cf__cpu_count(void);
 /* Incremented in the child of every fork(); objects record the value they were created with. */
 extern _Atomic uint32_t cf__fork_generation;
 void cf__fork_init(void); /* idempotent; registers the pthread_atfork handlers */
+
+/* The locks a fork() must not split, by level, in the one order the fork handlers take them
+ * (core/atfork.c): prepare from the first level to the last, parent and child in reverse. Code
+ * holding a lock of one level may take locks of later levels, never of earlier ones. */
+typedef enum cf__fork_level {
+    /* The at-exit registry (core/at_exit.c): under it only a thread pool's own lock, which no
+     * fork hook takes. */
+    CF__FORK_LEVEL_AT_EXIT,
+    /* The list of process pools, then each pool's lock (process_pool/process_pool.c): the
+     * outermost locks of the library besides the at-exit registry (docs/internals.md, "Lock
+     * order"). */
+    CF__FORK_LEVEL_EXECUTORS,
+    /* The coroutine stack pool (loop/coro.c). */
+    CF__FORK_LEVEL_STACKS,
+    /* The futures' free-list depot (core/future.c): taken last, nothing is taken under it. */
+    CF__FORK_LEVEL_FUTURES,
+    CF__FORK_LEVELS
+} cf__fork_level;
+
+/* What a module does around fork() for the locks of its level: prepare takes them, parent
+ * releases them, child makes them usable again (the child's only thread holds them). */
+typedef struct cf__fork_hooks {
+    void (*prepare)(void);
+    void (*parent)(void);
+    void (*child)(void);
+} cf__fork_hooks;
+
+/* Installs a module's hooks at its level (once: later calls for a level are ignored), and the
+ * library's one pthread_atfork registration if it is not there yet. Thread-safe; `hooks` must
+ * stay valid for the life of the process. */
+void cf__fork_hooks_install(cf__fork_level level, const cf__fork_hooks *hooks);
 
 static inline uint32_t cf__fork_gen(void)
 {

@@ -174,8 +174,9 @@ static void pool_postfork_child(void)
 static size_t read_max_map_count(void)
 {
     char buf[32] = {0};
-    int fd =
-        cf__fault(CF__FAULT_FD) ? -1 : open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    int fd = cf__fault(CF__FAULT_FD)
+                 ? -1
+                 : cf__fd_above_stdio(open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC));
     if (fd >= 0) {
         ssize_t n = read(fd, buf, sizeof buf - 1);
         close(fd);
@@ -190,7 +191,8 @@ static void pool_init(void)
     page_size = (size_t)sysconf(_SC_PAGESIZE);
     pool.vma_budget = read_max_map_count() / 4;
     pool.guard = CF__CORO_GUARD_MADVISE;
-    pthread_atfork(pool_prefork, pool_postfork, pool_postfork_child);
+    static const cf__fork_hooks stack_hooks = {pool_prefork, pool_postfork, pool_postfork_child};
+    cf__fork_hooks_install(CF__FORK_LEVEL_STACKS, &stack_hooks);
 }
 
 /* Some environments (qemu-user) accept MADV_GUARD_INSTALL and ignore it. Checks once that
@@ -198,7 +200,7 @@ static void pool_init(void)
 static bool guard_holds(char *p)
 {
     int fds[2];
-    if (cf__fault(CF__FAULT_FD) || pipe2(fds, O_CLOEXEC) != 0)
+    if (cf__fault(CF__FAULT_FD) || pipe2(fds, O_CLOEXEC) != 0 || cf__fd_pair_above_stdio(fds) != 0)
         return true; /* cannot tell: trust the kernel's answer */
     bool holds = true;
     if (write(fds[1], "", 1) == 1)

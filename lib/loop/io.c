@@ -15,15 +15,17 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "loop/shared_timer.h"
 #include "loop/io.h"
 
 typedef struct cf__io_wait {
     cf__loop_future lf;
-    cf__dlink link;        /* on its record's waiters */
-    cf__io *io;            /* the record it is linked on; NULL once unlinked */
-    unsigned events;       /* CF_IO_READABLE and/or CF_IO_WRITABLE */
-    cf_loop_handle *timer; /* its deadline, if any (pooled, one reference is ours) */
-    cf_loop_handle unlink; /* embedded: a cancellation made on another thread */
+    cf__dlink link;                 /* on its record's waiters */
+    cf__io *io;                     /* the record it is linked on; NULL once unlinked */
+    unsigned events;                /* CF_IO_READABLE and/or CF_IO_WRITABLE */
+    cf__shared_timer deadline;      /* armed while linked, if it has one */
+    cf_loop_handle unlink;          /* embedded: a cancellation made on another thread */
+    struct cf__io_wait *spare_next; /* in loop->io_spare once released */
 } cf__io_wait;
 
 static cf__io_wait *wait_of(cf__dlink *l)
@@ -31,8 +33,9 @@ static cf__io_wait *wait_of(cf__dlink *l)
     return CF__CONTAINER_OF(l, cf__io_wait, link);
 }
 
-#define ASK_READ  (CF_IO_READABLE | CF_IO_WRITABLE)
-#define AWAIT_SET (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+#define ASK_READ    (CF_IO_READABLE | CF_IO_WRITABLE)
+#define SPARE_WAITS 64 /* readiness futures a loop keeps for reuse */
+#define AWAIT_SET   (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
 /* The epoll events that concern each direction: errors and hang-ups wake both, so they are never
  * lost whichever direction is watched. A half-close by the peer (RDHUP) concerns readers only. */
@@ -114,8 +117,8 @@ static bool queued(const cf_loop_handle *h)
 static void release_if_unused(cf_loop *loop, cf__io *io)
 {
     CF__ASSERT_LOOP_THREAD(loop);
-    if (io->rd_cb || io->wr_cb || io->waiters || io->registered || io->running || queued(&io->rd) ||
-        queued(&io->wr))
+    if (io->rd_cb || io->wr_cb || io->waiters || !cf__wait_list_empty(&io->parked) ||
+        io->registered || io->running || queued(&io->rd) || queued(&io->wr))
         return;
     if (cf__io_find(loop, io->fd) == io)
         loop->io[io->fd] = NULL;
@@ -215,7 +218,7 @@ static int add_callback(cf_loop *loop, int fd, bool reader, cf_loop_io_cb cb, vo
     rc = cf__io_get(&io, loop, fd);
     if (rc)
         return rc;
-    if (io->mode == CF__IO_AWAIT && io->waiters)
+    if (io->mode == CF__IO_AWAIT && (io->waiters || !cf__wait_list_empty(&io->parked)))
         return CF_EINVALSTATE;
     cf_loop_io_cb *slot = reader ? &io->rd_cb : &io->wr_cb;
     void **slot_data = reader ? &io->rd_data : &io->wr_data;
@@ -283,16 +286,6 @@ int cf_loop_remove_writer(cf_loop *loop, int fd)
 
 /* ---- readiness futures ---- */
 
-static void stop_timer(cf_loop *loop, cf__io_wait *w)
-{
-    cf_loop_handle *h = w->timer;
-    if (!h)
-        return;
-    w->timer = NULL;
-    cf__loop_handle_cancel(h);
-    cf__loop_handle_release(loop, h);
-}
-
 /* Takes a pending wait off its record (the caller then drops the link's reference). */
 static void unlink_wait(cf_loop *loop, cf__io_wait *w)
 {
@@ -300,7 +293,7 @@ static void unlink_wait(cf_loop *loop, cf__io_wait *w)
     CF__ASSERT(w->io != NULL);
     cf__dlist_remove(&w->io->waiters, &w->link);
     w->io = NULL;
-    stop_timer(loop, w);
+    cf__shared_timer_stop(loop, &w->deadline);
 }
 
 /* Completes a linked wait with `events` (0: its deadline passed). A wait cancelled meanwhile
@@ -319,24 +312,12 @@ static void fail_wait(cf_loop *loop, cf__io_wait *w, int code, const char *messa
     cf_future_unref(&w->lf.base);
 }
 
-static void wait_timer_run(cf_loop *loop, cf_loop_handle *h)
+static void wait_expired(cf_loop *loop, cf__shared_timer *d)
 {
-    cf__io_wait *w = h->data;
-    w->timer = NULL;
-    cf__loop_handle_release(loop, h); /* ours */
+    cf__io_wait *w = CF__CONTAINER_OF(d, cf__io_wait, deadline);
     if (w->io)
         finish_wait(loop, w, 0);
 }
-
-/* The loop closed: cf__loop_io_close ends the wait itself. */
-static void wait_timer_drop(cf_loop_handle *h)
-{
-    cf__io_wait *w = h->data;
-    w->timer = NULL;
-    cf__loop_handle_release(h->loop, h);
-}
-
-static const cf__handle_kind wait_timer_kind = {.run = wait_timer_run, .drop = wait_timer_drop};
 
 /* A cancellation made on another thread, carried to the loop thread (with a reference). */
 static void unlink_run(cf_loop *loop, cf_loop_handle *h)
@@ -379,9 +360,20 @@ static bool wait_cancel(cf_future *f)
     return true;
 }
 
+/* Released on the loop thread of an open loop, a readiness future is kept for the next wait (the
+ * loop's reference goes: the user's keeps the loop alive until close, which frees the spares). */
 static void wait_release(cf_future *f)
 {
-    cf__loop_future_free(&((cf__io_wait *)f)->lf);
+    cf__io_wait *w = (cf__io_wait *)f;
+    cf_loop *loop = w->lf.loop;
+    if (cf__loop_on_thread(loop) && !loop->closed && loop->io_spares < SPARE_WAITS) {
+        w->spare_next = loop->io_spare;
+        loop->io_spare = w;
+        loop->io_spares++;
+        cf__loop_unref(loop);
+        return;
+    }
+    cf__loop_future_free(&w->lf);
 }
 
 static const cf__future_ops wait_ops = {
@@ -426,27 +418,18 @@ static int poll_now(int fd, unsigned events)
 
 static cf__io_wait *wait_alloc(cf_loop *loop, unsigned events)
 {
-    cf__io_wait *w = cf__calloc(1, sizeof(*w));
-    if (!w)
+    cf__io_wait *w = loop->io_spare;
+    if (w) {
+        loop->io_spare = w->spare_next;
+        loop->io_spares--;
+        memset(w, 0, sizeof(*w));
+    } else if (!(w = cf__calloc(1, sizeof(*w)))) {
         return NULL;
+    }
     cf__loop_future_init(&w->lf, loop, 1, &wait_ops);
     w->events = events;
     cf__loop_handle_embed(&w->unlink, loop, &unlink_kind, w);
     return w;
-}
-
-static int start_timer(cf_loop *loop, cf__io_wait *w, int64_t deadline_ns)
-{
-    cf_loop_handle *h = cf__loop_handle_alloc(loop, &wait_timer_kind, NULL, w);
-    if (!h)
-        return CF_ENOMEM;
-    if (cf__loop_timer_start(loop, h, deadline_ns) != 0) {
-        cf__loop_handle_release(loop, h);
-        return CF_ENOMEM;
-    }
-    h->refs++; /* ours, to cancel it */
-    w->timer = h;
-    return 0;
 }
 
 static void link_wait(cf__io *io, cf__io_wait *w)
@@ -457,7 +440,7 @@ static void link_wait(cf__io *io, cf__io_wait *w)
 }
 
 int cf__io_wait_new(cf_future **out, cf_loop *loop, int fd, unsigned events, int64_t deadline_ns,
-                    bool confirm)
+                    int64_t duration_ns, bool confirm)
 {
     *out = NULL;
     events &= ASK_READ;
@@ -479,7 +462,8 @@ int cf__io_wait_new(cf_future **out, cf_loop *loop, int fd, unsigned events, int
     cf__io_wait *w = rc ? NULL : wait_alloc(loop, events);
     if (!rc && !w)
         rc = CF_ENOMEM;
-    if (!rc && !now && deadline_ns != CF__FOREVER_NS && (rc = start_timer(loop, w, deadline_ns)))
+    if (!rc && !now && deadline_ns != CF__FOREVER_NS &&
+        (rc = cf__shared_timer_arm(loop, &w->deadline, deadline_ns, duration_ns, wait_expired)))
         cf_future_unref(&w->lf.base);
     if (rc) {
         release_if_unused(loop, io);
@@ -501,33 +485,62 @@ int cf_loop_wait_fd(cf_future **out, cf_loop *loop, int fd, unsigned events)
     if (fd < 0 || !(events & ASK_READ) || events > 0xf)
         return CF_EINVAL;
     int rc = cf__loop_check(loop);
-    return rc ? rc : cf__io_wait_new(out, loop, fd, events, CF__FOREVER_NS, true);
+    return rc ? rc : cf__io_wait_new(out, loop, fd, events, CF__FOREVER_NS, 0, true);
 }
 
-/* Awaits a readiness future inside a task and turns its outcome into a code. */
-static int await_wait(unsigned *revents, cf_future *f)
+/* ---- tasks parked on a record ---- */
+
+/* A task waiting for a descriptor: a node on its own stack, linked on the record's `parked`. It
+ * is woken with the events that happened (a positive status) or a negative code. */
+typedef struct io_park {
+    cf__wait wait;
+    unsigned events;
+    cf__shared_timer deadline;
+} io_park;
+
+static void park_expired(cf_loop *loop, cf__shared_timer *t)
 {
-    void *value;
-    int rc = cf_await(&value, f);
-    if (rc == 0 && !value)
-        rc = CF_ETIMEDOUT;
-    else if (rc == 0 && revents)
-        *revents = (unsigned)(uintptr_t)value;
-    else if (rc == CF_ETASK)
-        cf_future_exception(&rc, NULL, f, 0);
-    cf_future_unref(f);
+    (void)loop;
+    io_park *p = CF__CONTAINER_OF(t, io_park, deadline);
+    if (p->wait.list)
+        cf__task_wake(&p->wait, CF_ETIMEDOUT);
+}
+
+/* Parks the running task on `io` (in await mode). Returns the events (> 0) or a code. */
+static int park_on(cf_loop *loop, cf__io *io, unsigned events, int64_t deadline_ns,
+                   int64_t duration_ns)
+{
+    io_park p = {.events = events};
+    int rc = deadline_ns == CF__FOREVER_NS
+                 ? 0
+                 : cf__shared_timer_arm(loop, &p.deadline, deadline_ns, duration_ns, park_expired);
+    if (rc == 0) {
+        rc = cf__task_park(&p.wait, &io->parked); /* `io` may be gone once this returns */
+        cf__shared_timer_stop(loop, &p.deadline);
+    } else {
+        release_if_unused(loop, io);
+    }
     return rc;
 }
 
-int cf__io_await(cf_loop *loop, int fd, unsigned events, int64_t deadline_ns)
+/* The record of `fd` in await mode, for a task about to park on it. */
+static int await_record(cf__io **out, cf_loop *loop, int fd)
+{
+    int rc = cf__io_get(out, loop, fd);
+    if (rc == 0 && (rc = cf__io_await_mode(loop, *out)) != 0)
+        release_if_unused(loop, *out);
+    return rc;
+}
+
+int cf__io_await(cf_loop *loop, int fd, unsigned events, int64_t deadline_ns, int64_t duration_ns)
 {
     if (loop->closing)
         return CF_ECANCELLED;
-    if (deadline_ns <= cf__now_ns())
-        return CF_ETIMEDOUT;
-    cf_future *f;
-    int rc = cf__io_wait_new(&f, loop, fd, events, deadline_ns, false);
-    return rc ? rc : await_wait(NULL, f);
+    cf__io *io;
+    int rc = await_record(&io, loop, fd);
+    if (rc == 0)
+        rc = park_on(loop, io, events & ASK_READ, deadline_ns, duration_ns);
+    return rc > 0 ? 0 : rc;
 }
 
 int cf_wait_fd(unsigned *revents, int fd, unsigned events, double timeout)
@@ -543,9 +556,22 @@ int cf_wait_fd(unsigned *revents, int fd, unsigned events, double timeout)
         return CF_ECANCELLED;
     int64_t deadline = CF__FOREVER_NS;
     cf__deadline(timeout, &deadline);
-    cf_future *f;
-    int rc = cf__io_wait_new(&f, loop, fd, events, deadline, true);
-    return rc ? rc : await_wait(revents, f);
+    events &= ASK_READ;
+    cf__io *io;
+    int rc = await_record(&io, loop, fd);
+    if (rc == 0 && ((io->ready & events) || timeout == 0)) {
+        /* A direction seen ready may have been drained by the caller's own I/O since; and a
+         * check without waiting cannot wait for the edge of a fresh registration. */
+        rc = poll_now(fd, events);
+        if (rc == 0)
+            io->ready &= (uint8_t)~events;
+    }
+    if (rc == 0)
+        rc = timeout == 0 ? CF_ETIMEDOUT
+                          : park_on(loop, io, events, deadline, cf__seconds_to_ns(timeout));
+    if (rc > 0 && revents)
+        *revents = (unsigned)rc;
+    return rc > 0 ? 0 : rc;
 }
 
 /* ---- forgetting ---- */
@@ -561,6 +587,7 @@ void cf__io_forget(cf_loop *loop, int fd)
     io->wr_skip = queued(&io->wr);
     while (io->waiters)
         fail_wait(loop, wait_of(io->waiters), CF_ECLOSED, "the loop forgot the descriptor");
+    cf__task_wake_all(&io->parked, CF_ECLOSED);
     set_registration(loop, io, 0, REG_REMOVE);
     io->mode = CF__IO_IDLE;
     io->ready = 0;
@@ -597,6 +624,12 @@ void cf__loop_io_event(cf_loop *loop, uint64_t tag, uint32_t e)
     bool rd = e & WAKES_READER, wr = e & WAKES_WRITER;
     if (io->mode == CF__IO_AWAIT) {
         io->ready |= (uint8_t)((rd ? CF__IO_READY_IN : 0) | (wr ? CF__IO_READY_OUT : 0));
+        for (cf__wait *w = io->parked.head, *next; w; w = next) {
+            next = w->next;
+            unsigned want = CF__CONTAINER_OF(w, io_park, wait)->events;
+            if (((want & CF_IO_READABLE) && rd) || ((want & CF_IO_WRITABLE) && wr))
+                cf__task_wake(w, (int)events);
+        }
         for (cf__dlink *l = io->waiters, *next; l; l = next) {
             next = l->next;
             cf__io_wait *w = wait_of(l);
@@ -617,6 +650,7 @@ void cf__loop_io_close(cf_loop *loop)
         cf__io *io = loop->io[fd];
         if (!io)
             continue;
+        CF__ASSERT(cf__wait_list_empty(&io->parked)); /* close unlinked every parked task */
         while (io->waiters) {
             cf__io_wait *w = wait_of(io->waiters);
             unlink_wait(loop, w);
@@ -630,4 +664,11 @@ void cf__loop_io_close(cf_loop *loop)
     loop->io = NULL;
     loop->io_cap = 0;
     loop->io_registered = 0;
+    while (loop->io_spare) {
+        cf__io_wait *w = loop->io_spare;
+        loop->io_spare = w->spare_next;
+        cf__free(w);
+    }
+    loop->io_spares = 0;
+    cf__loop_shared_timers_close(loop);
 }

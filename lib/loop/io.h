@@ -55,7 +55,8 @@ typedef struct cf__io {
     cf_loop_io_cb rd_cb, wr_cb;
     void *rd_data, *wr_data;
     cf_loop_handle rd, wr; /* embedded; queued when an event calls for the callback */
-    cf__dlink *waiters;    /* AWAIT: pending waits (cf__io_wait.link), newest first */
+    cf__dlink *waiters;    /* AWAIT: pending readiness futures (cf__io_wait.link), newest first */
+    cf__wait_list parked;  /* AWAIT: tasks parked in cf__io_await / cf_wait_fd, oldest first */
 } cf__io;
 
 /* The record of `fd`, or NULL. */
@@ -73,15 +74,22 @@ int cf__io_get(cf__io **out, cf_loop *loop, int fd);
 int cf__io_await_mode(cf_loop *loop, cf__io *io);
 
 /* A loop future for readiness of `fd` for `events`, finishing with the events (as a pointer),
- * or with 0 at `deadline_ns` (CF__FOREVER_NS: none). With `confirm`, a direction the record
- * believes ready is checked with poll() first (a caller that did its own I/O may have drained
- * it); without it the caller has just seen EAGAIN and cleared that direction itself. */
+ * or with 0 at `deadline_ns` (CF__FOREVER_NS: none), which is `duration_ns` after some moment
+ * (waits with equal durations share a timer: loop/shared_timer.h; 0: unknown). With `confirm`, a
+ * direction the record believes ready is checked with poll() first (a caller that did its own
+ * I/O may have drained it); without it the caller has just seen EAGAIN and cleared that
+ * direction itself. */
 int cf__io_wait_new(cf_future **out, cf_loop *loop, int fd, unsigned events, int64_t deadline_ns,
-                    bool confirm);
+                    int64_t duration_ns, bool confirm);
 
-/* Inside a task: awaits cf__io_wait_new(confirm = false). Returns 0, CF_ETIMEDOUT,
- * CF_ECANCELLED, CF_ECLOSED, or the errors of cf__io_wait_new. */
-int cf__io_await(cf_loop *loop, int fd, unsigned events, int64_t deadline_ns);
+/* Inside a task: parks it on the record of `fd` (made and registered if needed) until `fd` is
+ * ready for `events`, `deadline_ns` passes (`duration_ns` as for cf__io_wait_new), the task is
+ * cancelled or the descriptor forgotten. The caller has just seen EAGAIN and cleared the
+ * direction. A deadline already passed is met in the next iteration (checking it first is the
+ * caller's choice: it costs a clock read). No allocation: the parking node is on the task's
+ * stack (cf__task_park). Returns 0, CF_ETIMEDOUT, CF_ECANCELLED, CF_ECLOSED, CF_EINVALSTATE (the
+ * descriptor has callbacks), the registration's errors (CF_EBADF...), CF_ENOMEM. */
+int cf__io_await(cf_loop *loop, int fd, unsigned events, int64_t deadline_ns, int64_t duration_ns);
 
 /* Forgets `fd` (cf_loop_forget_fd without the checks): a descriptor number that comes back from
  * accept() or is being connected is a new descriptor, whatever the loop remembered. */

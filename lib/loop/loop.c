@@ -542,13 +542,13 @@ static int open_fds(cf_loop *loop)
 {
     if (cf__fault(CF__FAULT_FD))
         return CF_EMFILE;
-    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    loop->epfd = cf__fd_above_stdio(epoll_create1(EPOLL_CLOEXEC));
     if (loop->epfd < 0)
         return cf__errno_code(errno);
     int rc = CF_EMFILE; /* a fault injected on the eventfd */
     loop->efd = -1;
     if (!cf__fault(CF__FAULT_FD)) {
-        loop->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        loop->efd = cf__fd_above_stdio(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         rc = cf__errno_code(errno);
     }
     if (loop->efd < 0) {
@@ -900,7 +900,7 @@ int cf_loop_fd(cf_loop *loop)
         unclaim(loop);
         return CF_EMFILE;
     }
-    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    int tfd = cf__fd_above_stdio(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_TIMERFD};
     if (tfd < 0 || epoll_ctl(loop->epfd, EPOLL_CTL_ADD, tfd, &ev) != 0) {
         rc = cf__errno_code(errno);

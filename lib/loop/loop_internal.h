@@ -95,9 +95,12 @@ struct cf_loop {
     size_t io_cap;
     size_t io_registered; /* records in the epoll set: the loop polls them even when busy */
     uint32_t io_gen;
-    struct cf__signals *signals; /* loop/signal.c, once a handler was added */
-    int epfd, efd, tfd;          /* tfd: only once embedded */
-    int64_t tfd_armed;           /* deadline the timerfd is armed for, CF__FOREVER_NS if none */
+    unsigned io_spares; /* readiness futures kept for reuse (a socket server makes one a wait) */
+    void *io_spare;
+    struct cf__signals *signals;             /* loop/signal.c, once a handler was added */
+    struct cf__shared_timers *shared_timers; /* loop/shared_timer.c, once a deadline was shared */
+    int epfd, efd, tfd;                      /* tfd: only once embedded */
+    int64_t tfd_armed; /* deadline the timerfd is armed for, CF__FOREVER_NS if none */
     int64_t spin_max_ns;
     int64_t spin_ns; /* current adaptive spin budget */
     uint64_t sleeps, drains, iterations;

@@ -21,8 +21,17 @@
 
 #include "loop/io.h"
 
+/* A call's timeout becomes a deadline only when the call first has to wait: most calls never
+ * wait, and reading the clock would then be the costliest thing they do besides the system call
+ * (the deadline is thus measured from the first wait, a system call later than the entry). */
+typedef struct budget {
+    double timeout;
+    int64_t deadline; /* valid once started */
+    bool started;
+} budget;
+
 /* What every socket function starts with: inside a task, a valid descriptor and timeout. */
-static int enter(cf_loop **loop, int64_t *deadline, int fd, double timeout)
+static int enter(cf_loop **loop, budget *b, int fd, double timeout)
 {
     if (!cf_current_task())
         return CF_EINVALSTATE;
@@ -31,7 +40,8 @@ static int enter(cf_loop **loop, int64_t *deadline, int fd, double timeout)
     *loop = cf_loop_current();
     if ((*loop)->closing)
         return CF_ECANCELLED;
-    return cf__deadline(timeout, deadline);
+    *b = (budget){.timeout = timeout};
+    return 0;
 }
 
 /* The record of `fd` in await mode (made and registered if needed). */
@@ -54,23 +64,35 @@ static bool worth_trying(const cf__io *io, unsigned direction)
     return !io->registered || (io->ready & direction);
 }
 
-/* Waits for `direction` after an EAGAIN. */
-static int wait_ready(cf_loop *loop, cf__io *io, unsigned direction, int64_t deadline)
+/* Waits for `direction` after an EAGAIN, within the call's budget. */
+static int wait_ready(cf_loop *loop, cf__io *io, unsigned direction, budget *b)
 {
     io->ready &= (uint8_t)~direction;
-    return cf__io_await(loop, io->fd, direction, deadline);
+    if (b->timeout == 0)
+        return CF_ETIMEDOUT;
+    if (!b->started) {
+        cf__deadline(b->timeout, &b->deadline);
+        b->started = true;
+    } else if (b->deadline != CF__FOREVER_NS && b->deadline <= cf__now_ns()) {
+        return CF_ETIMEDOUT;
+    }
+    return cf__io_await(loop, io->fd, direction, b->deadline, cf__seconds_to_ns(b->timeout));
 }
 
-static bool is_stream(cf__io *io)
+static void learn_type(cf__io *io)
 {
-    if (!(io->sock_flags & CF__IO_KNOWN_TYPE)) {
-        int type = 0;
-        socklen_t len = sizeof(type);
-        if (getsockopt(io->fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
-            type = 0;
-        io->sock_type = type;
-        io->sock_flags |= CF__IO_KNOWN_TYPE;
-    }
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(io->fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+        type = 0;
+    io->sock_type = type;
+    io->sock_flags |= CF__IO_KNOWN_TYPE;
+}
+
+static inline bool is_stream(cf__io *io)
+{
+    if (CF__UNLIKELY(!(io->sock_flags & CF__IO_KNOWN_TYPE)))
+        learn_type(io);
     return io->sock_type == SOCK_STREAM;
 }
 
@@ -93,8 +115,8 @@ int cf_sock_recv_into(size_t *received, int fd, void *buf, size_t len, double ti
     if (received)
         *received = 0;
     cf_loop *loop;
-    int64_t deadline;
-    int rc = enter(&loop, &deadline, fd, timeout);
+    budget b;
+    int rc = enter(&loop, &b, fd, timeout);
     if (rc)
         return rc;
     if (!received || (!buf && len))
@@ -118,7 +140,7 @@ int cf_sock_recv_into(size_t *received, int fd, void *buf, size_t len, double ti
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 return -errno;
         }
-        if ((rc = wait_ready(loop, io, CF__IO_READY_IN, deadline)) != 0)
+        if ((rc = wait_ready(loop, io, CF__IO_READY_IN, &b)) != 0)
             return rc;
     }
 }
@@ -155,8 +177,8 @@ int cf_sock_sendall(size_t *sent, int fd, const void *buf, size_t len, double ti
     if (sent)
         *sent = 0;
     cf_loop *loop;
-    int64_t deadline;
-    int rc = enter(&loop, &deadline, fd, timeout);
+    budget b;
+    int rc = enter(&loop, &b, fd, timeout);
     if (rc)
         return rc;
     if (!buf && len)
@@ -181,7 +203,7 @@ int cf_sock_sendall(size_t *sent, int fd, const void *buf, size_t len, double ti
                 break;
             }
         }
-        if ((rc = wait_ready(loop, io, CF__IO_READY_OUT, deadline)) != 0)
+        if ((rc = wait_ready(loop, io, CF__IO_READY_OUT, &b)) != 0)
             break;
     }
     return rc;
@@ -201,8 +223,8 @@ int cf_sock_accept(int *client, int fd, struct sockaddr *addr, socklen_t *addrle
     if (client)
         *client = -1;
     cf_loop *loop;
-    int64_t deadline;
-    int rc = enter(&loop, &deadline, fd, timeout);
+    budget b;
+    int rc = enter(&loop, &b, fd, timeout);
     if (rc)
         return rc;
     if (!client || (addr && !addrlen))
@@ -229,7 +251,7 @@ int cf_sock_accept(int *client, int fd, struct sockaddr *addr, socklen_t *addrle
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 return -errno;
         }
-        if ((rc = wait_ready(loop, io, CF__IO_READY_IN, deadline)) != 0)
+        if ((rc = wait_ready(loop, io, CF__IO_READY_IN, &b)) != 0)
             return rc;
     }
 }
@@ -237,8 +259,8 @@ int cf_sock_accept(int *client, int fd, struct sockaddr *addr, socklen_t *addrle
 int cf_sock_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, double timeout)
 {
     cf_loop *loop;
-    int64_t deadline;
-    int rc = enter(&loop, &deadline, fd, timeout);
+    budget b;
+    int rc = enter(&loop, &b, fd, timeout);
     if (rc)
         return rc;
     if (!addr)
@@ -253,7 +275,7 @@ int cf_sock_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, doub
     if (errno != EINPROGRESS && errno != EINTR) /* after EINTR the connection goes on */
         return -errno;
     for (;;) {
-        if ((rc = wait_ready(loop, io, CF__IO_READY_OUT, deadline)) != 0)
+        if ((rc = wait_ready(loop, io, CF__IO_READY_OUT, &b)) != 0)
             return rc;
         if ((rc = await_record(&io, loop, fd)) != 0)
             return rc;

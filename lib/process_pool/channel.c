@@ -12,6 +12,15 @@
 #include "core/internal.h"
 #include "process_pool/proc.h"
 
+bool cf__channel_trusted(int sock, pid_t expected)
+{
+    struct ucred peer;
+    socklen_t len = sizeof(peer);
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || len != sizeof(peer))
+        return false;
+    return peer.pid == expected && peer.uid == geteuid();
+}
+
 int cf__set_nonblock(int fd)
 {
     int flags = fcntl(fd, F_GETFL);
@@ -177,10 +186,21 @@ size_t cf__cmsg_fds(struct msghdr *msg, int *fds, size_t cap)
         for (size_t i = 0; i < n; i++, total++) {
             int fd;
             memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (total < cap)
-                fds[total] = fd;
-            else
+            if (total >= cap) {
                 close(fd);
+                continue;
+            }
+            /* The kernel gives the lowest free numbers; ours must not stay on 0-2 (another
+             * thread's printf would write into it). Without a free number above 2 it stays
+             * where it is until its reader closes it. */
+            if (fd <= STDERR_FILENO) {
+                int moved = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+                if (moved >= 0) {
+                    close(fd);
+                    fd = moved;
+                }
+            }
+            fds[total] = fd;
         }
     }
     return total;
@@ -281,7 +301,7 @@ int cf__memfd_from(int *out, const void *data, size_t len)
 {
     if (cf__fault(CF__FAULT_FD))
         return CF_EMFILE;
-    int fd = memfd_create("cfutures-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int fd = cf__fd_above_stdio(memfd_create("cfutures-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     if (fd < 0)
         return cf__errno_code(errno);
     /* write() fills the file's pages in one pass (no zero-fill, no mapping to tear down). */

@@ -1,15 +1,17 @@
-/* The fork server: a fresh, single-threaded image of the program that forks the workers.
+/* The fork server: a single-threaded process that forks the workers of one pool.
  *
  * fork() in a multithreaded process copies locks held by threads that do not exist in the child,
- * so the library never forks the caller. Instead each pool starts this server with posix_spawn()
- * of the program's own executable (opened once, so a binary replaced on disk is still the same
- * file) and a marker in the environment. The library's constructor sees the marker before main()
- * runs and enters the server loop; main() never runs in the server or its workers.
+ * so the library never forks workers from the caller. Each pool starts one of these servers
+ * (process_pool/start.c says how: a fresh image of the program, the cfutures-worker helper, or a
+ * fork of a single-threaded caller), and the server forks the workers from its clean state.
  *
  * The server forks one worker per SPAWN request, handing it the socket it received, reaps every
  * worker through a pidfd and reports its wait status. When the parent's end of the control socket
  * closes (the pool was freed, or the parent died, even by SIGKILL), it kills and reaps whatever
- * workers are left and exits; workers also die with the server (PR_SET_PDEATHSIG). */
+ * workers are left and exits; workers also die with the server (PR_SET_PDEATHSIG).
+ *
+ * It serves only its parent: before reading anything it checks that its channel was made by its
+ * parent process as its own user (SO_PEERCRED), and exits at once otherwise. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -27,19 +30,6 @@
 
 #include "core/internal.h"
 #include "process_pool/proc.h"
-
-/* How the parent starts the server image: the control socket at SERVER_FD, the executable at
- * EXE_FD (open only while exec() resolves it), and SERVER_ENV=<SERVER_FD> in the environment.
- * The descriptors are moved into place from numbers at or above FIRST_FREE_FD, which the moves
- * cannot clobber. */
-#define SERVER_ENV    "CFUTURES_FORKSERVER"
-#define SERVER_FD     3
-#define SERVER_FD_STR "3"
-#define EXE_FD        4
-#define FIRST_FREE_FD 10
-#define HELLO_TIMEOUT 30000 /* ms; generous: the image may start under a sanitizer */
-
-extern char **environ;
 
 static int pidfd_open_(pid_t pid)
 {
@@ -122,6 +112,8 @@ typedef struct child {
 typedef struct server {
     int sock;
     pid_t self;
+    pid_t parent;   /* the pool's process, which made every channel we serve */
+    bool own_image; /* the program here is the pool's (not the helper) */
     child *children;
     size_t n, cap;
     struct pollfd *pfds;
@@ -131,12 +123,12 @@ typedef struct server {
 static _Noreturn void become_worker(server *s, int wsock)
 {
     /* Keep only stdio and the worker's socket: no other worker's pidfd, no control socket. */
-    if (wsock != SERVER_FD) {
-        if (dup2(wsock, SERVER_FD) < 0)
+    if (wsock != CF__SERVER_FD) {
+        if (dup2(wsock, CF__SERVER_FD) < 0)
             _exit(CF__WORKER_EXIT_SETUP);
-        wsock = SERVER_FD;
+        wsock = CF__SERVER_FD;
     }
-    close_from(SERVER_FD + 1);
+    close_from(CF__SERVER_FD + 1);
     /* dup2() cleared close-on-exec: a program a task execs must not hold our socket open. */
     fcntl(wsock, F_SETFD, FD_CLOEXEC);
     /* The server's bookkeeping means nothing here. */
@@ -146,7 +138,7 @@ static _Noreturn void become_worker(server *s, int wsock)
     if (getppid() != s->self)
         _exit(CF__WORKER_EXIT_ORPHANED); /* the server died before the death signal was armed */
     prctl(PR_SET_NAME, "cfworker");
-    cf__worker_main(wsock);
+    cf__worker_main(wsock, s->parent, s->own_image);
 }
 
 static void spawn(server *s, const cf__ctl *m, int wsock)
@@ -164,8 +156,12 @@ static void spawn(server *s, const cf__ctl *m, int wsock)
         goto fail;
     }
     close(wsock);
-    int pidfd = pidfd_open_(pid);
-    if (pidfd < 0) {
+    int pidfd = cf__fd_above_stdio(pidfd_open_(pid));
+    /* Kernels before 5.3 (and valgrind, which runs a CF_PROCESS_START_FORK server) have no
+     * pidfd_open: such a child is reaped by polling instead (see server_main). */
+    if (pidfd < 0 && errno == ENOSYS) {
+        pidfd = -1;
+    } else if (pidfd < 0) {
         /* Without a pidfd we cannot report its exit: do not keep it. */
         reply.value = errno;
         cf__kill_and_reap(pid);
@@ -182,16 +178,24 @@ fail:
     cf__ctl_send(s->sock, &reply, -1);
 }
 
-static void reap(server *s, size_t i, bool report)
+/* Reaps child `i` (waiting for it unless `nohang`; then false if it has not exited). */
+static bool reap(server *s, size_t i, bool report, bool nohang)
 {
     child c = s->children[i];
-    int status = cf__reap(c.pid);
-    close(c.pidfd);
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(c.pid, &status, nohang ? WNOHANG : 0)) < 0 && errno == EINTR)
+        ;
+    if (r == 0)
+        return false;
+    if (c.pidfd >= 0)
+        close(c.pidfd);
     s->children[i] = s->children[--s->n];
     if (report) {
         cf__ctl m = {.type = CF__CTL_EXITED, .token = c.token, .pid = c.pid, .value = status};
         cf__ctl_send(s->sock, &m, -1);
     }
+    return true;
 }
 
 static _Noreturn void server_exit(server *s)
@@ -199,7 +203,7 @@ static _Noreturn void server_exit(server *s)
     for (size_t i = 0; i < s->n; i++)
         kill(s->children[i].pid, SIGKILL);
     while (s->n)
-        reap(s, 0, false);
+        reap(s, 0, false, false);
     _exit(0);
 }
 
@@ -217,9 +221,15 @@ static void handle_control(server *s)
         spawn(s, &m, fd);
         return;
     case CF__CTL_KILL:
-        for (size_t i = 0; i < s->n; i++)
-            if (s->children[i].token == m.token)
-                kill(s->children[i].pid, m.value);
+        for (size_t i = 0; i < s->n; i++) {
+            if (s->children[i].token != m.token)
+                continue;
+            kill(s->children[i].pid, m.value);
+            /* A stopped worker (SIGSTOP, job control, a debugger) keeps the signal pending
+             * until it is continued: continue it, as kill(1) and systemd do. */
+            if (m.value != SIGKILL)
+                kill(s->children[i].pid, SIGCONT);
+        }
         break;
     case CF__CTL_EXIT:
         server_exit(s);
@@ -230,11 +240,11 @@ static void handle_control(server *s)
         close(fd);
 }
 
-static _Noreturn void server_main(int sock)
+static _Noreturn void server_main(int sock, pid_t parent, bool own_image)
 {
-    server s = {.sock = sock, .self = getpid()};
+    server s = {.sock = sock, .self = getpid(), .parent = parent, .own_image = own_image};
     prctl(PR_SET_NAME, "cfforkserver");
-    cf__ctl hello = {.type = CF__CTL_HELLO, .pid = s.self};
+    cf__ctl hello = {.type = CF__CTL_HELLO, .pid = s.self, .value = CF__PROTOCOL_VERSION};
     if (cf__ctl_send(sock, &hello, -1) != 0)
         _exit(0);
     for (;;) {
@@ -242,176 +252,108 @@ static _Noreturn void server_main(int sock)
             server_exit(&s);
         struct pollfd *pfds = s.pfds;
         pfds[0] = (struct pollfd){.fd = sock, .events = POLLIN};
-        for (size_t i = 0; i < s.n; i++)
+        bool polling = false; /* a child without a pidfd: look every few milliseconds */
+        for (size_t i = 0; i < s.n; i++) {
             pfds[i + 1] = (struct pollfd){.fd = s.children[i].pidfd, .events = POLLIN};
+            polling |= s.children[i].pidfd < 0;
+        }
         size_t n = s.n;
-        if (poll(pfds, n + 1, -1) < 0) {
+        if (poll(pfds, n + 1, polling ? 10 : -1) < 0) {
             if (errno == EINTR)
                 continue;
             server_exit(&s);
         }
         /* Reap first (from the end, as reap() moves the last child into the hole). */
-        for (size_t i = n; i > 0; i--)
+        for (size_t i = n; i > 0; i--) {
             if (pfds[i].revents)
-                reap(&s, i - 1, true);
+                reap(&s, i - 1, true, false);
+            else if (s.children[i - 1].pidfd < 0)
+                reap(&s, i - 1, true, true);
+        }
         if (pfds[0].revents)
             handle_control(&s);
     }
 }
 
-/* Runs in every image of a program linked with cfutures, before main(). In the parent it only
- * checks that the marker is absent. */
+/* Opens /dev/null on whichever of 0, 1 and 2 is closed (the program was started with them
+ * closed), before anything else is opened: otherwise a worker's channel, received later, would
+ * land there and a task's printf would write into it. The workers inherit these three. */
+static void open_stdio(void)
+{
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        /* 0-2 are filled in order, so the lowest free number is `fd` itself. */
+        int opened = open("/dev/null", O_RDWR);
+        if (opened != fd)
+            _exit(CF__WORKER_EXIT_SETUP);
+    }
+}
+
+/* Serves `sock`, the channel from `parent`, until the pool is done. `own_image`: the program
+ * running here is the pool's own (not the helper), so tasks of its main program can run. */
+static _Noreturn void serve(int sock, pid_t parent, bool own_image)
+{
+    if (!cf__channel_trusted(sock, parent)) {
+        static const char msg[] = "cfutures: descriptor 3 is not a fork-server channel from this "
+                                  "process's parent and user; exiting\n";
+        ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)n;
+        _exit(CF__WORKER_EXIT_UNTRUSTED);
+    }
+    open_stdio();
+    server_main(sock, parent, own_image);
+}
+
+/* CF_PROCESS_START_PROGRAM: runs in every image of a program linked with cfutures, before
+ * main(). In the parent it only checks that the marker is absent.
+ *
+ * The marker is a request to serve whoever holds descriptor 3, so it is honoured only when the
+ * requester is the process that started us, as our own user: never in a setuid, setgid or
+ * file-capability program (AT_SECURE: the environment and descriptors come from a less
+ * privileged user, who would have a privileged worker dlopen() a path of their choosing), and
+ * only on a channel that our parent made with our effective uid (SO_PEERCRED, in serve()). */
 __attribute__((constructor)) static void forkserver_constructor(void)
 {
-    const char *v = getenv(SERVER_ENV);
-    if (!v || strcmp(v, SERVER_FD_STR) != 0)
+    if (getauxval(AT_SECURE))
+        return;
+    const char *v = secure_getenv(CF__SERVER_ENV);
+    if (!v || strcmp(v, CF__SERVER_FD_STR) != 0)
         return;
     struct stat st;
-    if (fstat(SERVER_FD, &st) != 0 || !S_ISSOCK(st.st_mode))
+    if (fstat(CF__SERVER_FD, &st) != 0 || !S_ISSOCK(st.st_mode))
         return;
-    unsetenv(SERVER_ENV);
-    close(EXE_FD);
-    server_main(SERVER_FD);
+    unsetenv(CF__SERVER_ENV);
+    close(CF__EXE_FD);
+    serve(CF__SERVER_FD, getppid(), true);
 }
 
-/* ---- starting a server (in the parent) ---- */
-
-/* The program image, opened by the first pool and kept for the life of the process. A failed
- * open (descriptors exhausted, say) is not remembered: the next pool tries again. */
-static _Atomic int exe_fd = -1;
-
-static int program_image(int *out)
+/* CF_PROCESS_START_HELPER: the helper program's main() calls this. The helper is an ordinary
+ * program, not setuid: whoever runs it serves with their own privileges, so the request comes
+ * through argv rather than the environment, and works in secure mode too (a setuid program's
+ * pool runs its helper with the same ids). */
+int cf_process_pool_serve(int argc, char **argv)
 {
-    int fd = atomic_load(&exe_fd);
-    if (fd >= 0) {
-        *out = fd;
-        return 0;
-    }
-    if (cf__fault(CF__FAULT_FD))
-        return CF_EMFILE;
-    int opened = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    if (opened < 0)
-        return cf__errno_code(errno);
-    /* Out of the way of the file actions that move descriptors into place in the image. */
-    fd = fcntl(opened, F_DUPFD_CLOEXEC, FIRST_FREE_FD);
-    int err = errno;
-    close(opened);
-    if (fd < 0)
-        return cf__errno_code(err);
-    int expected = -1;
-    if (!atomic_compare_exchange_strong(&exe_fd, &expected, fd)) {
-        close(fd); /* another pool opened it first */
-        fd = expected;
-    }
-    *out = fd;
-    return 0;
+    struct stat st;
+    if (argc < 2 || !argv || !argv[1] || strcmp(argv[1], CF__SERVER_ARG) != 0 ||
+        fstat(CF__SERVER_FD, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return CF_EINVAL;
+    serve(CF__SERVER_FD, getppid(), false);
 }
 
-/* The environment of the server: ours without any stale marker, plus the marker. */
-static char **server_env(void)
+/* CF_PROCESS_START_FORK: the child of the pool's fork(), a copy of the caller. It keeps only
+ * stdio and its channel, and a clean signal state (the caller's handlers and mask mean nothing
+ * to a server). */
+_Noreturn void cf__forkserver_forked(int sock, pid_t parent)
 {
-    size_t n = 0;
-    while (environ && environ[n])
-        n++;
-    char **env = cf__calloc(n + 2, sizeof(char *));
-    if (!env)
-        return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], SERVER_ENV "=", sizeof(SERVER_ENV)) != 0)
-            env[k++] = environ[i];
-    env[k++] = SERVER_ENV "=" SERVER_FD_STR;
-    env[k] = NULL;
-    return env;
-}
-
-static int spawn_image(pid_t *pid, int child_end, int image)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", EXE_FD);
-    char **env = server_env();
-    if (!env)
-        return CF_ENOMEM;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    /* Both sources are >= FIRST_FREE_FD, so neither dup2 overwrites the other's source. Everything
-     * else is closed: a leaked descriptor (a pipe's write end, say) would outlive the caller's. */
-    posix_spawn_file_actions_adddup2(&fa, child_end, SERVER_FD);
-    posix_spawn_file_actions_adddup2(&fa, image, EXE_FD);
-    posix_spawn_file_actions_addclosefrom_np(&fa, EXE_FD + 1);
-    /* A clean signal state: nothing blocked, every signal at its default (an ignored SIGCHLD
-     * would make the server's children vanish without a status). */
-    sigset_t none, all;
+    sigset_t none;
     sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    /* An unknown option makes most programs exit at once should the constructor not run. */
-    char *argv[] = {program_invocation_name, "--cfutures-forkserver", NULL};
-    int err = posix_spawn(pid, path, &fa, &attr, argv, env);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    cf__free(env);
-    return err ? cf__errno_code(err) : 0;
-}
-
-/* Waits for the server's hello. */
-static int await_hello(int sock, pid_t pid)
-{
-    struct pollfd p = {.fd = sock, .events = POLLIN};
-    int rc;
-    do
-        rc = poll(&p, 1, HELLO_TIMEOUT);
-    while (rc < 0 && errno == EINTR);
-    if (rc <= 0)
-        return CF_ESYSTEM;
-    cf__ctl m;
-    rc = cf__ctl_recv(sock, &m, NULL);
-    if (rc != 1 || m.type != CF__CTL_HELLO || m.pid != pid)
-        return CF_ESYSTEM;
-    return 0;
-}
-
-int cf__forkserver_start(pid_t *pid_out, int *sock_out)
-{
-    int image = -1;
-    int rc = program_image(&image);
-    if (rc)
-        return rc;
-    if (cf__fault(CF__FAULT_FD))
-        return CF_EMFILE;
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        return cf__errno_code(errno);
-    int child_end = -1, err = EMFILE;
-    if (!cf__fault(CF__FAULT_FD)) {
-        child_end = fcntl(sv[1], F_DUPFD_CLOEXEC, FIRST_FREE_FD);
-        err = errno;
-    }
-    close(sv[1]);
-    if (child_end < 0) {
-        close(sv[0]);
-        return cf__errno_code(err);
-    }
-    pid_t pid;
-    rc = cf__fault(CF__FAULT_FORK) ? CF_EAGAIN : spawn_image(&pid, child_end, image);
-    close(child_end);
-    if (rc) {
-        close(sv[0]);
-        return rc;
-    }
-    rc = await_hello(sv[0], pid);
-    if (rc == 0)
-        rc = cf__set_nonblock(sv[0]);
-    if (rc) {
-        cf__kill_and_reap(pid);
-        close(sv[0]);
-        return rc;
-    }
-    *pid_out = pid;
-    *sock_out = sv[0];
-    return 0;
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
+    if (sock != CF__SERVER_FD && dup2(sock, CF__SERVER_FD) < 0)
+        _exit(CF__WORKER_EXIT_SETUP);
+    close_from(CF__SERVER_FD + 1);
+    serve(CF__SERVER_FD, parent, true);
 }

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "cfutures.h"
 #include "process_pool/frame.h"
 
 /* ---- how a worker process exits ----
@@ -22,6 +23,9 @@ enum {
     CF__WORKER_EXIT_NOMEM = 4,       /* no memory for its buffers or a frame */
     CF__WORKER_EXIT_ORPHANED = 125,  /* the fork server died before the worker watched it */
     CF__WORKER_EXIT_SETUP = 126,     /* its socket could not be moved into place */
+    /* Its channel (or, for the fork server, the server's) was not made by the process that
+     * started it, as its user (cf__channel_trusted): it exits before reading anything. */
+    CF__WORKER_EXIT_UNTRUSTED = 127,
 };
 
 /* ---- channels (process_pool/channel.c) ---- */
@@ -96,6 +100,11 @@ void cf__advise_large(void *p, size_t len);
 int cf__memfd_map(void **out, int fd, size_t len, bool private_copy);
 void cf__memfd_unmap(void *addr, size_t len);
 
+/* Whether the process at the other end of `sock` may talk to us: it made the socket (SO_PEERCRED
+ * records the maker of a socket pair) as process `expected` with our effective uid. A fork server
+ * and a worker check their channel with this before reading anything from it. */
+bool cf__channel_trusted(int sock, pid_t expected);
+
 /* Makes `fd` non-blocking. */
 int cf__set_nonblock(int fd);
 
@@ -154,14 +163,38 @@ typedef struct cf__ctl {
     int32_t value;
 } cf__ctl;
 
+/* How a fork server is started and told to serve (process_pool/start.c, fork_server.c). A
+ * server image gets its channel on CF__SERVER_FD; the program's own image also gets the
+ * executable on CF__EXE_FD (open only while exec() resolves it) and CF__SERVER_ENV=3 in its
+ * environment, the helper gets CF__SERVER_ARG as its first argument. The hello carries
+ * CF__PROTOCOL_VERSION, so a helper of another release is refused. */
+#define CF__SERVER_ENV       "CFUTURES_FORKSERVER"
+#define CF__SERVER_ARG       "--cfutures-forkserver"
+#define CF__SERVER_FD        3
+#define CF__SERVER_FD_STR    "3"
+#define CF__EXE_FD           4
+#define CF__PROTOCOL_VERSION 2
+
+/* A pool's start method (cf_process_pool_options): on return from cf__forkserver_start(),
+ * `method` is the one used (never AUTO). */
+typedef struct cf__start {
+    cf_process_start method;
+    const char *worker_program; /* the helper to run, or NULL for the installed one */
+    bool fork_with_threads;
+} cf__start;
+
+/* Starts a fork server as `how` says and waits for its hello; returns the server's pid and the
+ * SEQPACKET socket to it (its end-of-stream means the server exited). Returns 0, or CF_ESYSTEM /
+ * CF_EAGAIN / CF_EMFILE / CF_ENOMEM; CF_ENOTSUP when the method cannot work in this process (see
+ * cf_process_start); CF_EINVAL for a worker_program that is not executable; CF_EDEADLK for a
+ * fork among threads. */
+int cf__forkserver_start(cf__start *how, pid_t *pid, int *sock);
 /* Waits for our child `pid` to exit (retrying EINTR) and returns its wait status. */
 int cf__reap(pid_t pid);
 /* Kills our child `pid` (SIGKILL) and reaps it. */
 void cf__kill_and_reap(pid_t pid);
-/* Starts a fork server: a fresh image of this program, talking over the returned SEQPACKET
- * socket (its end-of-stream means the server exited). Waits for its hello. Returns 0, or CF_ESYSTEM
- * / CF_EAGAIN / CF_EMFILE / CF_ENOMEM. */
-int cf__forkserver_start(pid_t *pid, int *sock);
+/* In the child of CF_PROCESS_START_FORK's fork(): becomes the server of `sock`. */
+_Noreturn void cf__forkserver_forked(int sock, pid_t parent);
 /* Sends one control message (and a descriptor, or -1), without blocking. */
 int cf__ctl_send(int sock, const cf__ctl *m, int fd);
 /* Receives one control message. Returns 1, 0 (end of stream), CF_EAGAIN or an error. */
@@ -169,7 +202,10 @@ int cf__ctl_recv(int sock, cf__ctl *m, int *fd);
 
 /* ---- worker (process_pool/worker.c) ---- */
 
-/* The worker's main loop on its socket. Never returns. */
-_Noreturn void cf__worker_main(int sock);
+/* The worker's main loop on its socket, which process `parent` (the pool's) must have made (else
+ * it exits with CF__WORKER_EXIT_UNTRUSTED before reading anything). `own_image`: this is the
+ * pool's program, so functions of its main program may be called (not in the helper). Never
+ * returns. */
+_Noreturn void cf__worker_main(int sock, pid_t parent, bool own_image);
 
 #endif

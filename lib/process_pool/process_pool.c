@@ -16,6 +16,7 @@
  *     matches the head of the list;
  *   - once `broken` is set, the queue and every in-flight list are empty and stay empty. */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,15 +32,25 @@
 #include "process_pool/proc.h"
 
 enum {
-    WINDOW = 8,    /* jobs dispatched to one worker ahead of its results */
-    FN_CACHE = 16, /* translated functions remembered per pool */
-    MAX_WORKERS = 4096,
+    WINDOW = 8,          /* jobs dispatched to one worker ahead of its results */
+    FN_CACHE = 16,       /* translated functions remembered per pool */
     FLUSH_BATCH = 8,     /* workers a dispatch flushes by name; beyond, all with output */
     MANAGER_EVENTS = 64, /* epoll events the manager takes per wait */
 };
 
 /* How long a death waits for its exit status (from the fork server) before reporting. */
 #define STATUS_WAIT_NS (5 * CF__NS_PER_S)
+/* How long a worker told to exit (an EXIT frame with nothing left to run, its task limit
+ * reached, or cf_process_pool_terminate()'s SIGTERM) has before it gets SIGKILL, by default: a
+ * stopped or uncooperative worker must not hold shutdown forever. */
+#define EXIT_TIMEOUT_NS (5 * CF__NS_PER_S)
+/* A worker that the fork server could not fork (RLIMIT_NPROC, a cgroup's pids.max, memory) is
+ * tried again after a delay that doubles from SPAWN_BACKOFF_MIN_NS up to SPAWN_BACKOFF_MAX_NS.
+ * Meanwhile the pool runs on the workers it has; with none at all, it gives up (breaks) after
+ * SPAWN_ATTEMPTS failures in a row, about a second and a half. */
+#define SPAWN_BACKOFF_MIN_NS (CF__NS_PER_S / 100)
+#define SPAWN_BACKOFF_MAX_NS CF__NS_PER_S
+#define SPAWN_ATTEMPTS       8
 
 /* What an epoll event is about: the low TAG_BITS bits, and a worker's token above them. */
 enum { TAG_WAKE = 1, TAG_CTL = 2, TAG_WORKER = 4, TAG_BITS = 8 };
@@ -73,6 +84,7 @@ typedef struct worker {
     uint32_t token;
     int fd; /* -1 once end-of-stream was seen */
     pid_t pid;
+    bool started; /* the server forked it, or it spoke: tasks may be sent to it */
     bool ready;
     bool told_exit;  /* an EXIT frame was queued */
     bool exited;     /* the fork server reported its exit (or cannot anymore) */
@@ -81,7 +93,9 @@ typedef struct worker {
     int status;      /* wait status, valid when exited and spawn_errno == 0 */
     int spawn_errno; /* the server could not fork it */
     int64_t deadline;
-    job_list jobs; /* in flight, oldest first */
+    int64_t exit_deadline; /* when it gets SIGKILL for not exiting as told (0: not armed) */
+    bool exit_killed;      /* ... and it did */
+    job_list jobs;         /* in flight, oldest first */
     unsigned inflight;
     uint64_t sent, done;
     uint32_t modules_known;
@@ -97,7 +111,9 @@ struct process_pool {
     cf__dlink pools;   /* all pools, for the fork handlers */
     job_list queue;
     size_t queued;
-    job *finished; /* outcomes to deliver, in any order */
+    /* Outcomes to deliver, in the order they were decided: results in the order they arrived,
+     * so a callback never sees an earlier task of the same worker still RUNNING. */
+    job_list finished;
     worker *workers;
     uint32_t next_token;
     uint64_t next_id;
@@ -106,11 +122,16 @@ struct process_pool {
     pthread_t manager;
     bool manager_done, shutdown, broken, server_gone, server_exit_sent;
     force_how forcing;
+    unsigned spawn_failures; /* forks that failed in a row */
+    int spawn_errno;         /* why the last one failed */
+    int64_t spawn_retry_at;  /* no spawn before this (0: none pending) */
     bool free_on_exit;
     bool forked_fds_closed; /* a fork() child closed our descriptors: touch none */
     /* options */
     unsigned max_workers;
     uint64_t max_tasks;
+    int64_t exit_timeout_ns;
+    cf__start start; /* the start method; after start(), the one in use */
     bool has_init;
     uint32_t init_module;
     uint64_t init_offset;
@@ -136,7 +157,6 @@ static process_pool *pool_of(cf__dlink *l)
 {
     return l ? CF__CONTAINER_OF(l, process_pool, pools) : NULL;
 }
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void close_fd(int *fd)
 {
@@ -191,10 +211,7 @@ static void after_fork_child(void)
     pthread_mutex_init(&pools_mu, NULL);
 }
 
-static void register_atfork(void)
-{
-    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-}
+static const cf__fork_hooks pool_fork_hooks = {before_fork, after_fork_parent, after_fork_child};
 
 static void pools_add(process_pool *p)
 {
@@ -292,8 +309,7 @@ static void finish_job(process_pool *pool, job *j, int code, const char *message
 {
     CF__ASSERT_MUTEX_OWNED(&pool->mu);
     j->out = (cf__outcome){.rc = code, .message = message ? cf__strdup(message) : NULL};
-    j->next = pool->finished;
-    pool->finished = j;
+    jobs_append(&pool->finished, j, j);
 }
 
 /* Completes (outside the lock) the futures whose outcomes were collected. */
@@ -312,8 +328,7 @@ static void deliver(job *list)
 static void unlock_and_deliver(process_pool *pool)
 {
     CF__ASSERT_MUTEX_OWNED(&pool->mu);
-    job *list = pool->finished;
-    pool->finished = NULL;
+    job *list = jobs_take(&pool->finished);
     pthread_mutex_unlock(&pool->mu);
     deliver(list);
 }
@@ -432,6 +447,9 @@ static int translate(process_pool *pool, const void *fn, uint32_t *module, uint6
     char name[CF__FRAME_NAME_MAX + 1];
     uintptr_t off;
     int rc = cf__symbol_locate(name, sizeof(name), &off, fn);
+    /* The helper runs its own main program, not ours: our functions must be in libraries. */
+    if (rc == 0 && name[0] == '\0' && pool->start.method == CF_PROCESS_START_HELPER)
+        rc = CF_EINVAL;
     if (rc == 0)
         rc = module_id(pool, name, module);
     if (rc)
@@ -484,6 +502,11 @@ static bool accepting(const process_pool *pool, const worker *w)
            (!pool->max_tasks || w->sent < pool->max_tasks);
 }
 
+/* The least loaded worker with room, preferring one that is ready. A task goes only to a worker
+ * the server has forked: one that could not be forked never ran anything, so the pool carries
+ * on with the others and no accepted task is lost. If the least loaded worker is still being
+ * forked, the task waits for it (a moment) rather than queueing behind another worker's tasks.
+ * NULL: nothing to send now. */
 static worker *pick_worker(process_pool *pool)
 {
     worker *best = NULL;
@@ -491,10 +514,12 @@ static worker *pick_worker(process_pool *pool)
         if (!accepting(pool, w) || w->inflight >= WINDOW)
             continue;
         if (!best || w->inflight < best->inflight ||
-            (w->inflight == best->inflight && w->ready && !best->ready))
+            (w->inflight == best->inflight && w->started && !best->started) ||
+            (w->inflight == best->inflight && w->started == best->started && w->ready &&
+             !best->ready))
             best = w;
     }
-    return best;
+    return best && best->started ? best : NULL;
 }
 
 /* Encodes a job for `w`. On failure the job's future fails with the error. */
@@ -535,8 +560,7 @@ static void dispatch(process_pool *pool)
         if (cf_future_set_running_or_notify_cancel(j->f) != 1) {
             /* Cancelled: released with the outcomes, after mu (the last reference may go to the
              * future cache, whose depot lock must never be taken under mu: docs/internals.md). */
-            j->next = pool->finished;
-            pool->finished = j;
+            jobs_append(&pool->finished, j, j);
             continue;
         }
         if (encode_job(pool, w, j) != 0) {
@@ -620,7 +644,8 @@ static int spawn_worker(process_pool *pool)
         return rc;
     }
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
+        cf__fd_pair_above_stdio(sv) != 0) {
         rc = cf__errno_code(errno);
         worker_free(w);
         return rc;
@@ -657,6 +682,11 @@ static int provide_workers(process_pool *pool)
     CF__ASSERT_MUTEX_OWNED(&pool->mu);
     if (pool->broken || pool->forcing)
         return 0;
+    if (pool->spawn_retry_at) {
+        if (cf__now_ns() < pool->spawn_retry_at)
+            return 0; /* backing off after a failed fork */
+        pool->spawn_retry_at = 0;
+    }
     unsigned procs = 0, ready = 0;
     size_t demand = pool->queued;
     for (worker *w = pool->workers; w; w = w->next) {
@@ -680,6 +710,13 @@ static int provide_workers(process_pool *pool)
 }
 
 /* ---- receiving (manager, mu held) ---- */
+
+/* The server forked the worker (or it already spoke): tasks may go to it. */
+static void on_started(process_pool *pool, worker *w)
+{
+    w->started = true;
+    pool->spawn_failures = 0;
+}
 
 static void protocol_error(process_pool *pool, worker *w)
 {
@@ -734,8 +771,7 @@ static int on_result(process_pool *pool, worker *w, const cf__frame *f, const un
         }
         j->out = (cf__outcome){.rc = f->code, .message = msg};
     }
-    j->next = pool->finished;
-    pool->finished = j;
+    jobs_append(&pool->finished, j, j);
     return rc == CF_ENOMEM ? 0 : rc;
 }
 
@@ -756,6 +792,7 @@ static int on_frame(process_pool *pool, worker *w, const cf__frame *f, const uns
     switch (f->type) {
     case CF__FR_READY:
         w->ready = true;
+        on_started(pool, w);
         if (w->pid <= 0)
             w->pid = (pid_t)f->id;
         return 0;
@@ -845,6 +882,27 @@ static void on_exited(process_pool *pool, worker *w, int status, int spawn_errno
     }
 }
 
+/* The server could not fork the worker (RLIMIT_NPROC, pids.max, memory). It never ran and was
+ * sent no task: drop it, carry on with the workers there are, and try again later. */
+static void on_spawn_failed(process_pool *pool, worker *w, int err)
+{
+    w->exited = true;
+    w->awaiting = false; /* its socket may have reached end-of-stream first */
+    w->spawn_errno = err;
+    if (w->fd >= 0) {
+        epoll_ctl(pool->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+        close_fd(&w->fd);
+    }
+    pool->spawn_errno = err;
+    int64_t now = cf__now_ns();
+    if (pool->spawn_retry_at > now)
+        return; /* another fork of the same round failed: one failure per round */
+    unsigned shift = pool->spawn_failures < 7 ? pool->spawn_failures : 7;
+    int64_t backoff = SPAWN_BACKOFF_MIN_NS << shift;
+    pool->spawn_failures++;
+    pool->spawn_retry_at = now + (backoff < SPAWN_BACKOFF_MAX_NS ? backoff : SPAWN_BACKOFF_MAX_NS);
+}
+
 static void on_server_exit(process_pool *pool);
 
 static void read_control(process_pool *pool)
@@ -866,6 +924,7 @@ static void read_control(process_pool *pool)
         if (m.type == CF__CTL_SPAWNED) {
             if (w->pid <= 0)
                 w->pid = m.pid;
+            on_started(pool, w);
             if (pool->broken || pool->forcing)
                 kill_worker(pool, w, force_signal(pool->forcing));
         } else if (m.type == CF__CTL_EXITED) {
@@ -873,7 +932,7 @@ static void read_control(process_pool *pool)
                 w->pid = m.pid;
             on_exited(pool, w, m.value, 0);
         } else if (m.type == CF__CTL_FAILED) {
-            on_exited(pool, w, 0, m.value ? m.value : EAGAIN);
+            on_spawn_failed(pool, w, m.value ? m.value : EAGAIN);
         }
     }
 }
@@ -917,6 +976,22 @@ static void remove_gone_workers(process_pool *pool)
     }
 }
 
+/* Whether `w` was told to exit, one way or another, and has nothing left to answer. */
+static bool should_be_exiting(const process_pool *pool, const worker *w)
+{
+    bool retired = pool->max_tasks && w->done >= pool->max_tasks;
+    return w->fd >= 0 && !w->inflight && (w->told_exit || retired);
+}
+
+/* Gives every worker that should be exiting a deadline, after which it is killed (mu held). */
+static void arm_exit_deadlines(process_pool *pool)
+{
+    int64_t now = cf__now_ns();
+    for (worker *w = pool->workers; w; w = w->next)
+        if (!w->exit_deadline && (should_be_exiting(pool, w) || pool->forcing == FORCE_TERMINATE))
+            w->exit_deadline = cf__ns_after(now, pool->exit_timeout_ns);
+}
+
 static void check_deadlines(process_pool *pool)
 {
     int64_t now = cf__now_ns();
@@ -925,6 +1000,10 @@ static void check_deadlines(process_pool *pool)
             w->awaiting = false;
             w->exited = true; /* we stop waiting for a report */
             worker_died(pool, w);
+        }
+        if (w->exit_deadline && now >= w->exit_deadline && !w->exit_killed && w->fd >= 0) {
+            w->exit_killed = true; /* stopped, or ignoring SIGTERM: it cannot hold us */
+            kill_worker(pool, w, SIGKILL);
         }
     }
 }
@@ -951,6 +1030,13 @@ static bool progress(process_pool *pool)
         }
     }
     remove_gone_workers(pool);
+    if (!pool->workers && pool->queued && pool->spawn_failures >= SPAWN_ATTEMPTS) {
+        char why[256];
+        snprintf(why, sizeof(why), "a worker process could not be started (%u attempts): %s",
+                 pool->spawn_failures, strerror(pool->spawn_errno));
+        pool_break(pool, why);
+    }
+    arm_exit_deadlines(pool);
     if (stopping && !pool->queue.head && !pool->workers && !pool->server_gone &&
         !pool->server_exit_sent) {
         cf__ctl m = {.type = CF__CTL_EXIT};
@@ -965,9 +1051,14 @@ static int next_timeout(process_pool *pool)
 {
     CF__ASSERT_MUTEX_OWNED(&pool->mu);
     int64_t first = INT64_MAX;
-    for (worker *w = pool->workers; w; w = w->next)
+    for (worker *w = pool->workers; w; w = w->next) {
         if (w->awaiting && w->deadline < first)
             first = w->deadline;
+        if (w->exit_deadline && !w->exit_killed && w->fd >= 0 && w->exit_deadline < first)
+            first = w->exit_deadline;
+    }
+    if (pool->spawn_retry_at && pool->spawn_retry_at < first)
+        first = pool->spawn_retry_at;
     if (first == INT64_MAX)
         return -1;
     int64_t left = first - cf__now_ns();
@@ -1180,6 +1271,7 @@ static void pool_release(process_pool *pool)
         cf__free(pool->modules[i]);
     cf__free(pool->modules);
     cf__free(pool->init_arg);
+    cf__free((char *)pool->start.worker_program);
     pthread_cond_destroy(&pool->cv);
     pthread_mutex_destroy(&pool->mu);
     cf__free(pool);
@@ -1239,7 +1331,11 @@ static int check_options(const cf_process_pool_options *o)
 {
     if (!CF__RESERVED_ZERO(o))
         return CF_EINVAL;
-    if (o->max_workers > MAX_WORKERS)
+    if (isnan(o->exit_timeout) || o->exit_timeout < 0)
+        return CF_EINVAL;
+    if ((unsigned)o->start_method > CF_PROCESS_START_FORK)
+        return CF_EINVAL;
+    if (o->max_workers > CF_MAX_WORKERS)
         return CF_EINVAL;
     if (!o->initializer_arg && o->initializer_arg_len)
         return CF_EINVAL;
@@ -1250,6 +1346,10 @@ static int apply_options(process_pool *pool, const cf_process_pool_options *o)
 {
     pool->max_workers = o->max_workers ? o->max_workers : cf__cpu_count();
     pool->max_tasks = o->max_tasks_per_child;
+    pool->exit_timeout_ns = o->exit_timeout ? cf__seconds_to_ns(o->exit_timeout) : EXIT_TIMEOUT_NS;
+    pool->start = (cf__start){.method = o->start_method, .fork_with_threads = o->fork_with_threads};
+    if (o->worker_program && !(pool->start.worker_program = cf__strdup(o->worker_program)))
+        return CF_ENOMEM;
     if (!o->initializer)
         return 0;
     /* Under mu like every translation: the fork handlers can see the pool already. */
@@ -1268,17 +1368,21 @@ static int start(process_pool *pool)
 {
     if (cf__fault(CF__FAULT_FD))
         return CF_EMFILE;
-    pool->epfd = epoll_create1(EPOLL_CLOEXEC);
+    pool->epfd = cf__fd_above_stdio(epoll_create1(EPOLL_CLOEXEC));
     if (pool->epfd < 0)
         return cf__errno_code(errno);
     if (cf__fault(CF__FAULT_FD))
         return CF_EMFILE;
-    pool->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pool->wakefd = cf__fd_above_stdio(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (pool->wakefd < 0)
         return cf__errno_code(errno);
-    int rc = cf__forkserver_start(&pool->server_pid, &pool->ctl);
+    int rc = cf__forkserver_start(&pool->start, &pool->server_pid, &pool->ctl);
     if (rc)
         return rc;
+    /* The initializer was translated before the method was known (AUTO may choose the helper). */
+    if (pool->has_init && pool->start.method == CF_PROCESS_START_HELPER &&
+        pool->modules[pool->init_module][0] == '\0')
+        return CF_EINVAL;
     epoll_watch(pool, EPOLL_CTL_ADD, pool->wakefd, TAG_WAKE, EPOLLIN);
     epoll_watch(pool, EPOLL_CTL_ADD, pool->ctl, TAG_CTL, EPOLLIN);
     /* The manager blocks no signal it did not inherit, like the caller's other threads. */
@@ -1305,7 +1409,7 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
     int rc = check_options(o);
     if (rc)
         return rc;
-    pthread_once(&atfork_once, register_atfork);
+    cf__fork_hooks_install(CF__FORK_LEVEL_EXECUTORS, &pool_fork_hooks);
     process_pool *pool = cf__calloc(1, sizeof(*pool));
     if (!pool)
         return CF_ENOMEM;

@@ -20,6 +20,7 @@ typedef struct worker_state {
     char *module_error[CF__FRAME_MODULES_MAX]; /* why a module could not be found */
     uint32_t nmodules;
     uint64_t max_tasks, done;
+    bool own_image; /* the pool's program: its main program's functions may run */
 } worker_state;
 
 static _Noreturn void leave(int status)
@@ -91,7 +92,10 @@ static void add_module(worker_state *w, const cf__frame *f, const unsigned char 
     memcpy(name, payload ? (const char *)payload : "", (size_t)f->len);
     name[f->len] = '\0';
     char why[512];
-    if (cf__symbol_open(&w->modules[w->nmodules], name, why, sizeof(why)) != 0)
+    if (name[0] == '\0' && !w->own_image)
+        w->module_error[w->nmodules] = strdup("the task's function is in the pool's main "
+                                              "program, which the helper program does not run");
+    else if (cf__symbol_open(&w->modules[w->nmodules], name, why, sizeof(why)) != 0)
         w->module_error[w->nmodules] = strdup(why);
     w->nmodules++;
 }
@@ -191,10 +195,13 @@ static void run_init(worker_state *w, const cf__frame *f, const unsigned char *i
     send_now(w);
 }
 
-_Noreturn void cf__worker_main(int sock)
+_Noreturn void cf__worker_main(int sock, pid_t parent, bool own_image)
 {
+    if (!cf__channel_trusted(sock, parent))
+        _exit(CF__WORKER_EXIT_UNTRUSTED);
     static worker_state w;
     w.sock = sock;
+    w.own_image = own_image;
     if (cf__inbuf_init(&w.in) != 0)
         leave(CF__WORKER_EXIT_NOMEM);
     bool initialised = false;

@@ -42,6 +42,8 @@ typedef struct thread_pool thread_pool;
 struct worker {
     thread_pool *pool;
     pthread_t thread;
+    cf_future *task;          /* the future whose task runs on this thread now, or NULL */
+    bool task_released;       /* ... and the thread no longer counts as busy for it */
     worker *next;             /* all workers not yet joined */
     worker *next_parked;      /* the idle stack */
     _Atomic uint32_t wake;    /* futex word: 0 while parked, 1 once woken */
@@ -381,10 +383,22 @@ static void worker_released(void *pool)
     atomic_fetch_sub_explicit(&((thread_pool *)pool)->nbusy, 1, SC);
 }
 
-/* Runs a popped future unless it was cancelled; returns whether the task ran. */
+static void task_released(void *arg)
+{
+    worker *w = arg;
+    w->task_released = true;
+    worker_released(w->pool);
+}
+
+/* Runs a popped future unless it was cancelled; returns whether the task ran. The worker notes
+ * the future while its task (and the done-callbacks) run, for thread_ended() should the thread
+ * end in there. */
 static bool run_one(thread_pool *pool, worker *w, cf_future *f)
 {
-    bool ran = cf__task_run_then(f, worker_released, pool);
+    w->task = f;
+    w->task_released = false;
+    bool ran = cf__task_run_then(f, task_released, w);
+    w->task = NULL;
     if (ran) {
         atomic_store_explicit(&w->completed,
                               atomic_load_explicit(&w->completed, memory_order_relaxed) + 1,
@@ -498,6 +512,66 @@ static bool worker_loop(thread_pool *pool, worker *w)
 
 static void pool_destroy(thread_pool *pool);
 
+/* ---- a task that ends its thread ----
+ * A task that calls pthread_exit(), or acts on a pthread_cancel() of its thread, never returns
+ * to the worker loop. It is forbidden, but the pool must not hang for it: the thread-specific
+ * value of `ended_key` is the worker from its start until it leaves normally, so its destructor
+ * runs only for a thread that ended abruptly. It fails the task's future (if the thread ended in
+ * a done-callback, the future is done already), hands the queued work to another thread
+ * (starting a replacement if needed) and takes the thread off the pool, as worker_main() would
+ * have. */
+
+#define THREAD_ENDED_MESSAGE                                                                       \
+    "the task ended its thread (pthread_exit() or a cancellation) instead of returning; the "      \
+    "thread pool replaced the thread"
+
+static pthread_key_t ended_key;
+static pthread_once_t ended_once = PTHREAD_ONCE_INIT;
+
+static void thread_ended(void *arg)
+{
+    worker *w = arg;
+    thread_pool *pool = w->pool;
+    cf_future *f = w->task;
+    if (f) {
+        cf__outcome o = {.rc = CF_EPERM, .message = cf__strdup(THREAD_ENDED_MESSAGE)};
+        cf__task_complete(f, &o, cf__future_load(f) & CF__F_TASK_BYTES);
+        if (!w->task_released)
+            worker_released(pool);
+        cf_future_unref(f);
+    }
+    cf__task_context_swap(NULL); /* it pointed into the stack that was unwound */
+    current_worker = NULL;
+    bool exit_counted = w->exit_counted; /* `w` may be freed by a reaper once it has exited */
+    unsigned index = w->index;
+    cf__lock_acquire(&pool->lock);
+    unsigned threads = atomic_fetch_sub_explicit(&pool->nthreads, 1, SC) - 1;
+    /* Submitters trusted this busy thread to come back to the queue. Under the lock, so that
+     * the pool cannot be freed before we are done with it. */
+    if (q_ready(pool)) {
+        if (pool->parked)
+            cf__futex_wake(&unpark_one(pool)->wake, 1);
+        else if (threads < pool->max_workers)
+            spawn(pool);
+    }
+    w->exited = true;
+    bool free_pool = pool->freeing_worker == w;
+    cf__cond_broadcast(&pool->cond, &pool->lock);
+    cf__lock_release(&pool->lock);
+    CF__PROBE2(thread__exit, &pool->base, index);
+    if (free_pool) {
+        pthread_detach(pthread_self());
+        pool_destroy(pool);
+    }
+    if (exit_counted)
+        cf__at_exit_worker_gone();
+}
+
+static void make_ended_key(void)
+{
+    pthread_key_create(&ended_key, thread_ended);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -506,6 +580,7 @@ static void *worker_main(void *arg)
     if (exit_counted)
         cf__at_exit_worker_running();
     current_worker = w;
+    pthread_setspecific(ended_key, w);
     unsigned index = w->index;
     name_thread(pool, index);
     CF__PROBE2(thread__start, &pool->base, index);
@@ -521,6 +596,7 @@ static void *worker_main(void *arg)
     cf__cond_broadcast(&pool->cond, &pool->lock);
     cf__lock_release(&pool->lock);
     current_worker = NULL;
+    pthread_setspecific(ended_key, NULL); /* a normal end */
     CF__PROBE2(thread__exit, &pool->base, index);
     if (free_pool) {
         /* cf_executor_free() was called on this thread: nobody else can join it. */
@@ -830,6 +906,8 @@ CF__ABI_STRUCT(cf_thread_pool_stats, 160);
 
 static int check_options(const cf_thread_pool_options *o)
 {
+    if (o->max_workers > CF_MAX_WORKERS)
+        return CF_EINVAL;
     if (!CF__RESERVED_ZERO(o))
         return CF_EINVAL;
     if (o->min_workers > effective_max_workers(o))
@@ -874,6 +952,7 @@ int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options)
     int rc = check_options(o);
     if (rc)
         return rc;
+    pthread_once(&ended_once, make_ended_key);
     thread_pool *pool = cf__calloc_aligned(CF__CACHELINE, sizeof(*pool));
     if (!pool)
         return CF_ENOMEM;

@@ -3,6 +3,7 @@
  * without shutting down. Ported in spirit from CPython's test_deadlock and the broken-pool cases
  * of test_process_pool. Every death is caused by the task itself or by the test, never by
  * timing. */
+#include <math.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -192,6 +193,7 @@ static void check_force(int (*stop)(cf_executor *), const char *needle)
     proc_util_make_fifo(fifo, sizeof(fifo));
     int before = proc_util_count_children();
     cf_executor *ex = proc_util_new_pool(1);
+    proc_util_warm(ex); /* the blocker is dispatched (RUNNING) at once */
     cf_future *blocker = proc_util_submit_str(ex, proc_util_block_task, fifo);
     cf_future *fs[20];
     for (int i = 0; i < 20; i++)
@@ -236,6 +238,124 @@ START_TEST(test_terminate_without_workers)
     cf_executor *ex = proc_util_new_pool(2);
     ck_assert_int_eq(cf_process_pool_terminate(ex), 0);
     ck_assert_int_eq(cf_executor_free(ex), 0);
+}
+END_TEST
+
+/* ---- workers that do not cooperate: stopped, or ignoring SIGTERM ---- */
+
+/* The state letter of a process in /proc/<pid>/stat ('T': stopped), or 0 if it is gone. */
+static char proc_state(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return 0;
+    size_t k = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[k] = '\0';
+    char *cp = strrchr(buf, ')');
+    return cp ? cp[2] : 0;
+}
+
+/* Polls an outside observable (the kernel's view of the process), bounded. */
+static bool wait_stopped(int pid)
+{
+    double end = cf_test_monotonic() + CF_TEST_LONG;
+    while (proc_state(pid) != 'T') {
+        if (cf_test_monotonic() > end)
+            return false;
+        usleep(1000);
+    }
+    return true;
+}
+
+static int stop_self_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    (void)arg, (void)len, (void)result, (void)result_len;
+    raise(SIGSTOP);
+    return 0;
+}
+
+/* Ignores SIGTERM, then blocks until its FIFO is released (never, in the test). */
+static int ignore_term_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    signal(SIGTERM, SIG_IGN);
+    return proc_util_block_task(arg, len, result, result_len);
+}
+
+static int worker_pid(cf_executor *ex)
+{
+    cf_future *f = proc_util_submit_str(ex, proc_util_getpid_task, "");
+    int pid = proc_util_int_result(f);
+    cf_future_unref(f);
+    ck_assert_int_gt(pid, 0);
+    return pid;
+}
+
+START_TEST(test_terminate_stopped_worker)
+{
+    /* A worker stopped in the middle of a task (SIGSTOP, job control, a debugger) keeps SIGTERM
+     * pending: terminate must continue it, so its future ends and free returns. */
+    int before = proc_util_count_children();
+    cf_executor *ex = proc_util_new_pool(1);
+    int pid = worker_pid(ex);
+    cf_future *f = proc_util_submit_str(ex, stop_self_task, "");
+    ck_assert(wait_stopped(pid));
+    ck_assert_int_eq(cf_process_pool_terminate(ex), 0);
+    assert_broken(f, "cf_process_pool_terminate");
+    cf_future_unref(f);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+    ck_assert_int_eq(proc_util_count_children(), before);
+}
+END_TEST
+
+START_TEST(test_terminate_escalates_to_sigkill)
+{
+    /* A worker that ignores SIGTERM gets SIGKILL once exit_timeout has passed. */
+    char fifo[64];
+    proc_util_make_fifo(fifo, sizeof(fifo));
+    cf_process_pool_options o = {.max_workers = 1, .exit_timeout = 0.2};
+    cf_executor *ex;
+    ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
+    cf_future *f = proc_util_submit_str(ex, ignore_term_task, fifo);
+    /* The task has opened its FIFO (so SIGTERM is ignored by now) once our open returns. */
+    int fd = open(fifo, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(cf_process_pool_terminate(ex), 0);
+    assert_broken(f, "cf_process_pool_terminate");
+    cf_future_unref(f);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+    close(fd);
+    unlink(fifo);
+}
+END_TEST
+
+START_TEST(test_shutdown_with_stopped_idle_worker)
+{
+    /* A worker stopped while idle never reads the EXIT that shutdown sends: shutdown(wait) and
+     * free must still return, killing it after exit_timeout. */
+    cf_process_pool_options o = {.max_workers = 1, .exit_timeout = 0.2};
+    cf_executor *ex;
+    ck_assert_int_eq(cf_process_pool_new(&ex, &o), 0);
+    int pid = worker_pid(ex);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    ck_assert(wait_stopped(pid));
+    ck_assert_int_eq(cf_executor_shutdown(ex, false, false), 0);
+    ck_assert_msg(proc_util_wait_gone(pid, CF_TEST_LONG), "the stopped worker %d is still there",
+                  pid);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+}
+END_TEST
+
+START_TEST(test_exit_timeout_invalid)
+{
+    cf_executor *ex = (cf_executor *)1;
+    cf_process_pool_options o = {.exit_timeout = -1};
+    ck_assert_int_eq(cf_process_pool_new(&ex, &o), CF_EINVAL);
+    ck_assert_ptr_null(ex);
+    o.exit_timeout = NAN;
+    ck_assert_int_eq(cf_process_pool_new(&ex, &o), CF_EINVAL);
 }
 END_TEST
 
@@ -394,6 +514,10 @@ static Suite *suite(void)
     tcase_add_test(tc, test_terminate);
     tcase_add_test(tc, test_kill);
     tcase_add_test(tc, test_terminate_without_workers);
+    tcase_add_test(tc, test_terminate_stopped_worker);
+    tcase_add_test(tc, test_terminate_escalates_to_sigkill);
+    tcase_add_test(tc, test_shutdown_with_stopped_idle_worker);
+    tcase_add_test(tc, test_exit_timeout_invalid);
     suite_add_tcase(s, tc);
 
     tc = cf_test_tcase("orphans");

@@ -573,6 +573,7 @@ START_TEST(test_cancel_pending_until_dispatched)
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
     cf_executor *ex = proc_util_new_pool(1);
+    proc_util_warm(ex); /* the blocker is dispatched at once */
     cf_future *blocker = proc_util_submit_str(ex, proc_util_block_task, fifo);
     enum { N = 20 };
     cf_future *fs[N];
@@ -613,6 +614,7 @@ START_TEST(test_shutdown_cancel_futures)
     char fifo[64];
     proc_util_make_fifo(fifo, sizeof(fifo));
     cf_executor *ex = proc_util_new_pool(1);
+    proc_util_warm(ex); /* the blocker is dispatched at once */
     cf_future *blocker = proc_util_submit_str(ex, proc_util_block_task, fifo);
     enum { N = 30 };
     cf_future *fs[N];
@@ -703,6 +705,102 @@ START_TEST(test_callback_runs_once)
         cf_future_unref(fs[i]);
     }
     cf_executor_free(ex);
+}
+END_TEST
+
+/* Returns its int argument. */
+static int int_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    int v;
+    if (len != sizeof(v))
+        return CF_EINVAL;
+    memcpy(&v, arg, sizeof(v));
+    return proc_util_return_int(v, result, result_len);
+}
+
+/* Tells the test it started (by opening the FIFO named by its argument for writing), then
+ * returns 6. */
+static int started_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%.*s", (int)len, (const char *)arg);
+    int fd = open(path, O_WRONLY);
+    if (fd < 0)
+        return cf_task_fail(-errno, "open %s", path);
+    close(fd);
+    return proc_util_return_int(6, result, result_len);
+}
+
+typedef struct order_log {
+    cf_test_event entered, gate;
+    pthread_mutex_t mu;
+    int seen[8], n;
+} order_log;
+
+/* On the manager thread: holds it until the test opens the gate. */
+static void hold_manager_cb(cf_future *f, void *data)
+{
+    (void)f;
+    order_log *log = data;
+    cf_test_event_set(&log->entered);
+    cf_test_event_wait(&log->gate, CF_TEST_LONG);
+}
+
+static void log_order_cb(cf_future *f, void *data)
+{
+    order_log *log = data;
+    int v = proc_util_int_result(f);
+    pthread_mutex_lock(&log->mu);
+    if (log->n < 8)
+        log->seen[log->n++] = v;
+    pthread_mutex_unlock(&log->mu);
+}
+
+START_TEST(test_batch_completes_in_arrival_order)
+{
+    /* One worker runs a blocker B, then tasks 0..5 and a task 6 that signals its start. While
+     * B's done-callback holds the manager, the worker finishes 0..5 and sends their results,
+     * which the manager then reads in one batch: their futures must complete in the order the
+     * results arrived (as Python's result handler does), so a task's callback never sees an
+     * earlier task of the same worker still RUNNING. */
+    char block[64], started[64];
+    proc_util_make_fifo(block, sizeof(block));
+    proc_util_make_fifo(started, sizeof(started));
+    order_log log = {.n = 0};
+    cf_test_event_init(&log.entered);
+    cf_test_event_init(&log.gate);
+    pthread_mutex_init(&log.mu, NULL);
+    cf_executor *ex = proc_util_new_pool(1);
+    cf_future *b = proc_util_submit_str(ex, proc_util_block_task, block), *fs[7];
+    ck_assert_int_eq(cf_future_add_done_callback(b, hold_manager_cb, &log), 0);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(cf_executor_submit_bytes(&fs[i], ex, int_task, &i, sizeof(i)), 0);
+    fs[6] = proc_util_submit_str(ex, started_task, started);
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(cf_future_add_done_callback(fs[i], log_order_cb, &log), 0);
+    proc_util_release_fifo(block);
+    ck_assert(cf_test_event_wait(&log.entered, CF_TEST_LONG));
+    /* Task 6 started: 0..5 are done and their results are in the worker's socket. */
+    int fd = open(started, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    cf_test_event_set(&log.gate);
+    for (int i = 0; i < 7; i++) {
+        ck_assert_int_eq(proc_util_int_result(fs[i]), i);
+        cf_future_unref(fs[i]);
+    }
+    ck_assert_int_eq(cf_future_result(NULL, b, CF_TEST_LONG), 0);
+    cf_future_unref(b);
+    ck_assert_int_eq(cf_executor_free(ex), 0); /* every callback has run */
+    char order[16] = "";
+    for (int i = 0; i < log.n; i++)
+        order[i] = (char)('0' + log.seen[i]);
+    ck_assert_msg(strcmp(order, "0123456") == 0, "callbacks ran in the order %s", order);
+    unlink(block);
+    unlink(started);
+    pthread_mutex_destroy(&log.mu);
+    cf_test_event_destroy(&log.entered);
+    cf_test_event_destroy(&log.gate);
 }
 END_TEST
 
@@ -1054,6 +1152,7 @@ static Suite *suite(void)
 
     tc = cf_test_tcase("futures");
     tcase_add_test(tc, test_callback_runs_once);
+    tcase_add_test(tc, test_batch_completes_in_arrival_order);
     tcase_add_test(tc, test_mixed_with_thread_pool_futures);
     tcase_add_test(tc, test_first_exception_process);
     suite_add_tcase(s, tc);

@@ -411,7 +411,10 @@ START_TEST(test_executors)
         0);
     ROW(thread_pool_new_rc(&(cf_thread_pool_options){.queue_timeout = DBL_MAX, .max_queue = 1}), 0);
     ROW(thread_pool_new_rc(&(cf_thread_pool_options){.max_queue = SIZE_MAX}), 0);
-    ROW(thread_pool_new_rc(&(cf_thread_pool_options){.max_workers = UINT_MAX}), 0);
+    ROW(thread_pool_new_rc(&(cf_thread_pool_options){.max_workers = UINT_MAX}), CF_EINVAL);
+    ROW(thread_pool_new_rc(&(cf_thread_pool_options){.max_workers = CF_MAX_WORKERS + 1}),
+        CF_EINVAL);
+    ROW(thread_pool_new_rc(&(cf_thread_pool_options){.max_workers = CF_MAX_WORKERS}), 0);
     ROW(thread_pool_new_rc(&(cf_thread_pool_options){.stack_size = 1}), CF_EINVAL);
     /* A stack no thread can have: creation succeeds, the first submit cannot start a thread. */
     ROW(thread_pool_new_rc(&(cf_thread_pool_options){.stack_size = SIZE_MAX}), CF_ENOMEM,

@@ -3,6 +3,7 @@
  * initializers, bounded queues, options, and tasks that use their own pool. Ported from the
  * behaviour of CPython's test_thread_pool.py, test_init.py, test_deadlock.py (thread parts)
  * and executor.py, plus the C-specific extras (bounded queue, idle timeout, stack size). */
+#include <limits.h>
 #include <math.h>
 #include <sched.h>
 
@@ -1082,6 +1083,25 @@ START_TEST(test_invalid_options)
 }
 END_TEST
 
+START_TEST(test_max_workers_limit)
+{
+    /* One documented limit for both pools: a negative int cast to the unsigned field must not
+     * silently mean "unbounded". */
+    expect_invalid({.max_workers = CF_MAX_WORKERS + 1});
+    expect_invalid({.max_workers = UINT_MAX});
+    expect_invalid({.max_workers = (unsigned)-1, .min_workers = 1});
+    cf_executor *ex = pool_with((cf_thread_pool_options){.max_workers = CF_MAX_WORKERS});
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+    ex = (cf_executor *)1;
+    ck_assert_int_eq(
+        cf_process_pool_new(&ex, &(cf_process_pool_options){.max_workers = CF_MAX_WORKERS + 1}),
+        CF_EINVAL);
+    ck_assert_ptr_null(ex);
+    ck_assert_int_eq(cf_process_pool_new(&ex, &(cf_process_pool_options){.max_workers = UINT_MAX}),
+                     CF_EINVAL);
+}
+END_TEST
+
 START_TEST(test_valid_edge_options)
 {
     cf_executor *ex = NULL;
@@ -1269,6 +1289,58 @@ START_TEST(test_nested_inline_task_keeps_outer_context)
 }
 END_TEST
 
+/* ---- a task that ends its thread ---- */
+
+static int pthread_exit_task(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    pthread_exit(NULL);
+}
+
+static int cancel_self_task(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    pthread_cancel(pthread_self());
+    pthread_testcancel();
+    return 0;
+}
+
+static void check_thread_ended(cf_fn ender)
+{
+    /* One thread: the task ends it, the queued task behind it must still run (on a
+     * replacement), the ended task's future must fail with a clear error, and free must
+     * return. */
+    cf_executor *ex = pool_with((cf_thread_pool_options){.max_workers = 1});
+    cf_future *ended = submit(ex, ender, NULL);
+    cf_future *next = submit(ex, square_task, (void *)7);
+    int code = 0;
+    const char *msg = NULL;
+    ck_assert_int_eq(cf_future_exception(&code, &msg, ended, CF_TEST_LONG), 0);
+    ck_assert_int_eq(code, CF_EPERM);
+    ck_assert_ptr_nonnull(msg);
+    ck_assert_ptr_nonnull(strstr(msg, "pthread_exit"));
+    ck_assert_ptr_eq(result_of(next), (void *)49);
+    cf_future *later = submit(ex, square_task, (void *)8);
+    ck_assert_ptr_eq(result_of(later), (void *)64);
+    ck_assert_uint_eq(stats_of(ex).threads_started, 2);
+    cf_future_unref(ended);
+    cf_future_unref(next);
+    cf_future_unref(later);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+}
+
+START_TEST(test_pthread_exit_in_task)
+{
+    check_thread_ended(pthread_exit_task);
+}
+END_TEST
+
+START_TEST(test_cancelled_task_thread)
+{
+    check_thread_ended(cancel_self_task);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("thread_pool");
@@ -1306,6 +1378,11 @@ static Suite *suite(void)
     tcase_add_test(tc, test_initializer_failure_breaks_pool_many_threads);
     suite_add_tcase(s, tc);
 
+    tc = cf_test_tcase("hostile tasks");
+    tcase_add_test(tc, test_pthread_exit_in_task);
+    tcase_add_test(tc, test_cancelled_task_thread);
+    suite_add_tcase(s, tc);
+
     tc = cf_test_tcase("queue");
     tcase_add_test(tc, test_queue_reject);
     tcase_add_test(tc, test_queue_block_times_out);
@@ -1316,6 +1393,7 @@ static Suite *suite(void)
 
     tc = cf_test_tcase("options");
     tcase_add_test(tc, test_invalid_options);
+    tcase_add_test(tc, test_max_workers_limit);
     tcase_add_test(tc, test_valid_edge_options);
     tcase_add_test(tc, test_stack_size);
     tcase_add_test(tc, test_invalid_submit_arguments);
