@@ -8,12 +8,15 @@
  *                main returns, and the process must end at once with nothing printed.
  *   exit_in_task a finish_at_exit pool of two threads: task 0 waits until main has returned as
  *                above; task 1 calls exit(0) itself, from a pool thread.
+ *   thread_exit  a finish_at_exit pool of one thread: task 0 ends its thread with pthread_exit()
+ *                (the pool replaces the thread), task 1 waits until main has returned as above.
  *   fork         a finish_at_exit pool runs a task waiting for the gate; a forked child returns
  *                from main at once (it must not wait for its parent's threads) and prints
  *                "child exited"; then the parent opens the gate and returns as in `finish`.
  *
  * The futures are released at once: nothing is left for a leak checker but the pool itself,
  * which a global registry still reaches. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,6 +72,13 @@ static int never_task(void *arg, void **result)
     return 0;
 }
 
+static int thread_exit_task(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    pthread_exit(NULL);
+}
+
 static int exit_task(void *arg, void **result)
 {
     (void)arg;
@@ -108,6 +118,9 @@ int main(int argc, char **argv)
         submit(ex, exit_task, 1);
         for (;;)
             pause(); /* task 1 ends the process */
+    } else if (strcmp(mode, "thread_exit") == 0) {
+        submit(ex, thread_exit_task, 0);
+        submit(ex, wait_for_main_task, 1);
     } else if (strcmp(mode, "fork") == 0) {
         submit(ex, wait_for_main_task, 0);
         pid_t pid = fork();

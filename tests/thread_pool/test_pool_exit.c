@@ -102,6 +102,17 @@ START_TEST(test_exit_from_a_task)
 }
 END_TEST
 
+/* A task that ends its thread (forbidden, but survived: the pool replaces the thread) does not
+ * leave the exit handler waiting for a thread that is gone. */
+START_TEST(test_task_ending_its_thread)
+{
+    child_run r;
+    run_child(&r, "thread_exit", 0, CF_TEST_LONG * 3);
+    assert_exited_zero(&r);
+    ck_assert_str_eq(r.out, "task 1 after main\n");
+}
+END_TEST
+
 /* A forked child exits without waiting for the pool it inherited (its threads are not there);
  * the parent still finishes its own work. */
 START_TEST(test_forked_child_does_not_wait)
@@ -141,6 +152,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_finish_at_exit_runs_pending_work);
     tcase_add_test(tc, test_default_drops_pending_work);
     tcase_add_test(tc, test_exit_from_a_task);
+    tcase_add_test(tc, test_task_ending_its_thread);
     tcase_add_test(tc, test_forked_child_does_not_wait);
     tcase_add_test(tc, test_freed_before_exit);
     suite_add_tcase(s, tc);
