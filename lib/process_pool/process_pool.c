@@ -29,6 +29,7 @@
 
 #include "core/internal.h"
 #include "core/list.h"
+#include "core/trace.h"
 #include "process_pool/proc.h"
 
 enum {
@@ -127,8 +128,14 @@ struct process_pool {
     int64_t spawn_retry_at;  /* no spawn before this (0: none pending) */
     bool free_on_exit;
     bool forked_fds_closed; /* a fork() child closed our descriptors: touch none */
+    unsigned index;         /* names the manager thread: cfproc<index>_mgr */
+    /* Counters for cf_process_pool_get_stats (mu held). */
+    unsigned long long workers_started, workers_retired, workers_replaced, spawns_failed;
+    unsigned long long tasks_completed;
+    unsigned retired_unreplaced; /* retirements no new worker has taken the place of yet */
     /* options */
     unsigned max_workers;
+    const void *initializer; /* as given, for cf_process_pool_get_options */
     uint64_t max_tasks;
     int64_t exit_timeout_ns;
     cf__start start; /* the start method; after start(), the one in use */
@@ -563,6 +570,7 @@ static void dispatch(process_pool *pool)
             jobs_append(&pool->finished, j, j);
             continue;
         }
+        CF__PROBE2(task__start, j->f, j->f->fn);
         if (encode_job(pool, w, j) != 0) {
             finish_job(pool, j, CF_ENOMEM, "out of memory while sending the task to a worker");
             continue;
@@ -570,6 +578,11 @@ static void dispatch(process_pool *pool)
         jobs_append(&w->jobs, j, j);
         w->inflight++;
         w->sent++;
+        if (pool->max_tasks && w->sent == pool->max_tasks) {
+            /* Its last task: it exits after it, and the next worker started takes its place. */
+            pool->workers_retired++;
+            pool->retired_unreplaced++;
+        }
         size_t k = 0;
         while (k < ntouched && touched[k] != w)
             k++;
@@ -714,6 +727,14 @@ static int provide_workers(process_pool *pool)
 /* The server forked the worker (or it already spoke): tasks may go to it. */
 static void on_started(process_pool *pool, worker *w)
 {
+    if (!w->started) {
+        CF__PROBE2(process__start, &pool->base, (int)w->pid);
+        pool->workers_started++;
+        if (pool->retired_unreplaced) {
+            pool->retired_unreplaced--;
+            pool->workers_replaced++;
+        }
+    }
     w->started = true;
     pool->spawn_failures = 0;
 }
@@ -756,6 +777,8 @@ static int on_result(process_pool *pool, worker *w, const cf__frame *f, const un
     job *j = jobs_pop(&w->jobs);
     w->inflight--;
     w->done++;
+    pool->tasks_completed++;
+    CF__PROBE2(task__finish, j->f, (int)f->code);
     int rc = 0;
     if (f->code == 0) {
         rc = read_payload(w, f, p, j);
@@ -792,9 +815,9 @@ static int on_frame(process_pool *pool, worker *w, const cf__frame *f, const uns
     switch (f->type) {
     case CF__FR_READY:
         w->ready = true;
-        on_started(pool, w);
         if (w->pid <= 0)
             w->pid = (pid_t)f->id;
+        on_started(pool, w);
         return 0;
     case CF__FR_INIT_FAILED:
         on_init_failed(pool, w, f, p);
@@ -894,6 +917,7 @@ static void on_spawn_failed(process_pool *pool, worker *w, int err)
         close_fd(&w->fd);
     }
     pool->spawn_errno = err;
+    pool->spawns_failed++;
     int64_t now = cf__now_ns();
     if (pool->spawn_retry_at > now)
         return; /* another fork of the same round failed: one failure per round */
@@ -930,6 +954,7 @@ static void read_control(process_pool *pool)
         } else if (m.type == CF__CTL_EXITED) {
             if (w->pid <= 0)
                 w->pid = m.pid;
+            CF__PROBE3(process__exit, &pool->base, (int)w->pid, (int)m.value);
             on_exited(pool, w, m.value, 0);
         } else if (m.type == CF__CTL_FAILED) {
             on_spawn_failed(pool, w, m.value ? m.value : EAGAIN);
@@ -1098,6 +1123,9 @@ static void *manager_main(void *arg)
 {
     process_pool *pool = arg;
     current_manager = pool;
+    char name[16];
+    snprintf(name, sizeof(name), "cfproc%u_mgr", pool->index);
+    pthread_setname_np(pthread_self(), name);
     struct epoll_event evs[MANAGER_EVENTS];
     bool done = false;
     while (!done) {
@@ -1344,7 +1372,10 @@ static int check_options(const cf_process_pool_options *o)
 
 static int apply_options(process_pool *pool, const cf_process_pool_options *o)
 {
+    static _Atomic unsigned pool_counter;
+    pool->index = atomic_fetch_add(&pool_counter, 1);
     pool->max_workers = o->max_workers ? o->max_workers : cf__cpu_count();
+    pool->initializer = (const void *)o->initializer;
     pool->max_tasks = o->max_tasks_per_child;
     pool->exit_timeout_ns = o->exit_timeout ? cf__seconds_to_ns(o->exit_timeout) : EXIT_TIMEOUT_NS;
     pool->start = (cf__start){.method = o->start_method, .fork_with_threads = o->fork_with_threads};
@@ -1429,5 +1460,64 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
         return rc;
     }
     *out = &pool->base;
+    return 0;
+}
+
+/* ---- monitoring ---- */
+
+CF__ABI_STRUCT(cf_process_pool_stats, 200);
+
+int cf_process_pool_get_stats(cf_process_pool_stats *out, const cf_executor *ex)
+{
+    if (!out || !ex || ex->vt != &process_pool_vtable)
+        return CF_EINVAL;
+    if (cf__executor_forked(ex))
+        return CF_EFORKED;
+    process_pool *pool = (process_pool *)ex;
+    pthread_mutex_lock(&pool->mu);
+    unsigned alive = 0, busy = 0;
+    size_t running = 0;
+    for (worker *w = pool->workers; w; w = w->next) {
+        if (!w->started || w->fd < 0)
+            continue; /* not forked yet, or gone */
+        alive++;
+        busy += w->inflight > 0;
+        running += w->inflight;
+    }
+    *out = (cf_process_pool_stats){
+        .workers = alive,
+        .busy = busy,
+        .queued = pool->queued,
+        .running = running,
+        .workers_started = pool->workers_started,
+        .workers_retired = pool->workers_retired,
+        .workers_replaced = pool->workers_replaced,
+        .spawns_failed = pool->spawns_failed,
+        .tasks_completed = pool->tasks_completed,
+        .broken = pool->broken,
+    };
+    pthread_mutex_unlock(&pool->mu);
+    return 0;
+}
+
+int cf_process_pool_get_options(cf_process_pool_options *out, const cf_executor *ex)
+{
+    if (!out || !ex || ex->vt != &process_pool_vtable)
+        return CF_EINVAL;
+    if (cf__executor_forked(ex))
+        return CF_EFORKED;
+    const process_pool *pool = (const process_pool *)ex;
+    /* Set at creation and never changed: no lock needed. */
+    *out = (cf_process_pool_options){
+        .max_workers = pool->max_workers,
+        .initializer = (int (*)(const void *, size_t))pool->initializer,
+        .initializer_arg = pool->has_init && pool->init_arg->len ? pool->init_arg->data : NULL,
+        .initializer_arg_len = pool->has_init ? pool->init_arg->len : 0,
+        .max_tasks_per_child = (unsigned)pool->max_tasks,
+        .exit_timeout = (double)pool->exit_timeout_ns / (double)CF__NS_PER_S,
+        .start_method = pool->start.method,
+        .worker_program = pool->start.worker_program,
+        .fork_with_threads = pool->start.fork_with_threads,
+    };
     return 0;
 }

@@ -17,6 +17,7 @@ int main(void)
     GROWABLE(cf_thread_pool_options);
     GROWABLE(cf_thread_pool_stats);
     GROWABLE(cf_process_pool_options);
+    GROWABLE(cf_process_pool_stats);
     GROWABLE(cf_loop_options);
     GROWABLE(cf_loop_task_options);
     GROWABLE(cf_loop_stats);
