@@ -75,8 +75,8 @@ static void registry_postfork_child(void)
     atomic_store_explicit(&registry.lock.word, 0, memory_order_relaxed);
 }
 
-static const cf__fork_hooks registry_fork_hooks = {
-    registry_prefork, registry_postfork_parent, registry_postfork_child};
+static const cf__fork_hooks registry_fork_hooks = {registry_prefork, registry_postfork_parent,
+                                                   registry_postfork_child};
 
 int cf__at_exit_register(cf__at_exit_entry *e)
 {
