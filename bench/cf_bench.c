@@ -3,7 +3,8 @@
  *
  * Each family of workloads lives in its own file with functions `int wl_<name>(char **args)`
  * that parse their arguments with bench_arg_*() and print with bench_report(): the thread pool
- * in wl_thread.c, the process pool in wl_process.c, the event loop in wl_loop.c. A workload is
+ * in wl_thread.c, the process pool in wl_process.c, the event loop in wl_loop.c, the MPI
+ * executor in wl_mpi.c (which hands over to cf-bench-mpi, bench/cf_bench_mpi.c). A workload is
  * one X(...) line below (it declares the function and adds the table entry); a new file also
  * goes into cf_bench_sources in bench/meson.build.
  *
@@ -31,7 +32,19 @@
     X("loop-future-memory", "N", 1, wl_loop_future_memory,                                         \
       "resident bytes per pending loop future")                                                    \
     CF_BENCH_TASK_WORKLOADS(X)                                                                     \
-    CF_BENCH_HTTP_WORKLOADS(X)
+    CF_BENCH_HTTP_WORKLOADS(X)                                                                     \
+    CF_BENCH_MPI_WORKLOADS(X)
+
+/* Workloads of the MPI executor (wl_mpi.c runs cf-bench-mpi under mpirun): only where MPI was
+ * found. */
+#if CF_BENCH_MPI
+#define CF_BENCH_MPI_WORKLOADS(X)                                                                  \
+    X("mpi-burst", "N", 1, wl_mpi_burst, "submit N empty tasks to 2 MPI worker ranks, wait")       \
+    X("mpi-pingpong", "N", 1, wl_mpi_pingpong, "one empty task to an MPI worker rank, N times")    \
+    X("mpi-bytes", "SIZE", 1, wl_mpi_bytes, "echo a SIZE-byte argument through an MPI rank")
+#else
+#define CF_BENCH_MPI_WORKLOADS(X)
+#endif
 
 /* Workloads that run coroutine tasks: only in builds with coroutines. */
 #if CF_BENCH_CORO

@@ -162,6 +162,11 @@ static int parse_head(request *req, const char *p, const char *end)
         const char *next = memchr(line, '\r', (size_t)(end - line));
         size_t len = (size_t)(next - line);
         const char *v;
+        char first = (char)(*line | 0x20); /* the headers we read start with c, x or t */
+        if (first != 'c' && first != 'x' && first != 't') {
+            line = next + 2;
+            continue;
+        }
         if (HEADER_IS(line, len, "content-length", &v)) {
             char *stop;
             errno = 0;

@@ -123,6 +123,10 @@ void cf_map_free(cf_map *it);
  * it never deadlocks on itself. Returns 0, CF_EINVAL (NULL), CF_EFORKED. Thread-safe. */
 int cf_executor_shutdown(cf_executor *executor, bool wait, bool cancel_futures);
 
+/** The executor's kind: "thread_pool", "process_pool", "mpi", or the name an implementation
+ * gave (executor_impl.h); "" for NULL. Static: never freed. Thread-safe. */
+const char *cf_executor_name(const cf_executor *executor);
+
 /** Shuts down with wait (if not done already) and frees the executor. Futures it produced stay
  * valid (they are reference counted) and are all done once this returns. Called from a task or
  * callback of this executor, it shuts down, waits for the other workers, and the memory is

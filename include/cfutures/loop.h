@@ -100,7 +100,9 @@ int cf_loop_new(cf_loop **out, const cf_loop_options *options);
  * dropped. A loop future the loop was going to complete itself (a wrapped executor future,
  * sleep, gather, wait_for) ends cancelled when its completion is dropped, so none stays pending
  * forever; a loop future you created (cf_loop_create_future()) stays as you leave it: complete
- * or cancel it yourself. Afterwards most calls return CF_ECLOSED. Idempotent. Returns 0;
+ * or cancel it yourself. Readiness callbacks and descriptor registrations are dropped (the
+ * descriptors stay open), readiness futures end cancelled, and signal handlers are removed
+ * (loop_io.h). Afterwards most calls return CF_ECLOSED. Idempotent. Returns 0;
  * CF_EINVALSTATE while the loop runs or dispatches (stop it first; this includes calls from its
  * own callbacks and tasks); CF_EINVAL for NULL. Any thread while the loop is idle: like a run,
  * close adopts the loop (the caller becomes its loop thread). Tasks suspended on another

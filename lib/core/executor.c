@@ -1,21 +1,48 @@
-/* The executor interface: argument checks, task futures, and dispatch through the vtable. */
-#include <math.h>
-
+/* The executor handle: argument checks, task futures, and dispatch to the implementation's ops
+ * (include/cfutures/executor_impl.h). */
 #include "core/internal.h"
 #include "core/trace.h"
 
-void cf__executor_init(cf_executor *ex, const cf__executor_vtable *vt)
+CF__ABI_STRUCT(cf_executor_ops, 192);
+
+int cf_executor_new(cf_executor **out, const cf_executor_ops *ops, void *impl)
 {
+    if (!out)
+        return CF_EINVAL;
+    *out = NULL;
+    if (!ops || !impl)
+        return CF_EINVAL;
+    /* A flag or a reserved member from a later release: something this library cannot honour. */
+    if (!ops->submit || !ops->shutdown || !ops->destroy || !CF__RESERVED_ZERO(ops) ||
+        (ops->flags & ~(unsigned)CF_EXECUTOR_BYTES_ONLY))
+        return CF_EINVAL;
+    cf_executor *ex = cf__calloc_aligned(CF__CACHELINE, sizeof(*ex));
+    if (!ex)
+        return CF_ENOMEM;
+    ex->ops = *ops;
     cf__fork_init();
-    ex->vt = vt;
+    ex->impl = impl;
+    ex->id = ops;
     ex->fork_gen = cf__fork_gen();
+    *out = ex;
+    return 0;
+}
+
+void *cf_executor_impl(const cf_executor *ex, const cf_executor_ops *ops)
+{
+    return ex && ops && ex->id == ops ? ex->impl : NULL;
+}
+
+const char *cf_executor_name(const cf_executor *ex)
+{
+    return ex && ex->ops.name ? ex->ops.name : "";
 }
 
 int cf__executor_check(const cf_executor *ex, bool bytes)
 {
     if (cf__executor_forked(ex))
         return CF_EFORKED;
-    if (!bytes && !ex->vt->pointer_tasks)
+    if (!bytes && (ex->ops.flags & CF_EXECUTOR_BYTES_ONLY))
         return CF_ENOTSUP;
     return 0;
 }
@@ -45,7 +72,7 @@ static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const 
         cf__task_future_set_dtor(f, dtor);
     /* Before the executor has it: a worker may start it at once. */
     CF__PROBE3(task__submit, f, ex, fn);
-    rc = ex->vt->submit(ex, &f, 1);
+    rc = ex->ops.submit(ex->impl, &f, 1);
     if (rc) {
         cf__future_discard(f);
         return rc;
@@ -77,10 +104,18 @@ int cf_executor_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
         return CF_EINVAL;
     if (cf__executor_forked(ex))
         return CF_EFORKED;
-    return ex->vt->shutdown(ex, wait, cancel_futures);
+    return ex->ops.shutdown(ex->impl, wait, cancel_futures);
 }
 
 int cf_executor_free(cf_executor *ex)
 {
-    return ex ? ex->vt->destroy(ex) : 0;
+    if (!ex)
+        return 0;
+    int rc = CF_EFORKED;
+    if (!cf__executor_forked(ex))
+        rc = ex->ops.destroy(ex->impl);
+    else if (ex->ops.forget)
+        ex->ops.forget(ex->impl);
+    cf__free(ex);
+    return rc;
 }

@@ -391,6 +391,14 @@ int cf_future_set_result_bytes(cf_future *f, const void *data, size_t len)
     return rc;
 }
 
+int cf_future_set_result_bytes_owned(cf_future *f, void *data, size_t len)
+{
+    if (!f || (!data && len))
+        return CF_EINVAL;
+    cf__outcome o = {.value = data, .len = len};
+    return cf__future_finish(f, &o, true);
+}
+
 int cf_future_set_exception(cf_future *f, int code, const char *message)
 {
     if (!f || code == 0)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cfutures.h"
+#include "cfutures/executor_impl.h"
 
 #define CF__LIKELY(x)   __builtin_expect(!!(x), 1)
 #define CF__UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -472,25 +473,16 @@ void cf__task_arg_release(cf_future *f);
 
 /* ---- executors (executor.c) ---- */
 
-typedef struct cf__executor_vtable {
-    const char *name;
-    bool pointer_tasks; /* accepts cf_fn tasks (the process pool does not) */
-    /* Queues `n` futures, each built with two references (caller and executor), all or
-     * nothing: on success the executor owns one reference of each; on error none was queued. */
-    int (*submit)(cf_executor *ex, cf_future **fs, size_t n);
-    int (*shutdown)(cf_executor *ex, bool wait, bool cancel_futures);
-    int (*destroy)(cf_executor *ex); /* shut down with wait and free */
-    /* The chunk size map uses when the caller passes 0, and the largest it accepts. */
-    size_t (*default_chunksize)(cf_executor *ex, size_t n);
-    size_t (*max_chunksize)(cf_executor *ex);
-} cf__executor_vtable;
-
+/* The handle behind a cf_executor: the implementation's state, a copy of its ops table (members
+ * beyond the implementer's `size` zeroed) and the table's address as its identity. Allocated on a
+ * cache line, so that a submit reads `impl`, `fork_gen` and `ops.submit` from one line. */
 struct cf_executor {
-    const cf__executor_vtable *vt;
+    void *impl;
     uint32_t fork_gen;
+    const cf_executor_ops *id;
+    cf_executor_ops ops;
 };
 
-void cf__executor_init(cf_executor *ex, const cf__executor_vtable *vt);
 static inline bool cf__executor_forked(const cf_executor *ex)
 {
     return ex->fork_gen != cf__fork_gen();

@@ -57,8 +57,9 @@ static int build_futures(cf_map *it, cf_executor *ex, void *fn, bool bytes, cons
 static size_t pick_chunksize(cf_executor *ex, size_t n, size_t chunksize)
 {
     if (chunksize == 0)
-        chunksize = ex->vt->default_chunksize(ex, n);
-    size_t max = ex->vt->max_chunksize(ex);
+        chunksize = ex->ops.default_chunksize ? ex->ops.default_chunksize(ex->impl, n)
+                                              : cf__chunksize_for(n, cf__cpu_count());
+    size_t max = ex->ops.max_chunksize ? ex->ops.max_chunksize(ex->impl) : SIZE_MAX;
     if (chunksize > max)
         chunksize = max;
     return chunksize ? chunksize : 1;
@@ -70,7 +71,7 @@ static int submit_chunks(cf_map *it, cf_executor *ex, size_t chunksize)
 {
     for (size_t i = 0; i < it->n; i += chunksize) {
         size_t count = it->n - i < chunksize ? it->n - i : chunksize;
-        int rc = ex->vt->submit(ex, it->fs + i, count);
+        int rc = ex->ops.submit(ex->impl, it->fs + i, count);
         if (rc) {
             release_range(it->fs, 0, i, true);
             discard_range(it->fs, i, it->n);

@@ -188,3 +188,77 @@ void cf__task_arg_release(cf_future *f)
         f->arg = NULL;
     }
 }
+
+/* ---- the task a future carries, for executor implementations (executor_impl.h) ---- */
+
+static bool carries_bytes_task(const cf_future *f)
+{
+    return cf__future_load(f) & CF__F_TASK_BYTES;
+}
+
+cf_fn cf_task_fn(const cf_future *f)
+{
+    return f && !carries_bytes_task(f) ? (cf_fn)f->fn : NULL;
+}
+
+void *cf_task_arg(const cf_future *f)
+{
+    return f && !carries_bytes_task(f) ? f->arg : NULL;
+}
+
+cf_bytes_fn cf_task_bytes_fn(const cf_future *f)
+{
+    return f && carries_bytes_task(f) ? (cf_bytes_fn)f->fn : NULL;
+}
+
+int cf_task_bytes_arg(const void **data, size_t *len, const cf_future *f)
+{
+    if (!data || !len || !f || !carries_bytes_task(f))
+        return CF_EINVAL;
+    const cf__bytes *arg = cf__task_arg_bytes(f);
+    if (!arg)
+        return CF_EINVALSTATE;
+    *data = arg->data;
+    *len = arg->len;
+    return 0;
+}
+
+void cf_task_release_arg(cf_future *f)
+{
+    if (f)
+        cf__task_arg_release(f);
+}
+
+int cf_task_run(cf_future *f)
+{
+    if (!f || !f->fn || (carries_bytes_task(f) && !cf__task_arg_bytes(f)))
+        return CF_EINVAL;
+    bool bytes = carries_bytes_task(f);
+    int rc = cf_future_set_running_or_notify_cancel(f);
+    if (rc != 1)
+        return rc; /* 0: cancelled; CF_EINVALSTATE: running or done already */
+    CF__PROBE2(task__start, f, f->fn);
+    cf__outcome o;
+    invoke_future(&o, f, cf__future_load(f));
+    CF__PROBE2(task__finish, f, o.rc);
+    cf__task_complete(f, &o, bytes);
+    return 1;
+}
+
+int cf_task_call_bytes(cf_bytes_fn fn, const void *arg, size_t len, void **result,
+                       size_t *result_len, char **message)
+{
+    if (message)
+        *message = NULL;
+    if (!fn || !result || !result_len || (!arg && len))
+        return CF_EINVAL;
+    cf__outcome o;
+    cf__task_invoke(&o, (void *)fn, true, arg, len);
+    *result = o.value;
+    *result_len = o.len;
+    if (message)
+        *message = o.message;
+    else
+        cf__free(o.message);
+    return o.rc;
+}

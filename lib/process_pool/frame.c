@@ -67,7 +67,11 @@ static int check_type(const wire_header *h)
     case CF__FR_TASK:
         return 0;
     case CF__FR_MODULE:
-        return !fd && h->len <= CF__FRAME_NAME_MAX ? 0 : CF_EINVAL;
+        return !fd && h->code >= 0 && (uint32_t)h->code <= CF__FRAME_MODULE_ID_MAX &&
+                       h->len >= (uint64_t)h->code &&
+                       h->len - (uint64_t)h->code <= CF__FRAME_NAME_MAX
+                   ? 0
+                   : CF_EINVAL;
     case CF__FR_EXIT:
     case CF__FR_READY:
         return h->len == 0 && !fd ? 0 : CF_EINVAL;

@@ -15,17 +15,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CF__FRAME_MAGIC       0x43465046u /* "FPFC" */
-#define CF__FRAME_HEADER      48u
-#define CF__FRAME_INLINE_MAX  (64u * 1024u) /* larger payloads travel in a memfd */
-#define CF__FRAME_NAME_MAX    4096u         /* module path */
-#define CF__FRAME_MODULES_MAX 1024u         /* MODULE ids per worker: 0 to this - 1 */
-#define CF__FRAME_MAX         (CF__FRAME_HEADER + CF__FRAME_INLINE_MAX)
+#define CF__FRAME_MAGIC         0x43465046u /* "FPFC" */
+#define CF__FRAME_HEADER        48u
+#define CF__FRAME_INLINE_MAX    (64u * 1024u) /* larger payloads travel in a memfd */
+#define CF__FRAME_NAME_MAX      4096u         /* module path */
+#define CF__FRAME_MODULE_ID_MAX 64u           /* module identity (CF_MODULE_ID_MAX) */
+#define CF__FRAME_MODULES_MAX   1024u         /* MODULE ids per worker: 0 to this - 1 */
+#define CF__FRAME_MAX           (CF__FRAME_HEADER + CF__FRAME_INLINE_MAX)
 
 typedef enum cf__frame_type {
     /* parent -> worker */
     CF__FR_INIT = 1,   /* first frame: id = max tasks (0: no limit); FN flag: initializer */
-    CF__FR_MODULE = 2, /* id = module number (dense, from 0); payload = module path */
+    CF__FR_MODULE = 2, /* id = module number (dense, from 0); payload = identity (`code` bytes,
+                        * at most CF_MODULE_ID_MAX) then the module path */
     CF__FR_TASK = 3,   /* id = task id; module + offset = function; payload = argument */
     CF__FR_EXIT = 4,   /* exit once the frames before this one are done */
     /* worker -> parent */

@@ -1,5 +1,5 @@
 /* Internals shared by the process pool's files: buffered socket channels that carry frames and
- * file descriptors, memfd payloads, function translation, the fork server and the worker. Not
+ * file descriptors, memfd payloads, the fork server and the worker. Not
  * installed. */
 #ifndef CFUTURES_PROC_H
 #define CFUTURES_PROC_H
@@ -123,26 +123,6 @@ typedef union cf__fd_cmsg {
 /* Takes the descriptors that `msg` carried: the first `cap` into fds[], closing the others.
  * Returns how many it carried in all (more than `cap` means some were closed). */
 size_t cf__cmsg_fds(struct msghdr *msg, int *fds, size_t cap);
-
-/* ---- function translation (symbol.c) ---- */
-
-/* Finds the loaded module whose executable segment contains `fn`: copies its path into `name`
- * ("" for the main program; `cap` bytes at most) and stores `fn`'s offset from the module's load
- * address. Returns 0 or CF_EINVAL (not inside any loaded module's code). */
-int cf__symbol_locate(char *name, size_t cap, uintptr_t *offset, const void *fn);
-
-/* A module as seen in the worker. */
-typedef struct cf__module {
-    uintptr_t base;
-    uintptr_t lo, hi; /* offsets spanned by the executable segments */
-    bool found;
-} cf__module;
-
-/* Looks up the module called `name` in this process, loading it with dlopen() if needed.
- * Returns 0 or CF_EINVAL (with a reason in `why`). */
-int cf__symbol_open(cf__module *m, const char *name, char *why, size_t why_cap);
-/* The function at `offset` in `m`, or NULL if the offset is not in its code. */
-void *cf__symbol_at(const cf__module *m, uint64_t offset);
 
 /* ---- fork server (fork_server.c) ---- */
 

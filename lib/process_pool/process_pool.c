@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cfutures/fn_name.h"
 #include "core/internal.h"
 #include "core/list.h"
 #include "core/trace.h"
@@ -34,7 +35,6 @@
 
 enum {
     WINDOW = 8,          /* jobs dispatched to one worker ahead of its results */
-    FN_CACHE = 16,       /* translated functions remembered per pool */
     FLUSH_BATCH = 8,     /* workers a dispatch flushes by name; beyond, all with output */
     MANAGER_EVENTS = 64, /* epoll events the manager takes per wait */
 };
@@ -106,7 +106,6 @@ typedef struct worker {
 
 typedef struct process_pool process_pool;
 struct process_pool {
-    cf_executor base;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* the manager finished */
     cf__dlink pools;   /* all pools, for the fork handlers */
@@ -128,6 +127,7 @@ struct process_pool {
     int64_t spawn_retry_at;  /* no spawn before this (0: none pending) */
     bool free_on_exit;
     bool forked_fds_closed; /* a fork() child closed our descriptors: touch none */
+    cf_executor *handle;    /* our cf_executor: the executor named in probes */
     unsigned index;         /* names the manager thread: cfproc<index>_mgr */
     /* Counters for cf_process_pool_get_stats (mu held). */
     unsigned long long workers_started, workers_retired, workers_replaced, spawns_failed;
@@ -143,14 +143,7 @@ struct process_pool {
     uint32_t init_module;
     uint64_t init_offset;
     cf__bytes *init_arg;
-    /* function translation */
-    char **modules;
-    size_t nmodules, modules_cap;
-    struct {
-        const void *fn;
-        uint32_t module;
-        uint64_t offset;
-    } cache[FN_CACHE];
+    cf_fn_table *names; /* task functions as (module number, offset) */
 };
 
 static _Thread_local process_pool *current_manager CF__TLS_FAST;
@@ -420,52 +413,25 @@ static void worker_died(process_pool *pool, worker *w)
     pool_break(pool, why);
 }
 
-/* ---- function translation ---- */
+/* ---- naming task functions ---- */
 
-static int module_id(process_pool *pool, const char *name, uint32_t *out)
+/* True if module number `module` of the pool's table is the main program. */
+static bool in_main_program(const process_pool *pool, uint32_t module)
 {
-    for (size_t i = 0; i < pool->nmodules; i++) {
-        if (strcmp(pool->modules[i], name) == 0) {
-            *out = (uint32_t)i;
-            return 0;
-        }
-    }
-    if (pool->nmodules == CF__FRAME_MODULES_MAX ||
-        cf__grow(&pool->modules, &pool->modules_cap, pool->nmodules + 1, sizeof(char *)) != 0)
-        return CF_ENOMEM;
-    char *copy = cf__strdup(name);
-    if (!copy)
-        return CF_ENOMEM;
-    pool->modules[pool->nmodules] = copy;
-    *out = (uint32_t)pool->nmodules++;
-    return 0;
+    const char *path = NULL;
+    cf_fn_table_module(&path, NULL, NULL, pool->names, module);
+    return path && path[0] == '\0';
 }
 
-/* fn -> (module number, offset), through a small cache (mu held). */
-static int translate(process_pool *pool, const void *fn, uint32_t *module, uint64_t *offset)
+/* fn -> (module number, offset) (mu held). The helper runs its own main program, not ours: our
+ * functions must be in libraries. */
+static int name_task(process_pool *pool, const void *fn, uint32_t *module, uint64_t *offset)
 {
     CF__ASSERT_MUTEX_OWNED(&pool->mu);
-    size_t h = ((uintptr_t)fn >> 4) % FN_CACHE;
-    if (pool->cache[h].fn == fn) {
-        *module = pool->cache[h].module;
-        *offset = pool->cache[h].offset;
-        return 0;
-    }
-    char name[CF__FRAME_NAME_MAX + 1];
-    uintptr_t off;
-    int rc = cf__symbol_locate(name, sizeof(name), &off, fn);
-    /* The helper runs its own main program, not ours: our functions must be in libraries. */
-    if (rc == 0 && name[0] == '\0' && pool->start.method == CF_PROCESS_START_HELPER)
+    int rc = cf_fn_table_name(pool->names, fn, module, offset);
+    if (rc == 0 && pool->start.method == CF_PROCESS_START_HELPER && in_main_program(pool, *module))
         rc = CF_EINVAL;
-    if (rc == 0)
-        rc = module_id(pool, name, module);
-    if (rc)
-        return rc;
-    *offset = off;
-    pool->cache[h].fn = fn;
-    pool->cache[h].module = *module;
-    pool->cache[h].offset = off;
-    return 0;
+    return rc;
 }
 
 /* ---- sending ---- */
@@ -489,13 +455,24 @@ static void flush_worker(process_pool *pool, worker *w)
     }
 }
 
-/* Queues MODULE frames so that the worker knows every module up to `module`. */
+/* Queues MODULE frames so that the worker knows every module up to `module`: its identity
+ * (`code` bytes) then its path. */
 static int send_modules(process_pool *pool, worker *w, uint32_t module)
 {
     while (w->modules_known <= module) {
-        const char *name = pool->modules[w->modules_known];
-        cf__frame f = {.type = CF__FR_MODULE, .id = w->modules_known, .len = strlen(name)};
-        int rc = cf__outbuf_frame(&w->out, &f, name, -1);
+        const char *path;
+        const void *id;
+        size_t id_len;
+        cf_fn_table_module(&path, &id, &id_len, pool->names, w->modules_known);
+        size_t path_len = strlen(path);
+        unsigned char payload[CF_MODULE_ID_MAX + CF__FRAME_NAME_MAX];
+        memcpy(payload, id, id_len);
+        memcpy(payload + id_len, path, path_len);
+        cf__frame f = {.type = CF__FR_MODULE,
+                       .id = w->modules_known,
+                       .code = (int32_t)id_len,
+                       .len = id_len + path_len};
+        int rc = cf__outbuf_frame(&w->out, &f, payload, -1);
         if (rc)
             return rc;
         w->modules_known++;
@@ -539,13 +516,13 @@ static int encode_job(process_pool *pool, worker *w, job *j)
     if (j->fd >= 0)
         f.flags = CF__FRAME_FD;
     else
-        payload = cf__task_arg_bytes(j->f)->data;
+        cf_task_bytes_arg(&payload, &(size_t){0}, j->f);
     if (rc == 0) {
         rc = cf__outbuf_frame(&w->out, &f, payload, j->fd);
         j->fd = -1; /* owned (or closed) by the buffer now */
     }
     /* The worker has its own copy now: release ours early. */
-    cf__task_arg_release(j->f);
+    cf_task_release_arg(j->f);
     return rc;
 }
 
@@ -728,7 +705,7 @@ static int provide_workers(process_pool *pool)
 static void on_started(process_pool *pool, worker *w)
 {
     if (!w->started) {
-        CF__PROBE2(process__start, &pool->base, (int)w->pid);
+        CF__PROBE2(process__start, pool->handle, (int)w->pid);
         pool->workers_started++;
         if (pool->retired_unreplaced) {
             pool->retired_unreplaced--;
@@ -954,7 +931,7 @@ static void read_control(process_pool *pool)
         } else if (m.type == CF__CTL_EXITED) {
             if (w->pid <= 0)
                 w->pid = m.pid;
-            CF__PROBE3(process__exit, &pool->base, (int)w->pid, (int)m.value);
+            CF__PROBE3(process__exit, pool->handle, (int)w->pid, (int)m.value);
             on_exited(pool, w, m.value, 0);
         } else if (m.type == CF__CTL_FAILED) {
             on_spawn_failed(pool, w, m.value ? m.value : EAGAIN);
@@ -1157,7 +1134,7 @@ static void *manager_main(void *arg)
 
 /* Builds the jobs of a submission; large arguments move into sealed memfds here, outside the
  * lock, so a big copy does not stall the pool. */
-static int make_jobs(job **out, cf_future **fs, size_t n)
+static int make_jobs(job **out, cf_future *const *fs, size_t n)
 {
     job *list = NULL, **tail = &list;
     for (size_t i = 0; i < n; i++) {
@@ -1168,27 +1145,27 @@ static int make_jobs(job **out, cf_future **fs, size_t n)
         }
         j->fd = -1;
         j->f = fs[i];
-        const cf__bytes *arg = cf__task_arg_bytes(fs[i]);
-        j->len = arg->len;
+        const void *data;
+        cf_task_bytes_arg(&data, &j->len, fs[i]);
         *tail = j;
         tail = &j->next;
-        if (arg->len > CF__FRAME_INLINE_MAX) {
-            int rc = cf__memfd_from(&j->fd, arg->data, arg->len);
+        if (j->len > CF__FRAME_INLINE_MAX) {
+            int rc = cf__memfd_from(&j->fd, data, j->len);
             if (rc) {
                 jobs_discard(list);
                 return rc;
             }
             /* The memfd is the copy now. (If the submit fails, the future is discarded.) */
-            cf__task_arg_release(fs[i]);
+            cf_task_release_arg(fs[i]);
         }
     }
     *out = list;
     return 0;
 }
 
-static int pp_submit(cf_executor *ex, cf_future **fs, size_t n)
+static int pp_submit(void *impl, cf_future *const *fs, size_t n)
 {
-    process_pool *pool = (process_pool *)ex;
+    process_pool *pool = impl;
     job *jobs;
     int rc = make_jobs(&jobs, fs, n);
     if (rc)
@@ -1199,7 +1176,7 @@ static int pp_submit(cf_executor *ex, cf_future **fs, size_t n)
     else if (pool->broken)
         rc = CF_EBROKEN;
     for (job *j = jobs; j && rc == 0; j = j->next)
-        rc = translate(pool, j->f->fn, &j->module, &j->offset);
+        rc = name_task(pool, (const void *)cf_task_bytes_fn(j->f), &j->module, &j->offset);
     if (rc) {
         pthread_mutex_unlock(&pool->mu);
         jobs_discard(jobs);
@@ -1235,9 +1212,9 @@ static void wait_manager(process_pool *pool)
     pthread_mutex_unlock(&pool->mu);
 }
 
-static int pp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
+static int pp_shutdown(void *impl, bool wait, bool cancel_futures)
 {
-    process_pool *pool = (process_pool *)ex;
+    process_pool *pool = impl;
     pthread_mutex_lock(&pool->mu);
     pool->shutdown = true;
     job *cancelled = cancel_futures ? take_queue(pool) : NULL;
@@ -1249,13 +1226,15 @@ static int pp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     return 0;
 }
 
+static const cf_executor_ops process_pool_ops;
+
 static int force(cf_executor *ex, force_how how)
 {
-    if (!ex || ex->vt->submit != pp_submit)
+    process_pool *pool = cf_executor_impl(ex, &process_pool_ops);
+    if (!pool)
         return CF_EINVAL;
     if (cf__executor_forked(ex))
         return CF_EFORKED;
-    process_pool *pool = (process_pool *)ex;
     pthread_mutex_lock(&pool->mu);
     pool->shutdown = true;
     job *cancelled = take_queue(pool);
@@ -1295,9 +1274,7 @@ static void pool_release(process_pool *pool)
     close_fd(&pool->epfd);
     close_fd(&pool->wakefd);
     close_fd(&pool->ctl);
-    for (size_t i = 0; i < pool->nmodules; i++)
-        cf__free(pool->modules[i]);
-    cf__free(pool->modules);
+    cf_fn_table_free(pool->names);
     cf__free(pool->init_arg);
     cf__free((char *)pool->start.worker_program);
     pthread_cond_destroy(&pool->cv);
@@ -1305,20 +1282,22 @@ static void pool_release(process_pool *pool)
     cf__free(pool);
 }
 
-static int pp_destroy(cf_executor *ex)
+/* In a forked child: the manager does not exist here and our descriptors were closed at fork:
+ * memory only. Unref the queued futures without completing them, as the thread pool does. */
+static void pp_forget(void *impl)
 {
-    process_pool *pool = (process_pool *)ex;
-    if (cf__executor_forked(ex)) {
-        /* The manager does not exist here and our descriptors were closed at fork: memory only.
-         * Unref the queued futures without completing them, as the thread pool does. */
-        for (worker *w = pool->workers; w; w = w->next) {
-            jobs_drop(jobs_take(&w->jobs), false);
-            w->inflight = 0;
-        }
-        pool_release(pool);
-        return CF_EFORKED;
+    process_pool *pool = impl;
+    for (worker *w = pool->workers; w; w = w->next) {
+        jobs_drop(jobs_take(&w->jobs), false);
+        w->inflight = 0;
     }
-    pp_shutdown(ex, true, false);
+    pool_release(pool);
+}
+
+static int pp_destroy(void *impl)
+{
+    process_pool *pool = impl;
+    pp_shutdown(pool, true, false);
     if (current_manager == pool) {
         pthread_mutex_lock(&pool->mu);
         pool->free_on_exit = true;
@@ -1330,25 +1309,19 @@ static int pp_destroy(cf_executor *ex)
     return 0;
 }
 
-static size_t pp_default_chunksize(cf_executor *ex, size_t n)
+static size_t pp_default_chunksize(void *impl, size_t n)
 {
-    return cf__chunksize_for(n, ((process_pool *)ex)->max_workers);
+    return cf__chunksize_for(n, ((process_pool *)impl)->max_workers);
 }
 
-static size_t pp_max_chunksize(cf_executor *ex)
-{
-    (void)ex;
-    return SIZE_MAX;
-}
-
-static const cf__executor_vtable process_pool_vtable = {
+static const cf_executor_ops process_pool_ops = {
     .name = "process_pool",
-    .pointer_tasks = false,
+    .flags = CF_EXECUTOR_BYTES_ONLY,
     .submit = pp_submit,
     .shutdown = pp_shutdown,
     .destroy = pp_destroy,
+    .forget = pp_forget,
     .default_chunksize = pp_default_chunksize,
-    .max_chunksize = pp_max_chunksize,
 };
 
 /* ---- construction ---- */
@@ -1383,9 +1356,10 @@ static int apply_options(process_pool *pool, const cf_process_pool_options *o)
         return CF_ENOMEM;
     if (!o->initializer)
         return 0;
-    /* Under mu like every translation: the fork handlers can see the pool already. */
+    /* Under mu like every naming: the fork handlers can see the pool already. */
     pthread_mutex_lock(&pool->mu);
-    int rc = translate(pool, (const void *)o->initializer, &pool->init_module, &pool->init_offset);
+    int rc = cf_fn_table_name(pool->names, (const void *)o->initializer, &pool->init_module,
+                              &pool->init_offset);
     pthread_mutex_unlock(&pool->mu);
     if (rc)
         return rc;
@@ -1412,7 +1386,7 @@ static int start(process_pool *pool)
         return rc;
     /* The initializer was translated before the method was known (AUTO may choose the helper). */
     if (pool->has_init && pool->start.method == CF_PROCESS_START_HELPER &&
-        pool->modules[pool->init_module][0] == '\0')
+        in_main_program(pool, pool->init_module))
         return CF_EINVAL;
     epoll_watch(pool, EPOLL_CTL_ADD, pool->wakefd, TAG_WAKE, EPOLLIN);
     epoll_watch(pool, EPOLL_CTL_ADD, pool->ctl, TAG_CTL, EPOLLIN);
@@ -1451,15 +1425,21 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
     }
     pthread_cond_init(&pool->cv, NULL);
     pools_add(pool);
-    cf__executor_init(&pool->base, &process_pool_vtable);
-    rc = apply_options(pool, o);
+    rc = cf_executor_new(out, &process_pool_ops, pool);
+    if (rc == 0) {
+        pool->handle = *out;
+        rc = cf_fn_table_new(&pool->names);
+    }
+    if (rc == 0)
+        rc = apply_options(pool, o);
     if (rc == 0)
         rc = start(pool);
     if (rc) {
+        cf__free(*out); /* the bare handle: destroy would need a started pool */
+        *out = NULL;
         abandon(pool);
         return rc;
     }
-    *out = &pool->base;
     return 0;
 }
 
@@ -1469,11 +1449,11 @@ CF__ABI_STRUCT(cf_process_pool_stats, 200);
 
 int cf_process_pool_get_stats(cf_process_pool_stats *out, const cf_executor *ex)
 {
-    if (!out || !ex || ex->vt != &process_pool_vtable)
+    process_pool *pool = cf_executor_impl(ex, &process_pool_ops);
+    if (!out || !pool)
         return CF_EINVAL;
     if (cf__executor_forked(ex))
         return CF_EFORKED;
-    process_pool *pool = (process_pool *)ex;
     pthread_mutex_lock(&pool->mu);
     unsigned alive = 0, busy = 0;
     size_t running = 0;
@@ -1502,11 +1482,11 @@ int cf_process_pool_get_stats(cf_process_pool_stats *out, const cf_executor *ex)
 
 int cf_process_pool_get_options(cf_process_pool_options *out, const cf_executor *ex)
 {
-    if (!out || !ex || ex->vt != &process_pool_vtable)
+    const process_pool *pool = cf_executor_impl(ex, &process_pool_ops);
+    if (!out || !pool)
         return CF_EINVAL;
     if (cf__executor_forked(ex))
         return CF_EFORKED;
-    const process_pool *pool = (const process_pool *)ex;
     /* Set at creation and never changed: no lock needed. */
     *out = (cf_process_pool_options){
         .max_workers = pool->max_workers,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cfutures/fn_name.h"
 #include "core/internal.h"
 #include "process_pool/proc.h"
 
@@ -16,7 +17,7 @@ typedef struct worker_state {
     int sock;
     cf__inbuf in;
     cf__outbuf out;
-    cf__module modules[CF__FRAME_MODULES_MAX];
+    cf_module *modules[CF__FRAME_MODULES_MAX];
     char *module_error[CF__FRAME_MODULES_MAX]; /* why a module could not be found */
     uint32_t nmodules;
     uint64_t max_tasks, done;
@@ -78,7 +79,7 @@ static void *resolve(worker_state *w, const cf__frame *f, char *why, size_t cap)
         snprintf(why, cap, "%s", w->module_error[f->module]);
         return NULL;
     }
-    void *fn = cf__symbol_at(&w->modules[f->module], f->offset);
+    void *fn = cf_module_symbol(w->modules[f->module], f->offset);
     if (!fn)
         snprintf(why, cap, "the function's offset is outside its module's code in the worker");
     return fn;
@@ -88,14 +89,15 @@ static void add_module(worker_state *w, const cf__frame *f, const unsigned char 
 {
     if (f->id != w->nmodules || w->nmodules == CF__FRAME_MODULES_MAX)
         leave(CF__WORKER_EXIT_PROTOCOL);
-    char name[CF__FRAME_NAME_MAX + 1];
-    memcpy(name, payload ? (const char *)payload : "", (size_t)f->len);
-    name[f->len] = '\0';
-    char why[512];
-    if (name[0] == '\0' && !w->own_image)
+    size_t id_len = (size_t)f->code;
+    char path[CF__FRAME_NAME_MAX + 1];
+    memcpy(path, payload ? (const char *)payload + id_len : "", (size_t)f->len - id_len);
+    path[f->len - id_len] = '\0';
+    char why[1024];
+    if (path[0] == '\0' && !w->own_image)
         w->module_error[w->nmodules] = strdup("the task's function is in the pool's main "
                                               "program, which the helper program does not run");
-    else if (cf__symbol_open(&w->modules[w->nmodules], name, why, sizeof(why)) != 0)
+    else if (cf_module_open(&w->modules[w->nmodules], path, payload, id_len, why, sizeof(why)) != 0)
         w->module_error[w->nmodules] = strdup(why);
     w->nmodules++;
 }

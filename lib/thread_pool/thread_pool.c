@@ -55,7 +55,6 @@ struct worker {
 };
 
 struct thread_pool {
-    cf_executor base;
     /* Producers: the push end of the queue, and the sentinel node right after it: a push into an
      * empty queue writes both `in` and `stub.next` (the first field), and so does a consumer
      * putting the stub back, so they share a line. */
@@ -98,6 +97,7 @@ struct thread_pool {
     double idle_timeout;     /* as given, for cf_thread_pool_get_options */
     char prefix[NAME_MAX_LEN + 1];
     cf__at_exit_entry at_exit; /* registered with finish_at_exit */
+    cf_executor *handle;       /* our cf_executor: the executor named in probes */
 };
 
 static _Thread_local worker *current_worker CF__TLS_FAST;
@@ -558,7 +558,7 @@ static void thread_ended(void *arg)
     bool free_pool = pool->freeing_worker == w;
     cf__cond_broadcast(&pool->cond, &pool->lock);
     cf__lock_release(&pool->lock);
-    CF__PROBE2(thread__exit, &pool->base, index);
+    CF__PROBE2(thread__exit, pool->handle, index);
     if (free_pool) {
         pthread_detach(pthread_self());
         pool_destroy(pool);
@@ -583,7 +583,7 @@ static void *worker_main(void *arg)
     pthread_setspecific(ended_key, w);
     unsigned index = w->index;
     name_thread(pool, index);
-    CF__PROBE2(thread__start, &pool->base, index);
+    CF__PROBE2(thread__start, pool->handle, index);
     int rc = pool->initializer ? pool->initializer(pool->initializer_arg) : 0;
     if (rc)
         pool_break(pool, rc);
@@ -597,7 +597,7 @@ static void *worker_main(void *arg)
     cf__lock_release(&pool->lock);
     current_worker = NULL;
     pthread_setspecific(ended_key, NULL); /* a normal end */
-    CF__PROBE2(thread__exit, &pool->base, index);
+    CF__PROBE2(thread__exit, pool->handle, index);
     if (free_pool) {
         /* cf_executor_free() was called on this thread: nobody else can join it. */
         pthread_detach(pthread_self());
@@ -677,7 +677,7 @@ static int ensure_a_thread(thread_pool *pool)
 }
 
 /* Links fs[0..n-1] and pushes them as one chain. */
-static void push_all(thread_pool *pool, cf_future **fs, size_t n)
+static void push_all(thread_pool *pool, cf_future *const *fs, size_t n)
 {
     for (size_t i = 0; i + 1 < n; i++)
         cf__set_next(fs[i], fs[i + 1]);
@@ -706,7 +706,7 @@ static int wait_for_room(thread_pool *pool, size_t n)
 
 /* Bounded queue: decides, under the lock, how many of `n` tasks are pushed (the rest are for the
  * caller to run), and pushes them. Returns the count pushed, or a negative error. */
-static long push_bounded(thread_pool *pool, cf_future **fs, size_t n)
+static long push_bounded(thread_pool *pool, cf_future *const *fs, size_t n)
 {
     cf__lock_acquire(&pool->lock);
     long admitted;
@@ -727,9 +727,9 @@ static long push_bounded(thread_pool *pool, cf_future **fs, size_t n)
     return admitted;
 }
 
-static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
+static int tp_submit(void *impl, cf_future *const *fs, size_t n)
 {
-    thread_pool *pool = (thread_pool *)ex;
+    thread_pool *pool = impl;
     /* Announce the submit before looking at the flags: shutdown and idle exit look at
      * `submitting` after changing what we read here. */
     atomic_fetch_add_explicit(&pool->submitting, 1, SC);
@@ -752,7 +752,7 @@ static int tp_submit(cf_executor *ex, cf_future **fs, size_t n)
     if (pushed > 0)
         ensure_worker(pool);
     for (size_t i = (size_t)pushed; i < n; i++) {
-        cf__task_run(fs[i]);
+        cf_task_run(fs[i]);
         cf_future_unref(fs[i]);
     }
     return 0;
@@ -783,9 +783,9 @@ static void wait_for_workers(thread_pool *pool)
     cf__lock_release(&pool->lock);
 }
 
-static int tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
+static int tp_shutdown(void *impl, bool wait, bool cancel_futures)
 {
-    thread_pool *pool = (thread_pool *)ex;
+    thread_pool *pool = impl;
     cf__lock_acquire(&pool->lock);
     atomic_store_explicit(&pool->shutdown, true, SC);
     wake_all_locked(pool);
@@ -830,16 +830,12 @@ static void pool_forget(thread_pool *pool)
     cf__free(pool);
 }
 
-static int tp_destroy(cf_executor *ex)
+static int tp_destroy(void *impl)
 {
-    thread_pool *pool = (thread_pool *)ex;
-    if (cf__executor_forked(ex)) {
-        pool_forget(pool);
-        return CF_EFORKED;
-    }
+    thread_pool *pool = impl;
     if (pool->at_exit.begin)
         cf__at_exit_unregister(&pool->at_exit);
-    tp_shutdown(ex, true, false);
+    tp_shutdown(pool, true, false);
     if (in_own_worker(pool)) {
         /* We run on one of the pool's threads: it frees the pool when it exits. */
         cf__lock_acquire(&pool->lock);
@@ -853,23 +849,28 @@ static int tp_destroy(cf_executor *ex)
 
 /* ---- options and construction ---- */
 
-static size_t tp_default_chunksize(cf_executor *ex, size_t n)
+static size_t tp_default_chunksize(void *impl, size_t n)
 {
-    return cf__chunksize_for(n, ((thread_pool *)ex)->max_workers);
+    return cf__chunksize_for(n, ((thread_pool *)impl)->max_workers);
 }
 
-static size_t tp_max_chunksize(cf_executor *ex)
+static size_t tp_max_chunksize(void *impl)
 {
-    thread_pool *pool = (thread_pool *)ex;
+    thread_pool *pool = impl;
     return pool->max_queue ? pool->max_queue : SIZE_MAX;
 }
 
-static const cf__executor_vtable thread_pool_vtable = {
+static void tp_forget(void *impl)
+{
+    pool_forget(impl);
+}
+
+static const cf_executor_ops thread_pool_ops = {
     .name = "thread_pool",
-    .pointer_tasks = true,
     .submit = tp_submit,
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,
+    .forget = tp_forget,
     .default_chunksize = tp_default_chunksize,
     .max_chunksize = tp_max_chunksize,
 };
@@ -890,7 +891,7 @@ static thread_pool *pool_of_entry(cf__at_exit_entry *e)
 
 static void exit_begin(cf__at_exit_entry *e)
 {
-    tp_shutdown(&pool_of_entry(e)->base, false, false);
+    tp_shutdown(pool_of_entry(e), false, false);
 }
 
 static void exit_end(cf__at_exit_entry *e)
@@ -956,7 +957,6 @@ int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options)
     thread_pool *pool = cf__calloc_aligned(CF__CACHELINE, sizeof(*pool));
     if (!pool)
         return CF_ENOMEM;
-    cf__executor_init(&pool->base, &thread_pool_vtable);
     q_init(pool);
     apply_options(pool, o);
     if (o->finish_at_exit) {
@@ -967,17 +967,24 @@ int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options)
             return rc;
         }
     }
-    *out = &pool->base;
+    rc = cf_executor_new(out, &thread_pool_ops, pool);
+    if (rc) {
+        if (pool->at_exit.begin)
+            cf__at_exit_unregister(&pool->at_exit);
+        cf__free(pool);
+        return rc;
+    }
+    pool->handle = *out;
     return 0;
 }
 
 int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *ex)
 {
-    if (!out || !ex || ex->vt != &thread_pool_vtable)
+    thread_pool *pool = cf_executor_impl(ex, &thread_pool_ops);
+    if (!out || !pool)
         return CF_EINVAL;
     if (cf__executor_forked(ex))
         return CF_EFORKED;
-    thread_pool *pool = (thread_pool *)ex;
     cf__lock_acquire(&pool->lock);
     unsigned long long completed = pool->completed_by_exited;
     for (worker *w = pool->workers; w; w = w->next)
@@ -995,11 +1002,11 @@ int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *ex)
 
 int cf_thread_pool_get_options(cf_thread_pool_options *out, const cf_executor *ex)
 {
-    if (!out || !ex || ex->vt != &thread_pool_vtable)
+    const thread_pool *pool = cf_executor_impl(ex, &thread_pool_ops);
+    if (!out || !pool)
         return CF_EINVAL;
     if (cf__executor_forked(ex))
         return CF_EFORKED;
-    const thread_pool *pool = (const thread_pool *)ex;
     size_t stack_size = pool->stack_size;
     if (!stack_size) {
         /* The size the threads got: the system default for new threads. */

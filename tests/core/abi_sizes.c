@@ -5,6 +5,10 @@
 #include <stdio.h>
 
 #include "cfutures.h"
+#include "cfutures/executor_impl.h"
+#ifdef CF_ABI_HAVE_MPI
+#include "cfutures/mpi.h"
+#endif
 
 #define GROWABLE(type)                                                                             \
     printf("%s %zu %zu\n", #type, sizeof(type), sizeof(((type *)0)->reserved) / sizeof(uint64_t))
@@ -22,5 +26,11 @@ int main(void)
     GROWABLE(cf_loop_task_options);
     GROWABLE(cf_loop_stats);
     GROWABLE(cf_loop_queue_options);
+    GROWABLE(cf_executor_ops);
+#ifdef CF_ABI_HAVE_MPI
+    GROWABLE(cf_mpi_options);
+#else
+    printf("skip cf_mpi_options\n"); /* mpi.h needs <mpi.h>, absent from this build */
+#endif
     return 0;
 }
