@@ -367,6 +367,10 @@ int cf_future_set_result(cf_future *f, void *value, cf_dtor dtor)
 {
     if (!f)
         return CF_EINVAL;
+    /* A task submitted with its result destructor (cf_executor_submit_dtor) keeps it when an
+     * executor implementation completes it with none: only the submitter knew it. */
+    if (!dtor && (cf__future_load(f) & CF__F_TASK_DTOR))
+        dtor = f->dtor;
     cf__outcome o = {.value = value, .dtor = dtor};
     return cf__future_finish(f, &o, false);
 }
