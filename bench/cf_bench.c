@@ -16,6 +16,8 @@
 /* X(name, usage, nargs, function, help) */
 #define CF_BENCH_WORKLOADS(X)                                                                      \
     X("burst", "N", 1, wl_burst, "submit N empty tasks, wait for all, release them")               \
+    X("burst-batch", "N", 1, wl_burst_batch,                                                       \
+      "submit N empty tasks as one batch, wait for all, release them")                             \
     X("pingpong", "N", 1, wl_pingpong, "submit one empty task and wait for it, N times (hot)")     \
     X("map", "N", 1, wl_map, "cf_executor_map over N empty calls, iterate all results")            \
     X("as_completed", "N", 1, wl_as_completed, "iterate N futures with cf_as_completed")           \
@@ -55,6 +57,8 @@
     X("loop-future-await", "N", 1, wl_loop_future_await,                                           \
       "a task awaits a loop future set by a callback")                                             \
     X("loop-spawn", "N", 1, wl_loop_spawn, "create N empty tasks, gather them, run until done")    \
+    X("loop-spawn-yield", "N", 1, wl_loop_spawn_yield,                                             \
+      "create N tasks that yield once, gather them, run until done")                               \
     X("loop-task-memory", "N", 1, wl_loop_task_memory,                                             \
       "resident bytes per task parked in a sleep")                                                 \
     X("loop-queue", "N", 1, wl_loop_queue, "a producer task puts N items through a queue of 16")   \

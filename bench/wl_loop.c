@@ -284,6 +284,32 @@ int wl_loop_spawn(char **args)
     return 0;
 }
 
+static int task_yield_once(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return cf_sleep(0);
+}
+
+/* As loop-spawn, but every task parks once (cf_sleep(0)) before it ends, so all N stacks are
+ * in use at once: the stack pool's fresh-stack and give-back paths, as a server's tasks take
+ * them. */
+int wl_loop_spawn_yield(char **args)
+{
+    size_t n = bench_arg_count(args[0], "N");
+    cf_loop *loop = loop_new();
+    cf_future **ts = bench_xcalloc(n, sizeof(*ts));
+    int64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < n; i++)
+        CF_CHECK(cf_loop_create_task(&ts[i], loop, task_yield_once, NULL, NULL));
+    gather_and_release(loop, ts, n);
+    double s = bench_since_s(t0);
+    free(ts);
+    loop_free(loop);
+    bench_report("loop-spawn-yield", (double)n, s, s * 1e9 / (double)n, NULL);
+    return 0;
+}
+
 static int task_park(void *arg, void **result)
 {
     (void)arg;

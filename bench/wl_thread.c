@@ -73,6 +73,24 @@ int wl_burst(char **args)
     return 0;
 }
 
+/* As burst, with the N tasks handed over in one cf_executor_submit_batch(). */
+int wl_burst_batch(char **args)
+{
+    size_t n = bench_arg_count(args[0], "N");
+    cf_executor *pool = pool_new_warm();
+    int64_t t0 = bench_now_ns();
+    cf_future **fs = bench_xmalloc(n * sizeof(*fs));
+    CF_CHECK(cf_executor_submit_batch(fs, pool, task_empty, NULL, n));
+    CF_CHECK(cf_wait(NULL, NULL, fs, n, CF_ALL_COMPLETED, CF_FOREVER));
+    for (size_t i = 0; i < n; i++)
+        cf_future_unref(fs[i]);
+    free(fs);
+    double s = bench_since_s(t0);
+    pool_free(pool);
+    bench_report("burst-batch", (double)n, s, s * 1e9 / (double)n, NULL);
+    return 0;
+}
+
 int wl_pingpong(char **args)
 {
     size_t n = bench_arg_count(args[0], "N");

@@ -333,10 +333,10 @@ static int offload_task(void *arg, void **result)
     for (int i = 0; i < NCHUNKS && rc == 0; i++) {
         rc = cf_loop_run_in_executor_bytes(&fs[n], loop, o->processes, count_bytes_task,
                                            &o->chunks[i], sizeof(o->chunks[i]));
-        if (rc == 0) {
-            cf_future_set_data(fs[n], (void *)(intptr_t)i);
-            rc = cf_future_add_done_callback(fs[n++], chunk_done, o->progress);
-        }
+        if (rc == 0)
+            rc = cf_future_set_data(fs[n++], (void *)(intptr_t)i);
+        if (rc == 0)
+            rc = cf_future_add_done_callback(fs[n - 1], chunk_done, o->progress);
     }
     for (int i = 0; i < NCALLS && rc == 0; i++) {
         rc = cf_loop_run_in_executor(&fs[n], loop, o->threads, blocking_call, NULL);

@@ -83,7 +83,7 @@ static cf_future *submit_download(cf_executor *pool, const request *req)
 {
     cf_future *f;
     CHECK(cf_executor_submit_bytes(&f, pool, download, req, sizeof(*req)));
-    cf_future_set_data(f, (void *)req);
+    CHECK(cf_future_set_data(f, (void *)req));
     return f;
 }
 

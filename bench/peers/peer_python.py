@@ -470,6 +470,24 @@ def wl_loop_spawn(a):
     report("loop-spawn", n, s, s * 1e9 / n)
 
 
+async def yield_once_coro():
+    await asyncio.sleep(0)
+
+
+def wl_loop_spawn_yield(a):
+    n = arg_count(a[0], "N")
+    loop = asyncio.new_event_loop()
+    ts = [None] * n
+    t0 = now()
+    for i in range(n):
+        ts[i] = loop.create_task(yield_once_coro())
+    loop.run_until_complete(asyncio.gather(*ts))
+    ts[:] = []
+    s = now() - t0
+    loop.close()
+    report("loop-spawn-yield", n, s, s * 1e9 / n)
+
+
 def wl_loop_queue(a):
     """A producer task puts N items through a Queue(maxsize=16) to a consumer, which marks each
     done; the producer then joins the queue."""
@@ -695,6 +713,7 @@ WORKLOADS = {
     "loop-roundtrip": (["N"], wl_loop_roundtrip),
     "loop-future-await": (["N"], wl_loop_future_await),
     "loop-spawn": (["N"], wl_loop_spawn),
+    "loop-spawn-yield": (["N"], wl_loop_spawn_yield),
     "loop-task-memory": (["N"], wl_loop_task_memory),
     "http-hello": (["SECONDS"], wl_http_hello),
     "http-offload": (["SECONDS"], wl_http_offload),

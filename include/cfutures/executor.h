@@ -70,6 +70,19 @@ int cf_executor_submit_dtor(cf_future **out, cf_executor *executor, cf_fn fn, vo
 int cf_executor_submit_bytes(cf_future **out, cf_executor *executor, cf_bytes_fn fn,
                              const void *arg, size_t len);
 
+/** Schedules `fn(args[i], &result)` for every i < n as one batch and stores the future of call i
+ * in `out[i]` (one reference each). `args` may be NULL: every call then gets a NULL argument.
+ * The batch reaches the queue in one step (the thread pool links it and makes it visible with
+ * one atomic exchange and one wake-up decision), so a burst of tasks costs far less per task
+ * than one cf_executor_submit() each; calls start in index order, after earlier submissions.
+ * A bounded queue (thread_pool.h) takes the batch in pieces of at most max_queue, each under
+ * its queue policy. Returns 0 (also for n == 0); CF_EINVAL (NULL out with n > 0, NULL executor
+ * or fn); and the errors of cf_executor_submit(). On error every out[i] is NULL and no call
+ * runs, except, with a bounded queue, calls of earlier pieces that had already started (the
+ * others are cancelled). Thread-safe. */
+int cf_executor_submit_batch(cf_future **out, cf_executor *executor, cf_fn fn, void *const *args,
+                             size_t n);
+
 /** Submits `fn(args[i], ...)` for every i < n, immediately, and stores in `*out` an iterator that
  * yields the results in input order. Calls are queued in chunks of `chunksize` (0: a default
  * chosen from n and the worker count), each chunk with one lock and one wake-up; the process pool

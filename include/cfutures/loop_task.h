@@ -65,10 +65,12 @@ typedef struct cf_loop_task_options {
 
 /** Creates a task running `fn(arg, &result)` on `loop`; it starts in a later iteration (first
  * step scheduled with call_soon, as asyncio 3.11). Stores the task in `*out` (one reference;
- * the loop keeps its own until the task finishes). `options` may be NULL. Returns 0;
- * CF_EINVAL (also for a non-zero reserved slot of `options`); CF_ECLOSED; CF_EPERM (not the
- * loop thread); CF_ENOMEM (no memory or stack); CF_ENOTSUP (built without coroutines). Loop
- * thread. */
+ * the loop keeps its own until the task finishes). `options` may be NULL. The task takes its
+ * stack from the pool when it starts, and gives it back when it finishes, so many short tasks
+ * share a few stacks; a task whose stack cannot be had when it starts does not run and fails
+ * with CF_ENOMEM. Returns 0; CF_EINVAL (including a stack_size above 1 GiB, or a non-zero
+ * reserved slot of `options`); CF_ECLOSED; CF_EPERM (not the loop thread); CF_ENOMEM (no
+ * memory for the task); CF_ENOTSUP (built without coroutines). Loop thread. */
 int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
                         const cf_loop_task_options *options);
 

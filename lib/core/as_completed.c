@@ -194,8 +194,10 @@ void cf_as_completed_free(cf_as_completed *it)
     if (!it)
         return;
     uint32_t removed = 0;
+    /* A yielded future's hook has fired, and the caller may have released the future since:
+     * only the others are still there to unhook. */
     for (size_t i = 0; i < it->count; i++)
-        if (it->nodes[i].installed &&
+        if (it->nodes[i].installed && !it->nodes[i].yielded &&
             cf__future_remove_hook(it->nodes[i].future, &it->nodes[i].hook))
             removed++;
     cf__waiter_drain(&it->waiter, removed);

@@ -53,6 +53,52 @@ size_t cf__chunksize_for(size_t n, unsigned workers)
     return chunk < 1 ? 1 : chunk > 1024 ? 1024 : chunk;
 }
 
+int cf__task_futures_new(cf_future **fs, void *fn, bool bytes, const void *args, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const void *arg = NULL;
+        size_t len = 0;
+        if (bytes) {
+            const cf_bytes *b = (const cf_bytes *)args + i;
+            arg = b->data;
+            len = b->len;
+        } else if (args) {
+            arg = ((void *const *)args)[i];
+        }
+        int rc =
+            bytes && !arg && len ? CF_EINVAL : cf__task_future_new(&fs[i], fn, bytes, arg, len);
+        if (rc) {
+            while (i-- > 0)
+                cf__future_discard(fs[i]);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int cf__executor_submit_all(cf_executor *ex, cf_future **fs, size_t n, size_t chunksize)
+{
+    size_t max = ex->ops.max_chunksize ? ex->ops.max_chunksize(ex->impl) : SIZE_MAX;
+    if (chunksize == 0 || chunksize > max)
+        chunksize = max ? max : 1;
+    for (size_t i = 0; i < n; i += chunksize) {
+        size_t count = n - i < chunksize ? n - i : chunksize;
+        for (size_t j = i; j < i + count; j++)
+            CF__PROBE3(task__submit, fs[j], ex, fs[j]->fn);
+        int rc = ex->ops.submit(ex->impl, fs + i, count);
+        if (rc) {
+            for (size_t j = 0; j < i; j++) {
+                cf_future_cancel(fs[j]);
+                cf_future_unref(fs[j]);
+            }
+            for (size_t j = i; j < n; j++)
+                cf__future_discard(fs[j]);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const void *arg,
                   size_t len, cf_dtor dtor)
 {
@@ -65,9 +111,13 @@ static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const 
     if (rc)
         return rc;
     cf_future *f;
-    rc = cf__task_future_new(&f, fn, bytes, arg, len);
-    if (rc)
-        return rc;
+    if (bytes) {
+        rc = cf__task_future_new(&f, fn, bytes, arg, len);
+        if (rc)
+            return rc;
+    } else if (!(f = cf__pointer_task_future_new(fn, (void *)arg))) {
+        return CF_ENOMEM;
+    }
     if (dtor)
         cf__task_future_set_dtor(f, dtor);
     /* Before the executor has it: a worker may start it at once. */
@@ -96,6 +146,27 @@ int cf_executor_submit_bytes(cf_future **out, cf_executor *ex, cf_bytes_fn fn, c
                              size_t len)
 {
     return submit(out, ex, (void *)fn, true, arg, len, NULL);
+}
+
+int cf_executor_submit_batch(cf_future **out, cf_executor *ex, cf_fn fn, void *const *args,
+                             size_t n)
+{
+    if (!out && n)
+        return CF_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    if (!ex || !fn)
+        return CF_EINVAL;
+    int rc = cf__executor_check(ex, false);
+    if (rc || n == 0)
+        return rc;
+    rc = cf__task_futures_new(out, (void *)fn, false, args, n);
+    if (rc == 0)
+        rc = cf__executor_submit_all(ex, out, n, 0);
+    if (rc)
+        for (size_t i = 0; i < n; i++)
+            out[i] = NULL;
+    return rc;
 }
 
 int cf_executor_shutdown(cf_executor *ex, bool wait, bool cancel_futures)

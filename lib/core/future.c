@@ -11,158 +11,35 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "core/trace.h"
 #include "core/list.h"
+#include "core/objpool.h"
+#include "core/trace.h"
 
 /* ---- allocation ----
  *
- * Futures often flow between threads: allocated by a submitter, last released on a worker. A
- * per-thread cache alone would then starve one side and overflow the other, so caches exchange
- * fixed-size batches with a small global depot (Bonwick's magazines): a full cache hands half
- * of itself to the depot, an empty cache takes a batch back. Both are O(1) under the depot
- * lock, and the depot is bounded so idle memory stays bounded. */
+ * Futures often flow between threads: allocated by a submitter, last released on a worker. They
+ * come from an object pool (core/objpool.h): thread caches that exchange whole magazines
+ * through a depot, over 64 KiB slabs, so a burst of any size never reaches malloc, and each
+ * future is one aligned cache line. */
 
-enum { CACHE_MAX = 256, BATCH = CACHE_MAX / 2, DEPOT_MAX = 64 };
-
-typedef struct future_cache {
-    cf_future *head;
-    unsigned count;
-    bool registered; /* the thread-exit destructor is armed */
-    bool closed;     /* the thread is exiting: stop caching */
-} future_cache;
-
-static _Thread_local future_cache cache CF__TLS_FAST;
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-
-static struct {
-    cf__lock lock;
-    unsigned count;
-    cf_future *batches[DEPOT_MAX]; /* each a list of BATCH futures linked through next */
-} depot;
-
-static void free_list(cf_future *f)
-{
-    while (f) {
-        cf_future *next = cf__next(f);
-        cf__free(f);
-        f = next;
-    }
-}
-
-static void cache_drain(void *unused)
-{
-    (void)unused;
-    cache.closed = true;
-    free_list(cache.head);
-    cache.head = NULL;
-    cache.count = 0;
-}
-
-/* A child of fork() must not find the depot lock held by a thread that does not exist there. */
-static void depot_prefork(void)
-{
-    cf__lock_acquire(&depot.lock);
-}
-
-static void depot_postfork(void)
-{
-    cf__lock_release(&depot.lock);
-}
-
-static void cache_setup(void)
-{
-    pthread_key_create(&cache_key, cache_drain);
-    static const cf__fork_hooks depot_hooks = {depot_prefork, depot_postfork, depot_postfork};
-    cf__fork_hooks_install(CF__FORK_LEVEL_FUTURES, &depot_hooks);
-}
-
-static cf_future *depot_get(void)
-{
-    cf_future *batch = NULL;
-    cf__lock_acquire(&depot.lock);
-    if (depot.count)
-        batch = depot.batches[--depot.count];
-    cf__lock_release(&depot.lock);
-    return batch;
-}
-
-static void depot_put(cf_future *batch)
-{
-    cf__lock_acquire(&depot.lock);
-    bool kept = depot.count < DEPOT_MAX;
-    if (kept)
-        depot.batches[depot.count++] = batch;
-    cf__lock_release(&depot.lock);
-    if (!kept)
-        free_list(batch);
-}
-
-/* Arms the thread-exit destructor before the cache first owns anything, whichever way the
- * memory arrives (a free, or a batch taken from the depot). */
-static void cache_register(void)
-{
-    if (!cache.registered) {
-        pthread_once(&cache_once, cache_setup);
-        pthread_setspecific(cache_key, &cache);
-        cache.registered = true;
-    }
-}
-
-static void cache_put(cf_future *f)
-{
-    if (cache.closed) {
-        cf__free(f);
-        return;
-    }
-    cache_register();
-    if (cache.count == CACHE_MAX) {
-        /* Hand the oldest half to the depot. */
-        cf_future *last_kept = cache.head;
-        for (unsigned i = 1; i < CACHE_MAX - BATCH; i++)
-            last_kept = cf__next(last_kept);
-        depot_put(cf__next(last_kept));
-        cf__set_next(last_kept, NULL);
-        cache.count -= BATCH;
-    }
-    cf__set_next(f, cache.head);
-    cache.head = f;
-    cache.count++;
-}
-
-static cf_future *cache_get(void)
-{
-    if (!cache.head && !cache.closed) {
-        cache_register();
-        cache.head = depot_get();
-        cache.count = cache.head ? BATCH : 0;
-    }
-    cf_future *f = cache.head;
-    if (f) {
-        cache.head = cf__next(f);
-        cache.count--;
-    }
-    return f;
-}
-
-void cf__future_init(cf_future *f, uint32_t refs, const cf__future_ops *ops)
-{
-    memset(f, 0, sizeof(*f));
-    atomic_init(&f->state, CF__S_PENDING);
-    atomic_init(&f->refs, refs);
-    f->ops = ops;
-}
+static cf__objpool future_pool = CF__OBJPOOL_INIT(sizeof(cf_future), CF__OBJPOOL_FUTURES);
 
 cf_future *cf__future_alloc(uint32_t refs)
 {
-    cf_future *f = cf__fault(CF__FAULT_ALLOC) ? NULL : cache_get();
-    if (!f) {
-        f = cf__malloc(sizeof(*f));
-        if (!f)
-            return NULL;
-    }
-    cf__future_init(f, refs, NULL);
+    cf_future *f = cf__objpool_alloc(&future_pool);
+    if (f)
+        cf__future_init(f, refs, NULL);
     return f;
+}
+
+void cf__future_pool_stats(cf__objpool_stats *out)
+{
+    cf__objpool_stats_get(&future_pool, out);
+}
+
+void cf__future_pool_flush(void)
+{
+    cf__objpool_flush(&future_pool);
 }
 
 int cf_future_new(cf_future **out)
@@ -182,17 +59,32 @@ cf_future *cf_future_ref(cf_future *f)
     return f;
 }
 
+/* Releases what a finished future owns: its message, or its value (unless borrowed). */
+static void release_outcome(cf_future *f, uint32_t s)
+{
+    if ((s & CF__S_MASK) != CF__S_FINISHED)
+        return;
+    if (s & CF__F_FAILED)
+        cf__free(f->message);
+    else if (s & CF__F_BORROWED)
+        return;
+    else if (s & CF__F_RESULT_BYTES)
+        cf__free(f->value);
+    else if (f->dtor && f->value)
+        f->dtor(f->value);
+}
+
 static void future_destroy(cf_future *f)
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if ((s & CF__S_MASK) == CF__S_FINISHED && !(s & CF__F_FAILED) && f->dtor && f->value)
-        f->dtor(f->value);
-    cf__free(f->message);
+    release_outcome(f, s);
+    if (s & CF__F_DATA)
+        cf__future_data_forget(f);
     cf__task_arg_release(f);
     if (f->ops && f->ops->release)
         f->ops->release(f);
     else
-        cache_put(f);
+        cf__objpool_free(&future_pool, f);
 }
 
 void cf__future_discard(cf_future *f)
@@ -235,15 +127,14 @@ static void fire_hooks(cf_future *f, cf__hook *newest_first)
 }
 
 /* Called with the lock held, once the state word has become done (its previous value is
- * `old`): releases the lock, then wakes sleepers and fires hooks outside it. */
-static void finish_transition(cf_future *f, uint32_t old)
+ * `old`) and `hooks` were taken out of it: releases the lock, then wakes sleepers and fires the
+ * hooks outside it. */
+static void finish_transition(cf_future *f, uint32_t old, cf__hook *hooks)
 {
     CF__ASSERT_LOCK_HELD(&f->lock);
     /* Only PENDING or RUNNING may become done, and only once. */
     CF__ASSERT(!cf__state_done(old));
     CF__ASSERT(cf__state_done(atomic_load_explicit(&f->state, memory_order_relaxed)));
-    cf__hook *hooks = f->hooks;
-    f->hooks = NULL;
     cf__lock_release(&f->lock);
     if (old & CF__F_WAITERS)
         cf__futex_wake(&f->state, INT_MAX);
@@ -260,23 +151,27 @@ int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void 
             released(ctx);
         return CF_EINVALSTATE;
     }
-    uint32_t bits = CF__S_FINISHED;
+    /* Taken before the outcome overwrites them (they share a word), and under the lock, so no
+     * hook can be added between here and the transition. */
+    cf__hook *hooks = f->hooks;
+    uint32_t bits = CF__S_FINISHED | (o->borrowed ? CF__F_BORROWED : 0);
     if (o->rc) {
         f->err = o->rc;
         f->message = o->message;
         bits |= CF__F_FAILED;
     } else {
         f->value = o->value;
-        f->len = o->len;
-        f->dtor = bytes ? cf__free : o->dtor;
-        if (bytes)
+        if (bytes) {
+            f->len = o->len;
             bits |= CF__F_RESULT_BYTES;
+        } else {
+            f->dtor = o->dtor;
+        }
     }
-    /* Decided under the lock, so no hook can be added between the test and the transition. */
-    bool hooked = f->hooks != NULL;
+    bool hooked = hooks != NULL;
     if (released && !hooked)
         released(ctx);
-    finish_transition(f, set_state(f, bits));
+    finish_transition(f, set_state(f, bits), hooks);
     if (released && hooked)
         released(ctx);
     return 0;
@@ -299,8 +194,10 @@ bool cf__future_cancel_plain(cf_future *f)
         if (atomic_compare_exchange_weak_explicit(&f->state, &s,
                                                   (s & ~CF__S_MASK) | CF__S_CANCELLED,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
+            cf__hook *hooks = f->hooks;
+            f->hooks = NULL;
             CF__PROBE1(future__cancel, f);
-            finish_transition(f, s);
+            finish_transition(f, s, hooks);
             return true;
         }
     }
@@ -322,15 +219,10 @@ bool cf__future_copy_outcome(cf_future *dest, cf_future *src)
         cf__free(o.message);
         return false;
     }
+    /* The value is borrowed from src, which dest's reference keeps alive. */
     bool bytes = s & CF__F_RESULT_BYTES;
-    cf__outcome o = {.value = src->value, .len = src->len};
-    if (cf__future_finish(dest, &o, bytes) != 0)
-        return false;
-    /* The value is borrowed from src (kept alive by dest's reference on it): finish gave a
-     * bytes result cf__free as destructor. Nobody reads dtor before the last unref, which
-     * cannot happen while the caller holds its reference. */
-    dest->dtor = NULL;
-    return true;
+    cf__outcome o = {.value = src->value, .len = bytes ? src->len : 0, .borrowed = true};
+    return cf__future_finish(dest, &o, bytes) == 0;
 }
 
 bool cf_future_cancel(cf_future *f)
@@ -576,24 +468,6 @@ int cf_future_exception(int *code, const char **message, cf_future *f, double ti
     return 0;
 }
 
-/* ---- the caller's data ---- */
-
-void cf_future_set_data(cf_future *f, void *data)
-{
-    if (!f)
-        return;
-    atomic_store_explicit(&f->user_data, data, memory_order_relaxed);
-    /* The flag publishes the pointer: a reader that sees it (acquire) sees the store above. */
-    atomic_fetch_or_explicit(&f->state, CF__F_DATA, memory_order_release);
-}
-
-void *cf_future_get_data(const cf_future *f)
-{
-    if (!f || !(cf__future_load(f) & CF__F_DATA))
-        return NULL;
-    return atomic_load_explicit(&((cf_future *)f)->user_data, memory_order_relaxed);
-}
-
 /* ---- hooks and done-callbacks ---- */
 
 int cf__future_add_hook(cf_future *f, cf__hook *hook)
@@ -612,6 +486,11 @@ int cf__future_add_hook(cf_future *f, cf__hook *hook)
 bool cf__future_remove_hook(cf_future *f, cf__hook *hook)
 {
     cf__lock_acquire(&f->lock);
+    if (cf__state_done(atomic_load_explicit(&f->state, memory_order_relaxed))) {
+        /* Fired or firing; the hooks' word holds the outcome now. */
+        cf__lock_release(&f->lock);
+        return false;
+    }
     cf__hook **pp = &f->hooks;
     while (*pp && *pp != hook)
         pp = &(*pp)->next;

@@ -208,7 +208,7 @@ void cf__cond_broadcast(cf__cond *c, cf__lock *l);
 
 /* Every thread-local of the library: the initial-exec model avoids a __tls_get_addr call per
  * access in the shared library (a few per task on the submit and completion paths). It takes
- * static TLS space (under 100 bytes in all), which glibc keeps in reserve for libraries that are
+ * static TLS space (about 200 bytes in all), which glibc keeps in reserve for libraries that are
  * dlopen()ed as well. */
 #define CF__TLS_FAST __attribute__((tls_model("initial-exec")))
 
@@ -268,8 +268,12 @@ typedef enum cf__fork_level {
     CF__FORK_LEVEL_EXECUTORS,
     /* The coroutine stack pool (loop/coro.c). */
     CF__FORK_LEVEL_STACKS,
-    /* The futures' free-list depot (core/future.c): taken last, nothing is taken under it. */
+    /* The object pools of futures and loop tasks (core/objpool.c): nothing but the next level
+     * is taken under them. */
     CF__FORK_LEVEL_FUTURES,
+    /* The table of the data callers attach to futures (core/future_data.c): taken last,
+     * nothing is taken under it. */
+    CF__FORK_LEVEL_FUTURE_DATA,
     CF__FORK_LEVELS
 } cf__fork_level;
 
@@ -300,6 +304,7 @@ typedef struct cf__outcome {
     size_t len;    /* bytes result length */
     cf_dtor dtor;  /* pointer result destructor */
     char *message; /* malloc'd failure message or NULL */
+    bool borrowed; /* the value belongs to someone else: the future never releases it */
 } cf__outcome;
 
 /* A hook is the single mechanism behind done-callbacks, cf_wait() and as_completed: a node
@@ -334,31 +339,42 @@ enum {
     CF__F_WAITERS = 1u << 3,      /* some thread sleeps on the state word */
     CF__F_RESULT_BYTES = 1u << 4, /* value is a malloc'd buffer of `len` bytes */
     CF__F_TASK_BYTES = 1u << 5,   /* fn is a cf_bytes_fn and arg a cf__bytes block we own */
-    CF__F_DATA = 1u << 7,         /* user_data holds what cf_future_set_data() stored */
+    CF__F_BORROWED = 1u << 6,     /* the value is not the future's to release */
+    CF__F_DATA = 1u << 7,         /* the caller attached data (core/future_data.c holds it) */
     CF__F_TASK_DTOR = 1u << 8,    /* a pointer task whose result destructor was given at submit
                                    * (in `dtor` until the task runs) */
 };
 
+/* One cache line (64 bytes on 64-bit systems): a future moves between the submitting thread,
+ * a worker and the waiter, and each hand-over then moves one line. The fields that are never
+ * needed at the same time share storage: the hooks live only until the future is done, and
+ * from then on the same word holds the value (success) or the message (failure); the length
+ * of a bytes result and the destructor of a pointer result exclude each other too. */
 struct cf_future {
     /* First, so that a queue can keep its producer end and its sentinel's link on one line. */
-    _Atomic(cf_future *) next; /* executor queue and cache link (see cf__next/cf__set_next) */
+    _Atomic(cf_future *) next; /* executor queue and pool link (see cf__next/cf__set_next) */
     _Atomic uint32_t state;    /* CF__S_* | CF__F_* */
     _Atomic uint32_t refs;
-    cf__lock lock;   /* guards `hooks` and the move to a done state */
-    int32_t err;     /* error code when CF__F_FAILED */
-    cf__hook *hooks; /* newest first; fired oldest first */
-    void *value;
-    size_t len; /* length of a bytes result */
-    cf_dtor dtor;
-    char *message;
+    cf__lock lock; /* guards `hooks` and the move to a done state */
+    int32_t err;   /* error code when CF__F_FAILED */
+    const cf__future_ops *ops;
     /* The task record, for executors. */
     void *fn;
     void *arg;
-    const cf__future_ops *ops;
-    /* The caller's pointer (cf_future_set_data). Valid only once CF__F_DATA is set, so that
-     * making a future costs no store for it: the state word is reset anyway. */
-    _Atomic(void *) user_data;
+    union {
+        cf__hook *hooks; /* until done: newest first; fired oldest first */
+        void *value;     /* done, CF__S_FINISHED without CF__F_FAILED */
+        char *message;   /* done, CF__F_FAILED: malloc'd or NULL */
+    };
+    union {
+        size_t len;   /* with CF__F_RESULT_BYTES */
+        cf_dtor dtor; /* without it */
+    };
 };
+
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(struct cf_future) == 64, "a future is one cache line");
+#endif
 
 /* The link of a future in a queue or cache. Relaxed: where several threads race on a link
  * (the thread pool's lock-free queue) the callers order it with their own atomics. */
@@ -391,10 +407,26 @@ static inline void cf__prefetch_ahead(cf_future *const *fs, size_t i, size_t n)
 
 /* Allocates a pending future with `refs` references, from the calling thread's cache. */
 cf_future *cf__future_alloc(uint32_t refs);
-/* Initialises a future embedded in a larger object released through ops->release. */
-void cf__future_init(cf_future *f, uint32_t refs, const cf__future_ops *ops);
+/* Initialises a pending future (also one embedded in a larger object released through
+ * ops->release). */
+static inline void cf__future_init(cf_future *f, uint32_t refs, const cf__future_ops *ops)
+{
+    atomic_init(&f->next, NULL);
+    atomic_init(&f->state, CF__S_PENDING);
+    atomic_init(&f->refs, refs);
+    atomic_init(&f->lock.word, 0);
+    f->err = 0;
+    f->ops = ops;
+    f->fn = NULL;
+    f->arg = NULL;
+    f->hooks = NULL;
+    f->len = 0;
+}
 /* Releases a future that was never handed out, whatever references it was built with. */
 void cf__future_discard(cf_future *f);
+/* Removes the data attached to `f` (core/future_data.c); for futures flagged CF__F_DATA, by
+ * their last reference. */
+void cf__future_data_forget(const cf_future *f);
 
 static inline bool cf__state_done(uint32_t s)
 {
@@ -466,6 +498,16 @@ int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, 
 /* Gives a pointer task future built by cf__task_future_new() the result destructor `dtor`
  * (before it is handed to an executor). */
 void cf__task_future_set_dtor(cf_future *f, cf_dtor dtor);
+/* cf__task_future_new() for a pointer task, on the submit path: the future or NULL. */
+static inline cf_future *cf__pointer_task_future_new(void *fn, void *arg)
+{
+    cf_future *f = cf__future_alloc(2);
+    if (f) {
+        f->fn = fn;
+        f->arg = arg;
+    }
+    return f;
+}
 /* The argument copy of a bytes task, or NULL once released. */
 const cf__bytes *cf__task_arg_bytes(const cf_future *f);
 /* Releases the argument copy of a bytes task (nothing for other futures, or if released). */
@@ -493,5 +535,13 @@ int cf__executor_check(const cf_executor *ex, bool bytes);
  * worker, between 1 and 1024, so every worker gets several chunks and a slow one stalls little
  * of the work. */
 size_t cf__chunksize_for(size_t n, unsigned workers);
+/* Builds n task futures (two references each) in fs: args is an array of n pointers (NULL: a
+ * NULL argument for every task) or, with `bytes`, of n cf_bytes. All or nothing: on error none
+ * is left and fs is untouched. */
+int cf__task_futures_new(cf_future **fs, void *fn, bool bytes, const void *args, size_t n);
+/* Queues fs[0..n-1] (built by cf__task_futures_new) in chunks of at most `chunksize` (clamped to
+ * the executor's largest). On error the chunks already queued are cancelled (calls that have
+ * not started) and every future is released. */
+int cf__executor_submit_all(cf_executor *ex, cf_future **fs, size_t n, size_t chunksize);
 
 #endif

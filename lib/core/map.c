@@ -2,7 +2,6 @@
 #include <math.h>
 
 #include "core/internal.h"
-#include "core/trace.h"
 
 struct cf_map {
     cf_future **fs;
@@ -20,65 +19,6 @@ static void release_range(cf_future **fs, size_t from, size_t to, bool cancel)
             cf_future_cancel(fs[i]);
         cf_future_unref(fs[i]);
     }
-}
-
-static void discard_range(cf_future **fs, size_t from, size_t to)
-{
-    for (size_t i = from; i < to; i++)
-        cf__future_discard(fs[i]);
-}
-
-static int build_futures(cf_map *it, cf_executor *ex, void *fn, bool bytes, const void *args)
-{
-    for (size_t i = 0; i < it->n; i++) {
-        const void *arg;
-        size_t len = 0;
-        if (bytes) {
-            const cf_bytes *b = (const cf_bytes *)args + i;
-            if (!b->data && b->len) {
-                discard_range(it->fs, 0, i);
-                return CF_EINVAL;
-            }
-            arg = b->data;
-            len = b->len;
-        } else {
-            arg = ((void *const *)args)[i];
-        }
-        int rc = cf__task_future_new(&it->fs[i], fn, bytes, arg, len);
-        if (rc) {
-            discard_range(it->fs, 0, i);
-            return rc;
-        }
-        CF__PROBE3(task__submit, it->fs[i], ex, fn);
-    }
-    return 0;
-}
-
-static size_t pick_chunksize(cf_executor *ex, size_t n, size_t chunksize)
-{
-    if (chunksize == 0)
-        chunksize = ex->ops.default_chunksize ? ex->ops.default_chunksize(ex->impl, n)
-                                              : cf__chunksize_for(n, cf__cpu_count());
-    size_t max = ex->ops.max_chunksize ? ex->ops.max_chunksize(ex->impl) : SIZE_MAX;
-    if (chunksize > max)
-        chunksize = max;
-    return chunksize ? chunksize : 1;
-}
-
-/* Queues all futures chunk by chunk. If a chunk is refused, the chunks already queued are
- * cancelled (those that have not started) and every future is released. */
-static int submit_chunks(cf_map *it, cf_executor *ex, size_t chunksize)
-{
-    for (size_t i = 0; i < it->n; i += chunksize) {
-        size_t count = it->n - i < chunksize ? it->n - i : chunksize;
-        int rc = ex->ops.submit(ex->impl, it->fs + i, count);
-        if (rc) {
-            release_range(it->fs, 0, i, true);
-            discard_range(it->fs, i, it->n);
-            return rc;
-        }
-    }
-    return 0;
 }
 
 static int map_common(cf_map **out, cf_executor *ex, void *fn, bool bytes, const void *args,
@@ -104,9 +44,13 @@ static int map_common(cf_map **out, cf_executor *ex, void *fn, bool bytes, const
     }
     *it = (cf_map){.fs = fs, .n = n};
     cf__deadline(timeout, &it->deadline);
-    rc = build_futures(it, ex, fn, bytes, args);
-    if (rc == 0)
-        rc = submit_chunks(it, ex, pick_chunksize(ex, n, chunksize));
+    rc = cf__task_futures_new(fs, fn, bytes, args, n);
+    if (rc == 0) {
+        if (chunksize == 0)
+            chunksize = ex->ops.default_chunksize ? ex->ops.default_chunksize(ex->impl, n)
+                                                  : cf__chunksize_for(n, cf__cpu_count());
+        rc = cf__executor_submit_all(ex, fs, n, chunksize);
+    }
     if (rc) {
         cf__free(fs);
         cf__free(it);

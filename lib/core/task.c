@@ -83,8 +83,8 @@ static inline void invoke(cf__outcome *out, void *fn, bool bytes, const void *ar
         cf__outcome_discard(out, bytes);
         out->rc = rc;
         out->message = ctx.message;
-    } else {
-        cf__free(ctx.message);
+    } else if (CF__UNLIKELY(ctx.message != NULL)) {
+        cf__free(ctx.message); /* cf_task_fail() without returning its code */
     }
 }
 

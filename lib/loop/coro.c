@@ -63,6 +63,7 @@
 #define ARENA_BYTES   ((size_t)2 << 20) /* stacks per mmap: about one page-table page's span */
 #define HOT_BYTES     ((size_t)4 << 20) /* address space of the resident free stacks per size */
 #define HOT_MAX       64
+#define PENDING_MAX   32 /* freed stacks beyond the hot set that wait to be trimmed together */
 #define CANARY        UINT64_C(0x5a17c0de5a17c0de)
 
 enum {
@@ -113,9 +114,12 @@ static void misuse(const char *what)
  * (MAP_NORESERVE, so nothing is committed until touched) per arena keeps the VMA count far
  * below vm.max_map_count even with 100,000 stacks. A slot is a guard page, then the stack,
  * then the control block. Freed slots go to a small LIFO "hot" set that keeps their pages for
- * a fast, cache-warm reuse; beyond it they are "cold": their pages are given back with
- * MADV_DONTNEED and they wait in their arena. An arena whose slots are all cold is unmapped,
- * except one per size class as a reserve. */
+ * a fast, cache-warm reuse. Beyond it they wait, still resident and reusable, in a "pending"
+ * batch; when that batch is full, or when an event loop goes idle (cf__coro_trim), their pages
+ * are given back with MADV_DONTNEED, one call per run of adjacent slots (the guard pages in
+ * between survive it), and they become "cold" in their arena. So a wave of finishing tasks
+ * pays one system call per batch rather than one per stack. An arena whose slots are all cold
+ * is unmapped, except one per size class as a reserve. */
 
 typedef struct arena {
     cf__dlink partial; /* in its class's list of arenas with cold slots */
@@ -138,9 +142,12 @@ typedef struct stack_class {
     uint32_t per_arena;
     uint32_t hot_max;
     uint32_t nhot;
+    uint32_t pending_max;
+    uint32_t npending;
     uint32_t nempty;    /* arenas with every slot cold */
     cf__dlink *partial; /* arenas with cold slots */
     slot_ref hot[HOT_MAX];
+    slot_ref pending[PENDING_MAX];
 } stack_class;
 
 static struct {
@@ -150,7 +157,15 @@ static struct {
     bool guard_checked; /* guard_holds() confirmed MADV_GUARD_INSTALL */
     size_t vma_budget;  /* VMAs that mprotect guards may still add */
     cf__coro_stats stats;
+    _Atomic size_t npending; /* stats.pending, readable without the lock */
 } pool;
+
+/* Keeps stats.pending and its lock-free mirror together (lock held). */
+static void pending_count(long delta)
+{
+    pool.stats.pending += (size_t)delta;
+    atomic_store_explicit(&pool.npending, pool.stats.pending, memory_order_relaxed);
+}
 
 static size_t page_size;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
@@ -300,6 +315,8 @@ static stack_class *class_get(size_t slot_size)
     c->slot_size = slot_size;
     c->per_arena = per_arena ? (uint32_t)per_arena : 1;
     c->hot_max = hot_max > HOT_MAX ? HOT_MAX : (uint32_t)hot_max; /* 0 above HOT_BYTES */
+    /* Stacks too big for the hot set give their pages back at once, one by one. */
+    c->pending_max = c->hot_max < PENDING_MAX ? c->hot_max : PENDING_MAX;
     c->next = pool.classes;
     pool.classes = c;
     return c;
@@ -314,6 +331,12 @@ static int stack_take(size_t slot_size, slot_ref *out)
     if (c->nhot) {
         *out = c->hot[--c->nhot];
         pool.stats.hot--;
+        pool.stats.in_use++;
+        return 0;
+    }
+    if (c->npending) {
+        *out = c->pending[--c->npending];
+        pending_count(-1);
         pool.stats.in_use++;
         return 0;
     }
@@ -336,42 +359,116 @@ static int stack_take(size_t slot_size, slot_ref *out)
     return 0;
 }
 
-static void stack_give(slot_ref s)
+static char *slot_base(slot_ref s)
+{
+    return s.a->base + (size_t)s.i * s.a->cls->slot_size;
+}
+
+static int slot_order(const void *x, const void *y)
+{
+    uintptr_t a = (uintptr_t)slot_base(*(const slot_ref *)x);
+    uintptr_t b = (uintptr_t)slot_base(*(const slot_ref *)y);
+    return (a > b) - (a < b);
+}
+
+/* Files a trimmed slot cold in its arena (lock held). Returns its arena if that arena became
+ * entirely cold and is not the class's reserve: the caller unmaps it. */
+static arena *file_cold(slot_ref s)
 {
     stack_class *c = s.a->cls;
-    cf__lock_acquire(&pool.lock);
-    pool.stats.in_use--;
-    if (c->nhot < c->hot_max) {
-        c->hot[c->nhot++] = s;
-        pool.stats.hot++;
-        cf__lock_release(&pool.lock);
-        return;
-    }
-    cf__lock_release(&pool.lock);
-
-    /* Keeps the mapping (and the guard page) but drops the pages: they read as zeros later. */
-    char *base = s.a->base + (size_t)s.i * c->slot_size;
-    (void)madvise(base + page_size, c->slot_size - page_size, MADV_DONTNEED);
-
-    arena *dead = NULL;
-    cf__lock_acquire(&pool.lock);
     arena *a = s.a;
     a->cold[a->ncold++] = s.i;
     pool.stats.cold++;
     if (!cf__dlist_linked(&c->partial, &a->partial))
         cf__dlist_push(&c->partial, &a->partial);
-    if (a->ncold == c->per_arena && ++c->nempty > 1) {
-        c->nempty--;
-        cf__dlist_remove(&c->partial, &a->partial);
-        pool.vma_budget += 2 * (size_t)a->nmprotect;
-        pool.stats.arenas--;
-        pool.stats.mapped_bytes -= c->slot_size * c->per_arena;
-        pool.stats.cold -= c->per_arena;
-        dead = a;
+    if (a->ncold < c->per_arena || ++c->nempty == 1)
+        return NULL;
+    c->nempty--;
+    cf__dlist_remove(&c->partial, &a->partial);
+    pool.vma_budget += 2 * (size_t)a->nmprotect;
+    pool.stats.arenas--;
+    pool.stats.mapped_bytes -= c->slot_size * c->per_arena;
+    pool.stats.cold -= c->per_arena;
+    return a;
+}
+
+/* Gives the pages of n free slots of one class back to the kernel and files them cold (lock
+ * not held). The mappings and guard pages stay, and the pages read as zeros later. Adjacent
+ * slots are trimmed by one madvise over the whole run, guard pages included: MADV_DONTNEED
+ * keeps guard markers (MADV_GUARD_INSTALL) and the protection of mprotect guards. */
+static void trim(slot_ref *s, uint32_t n)
+{
+    size_t slot_size = s[0].a->cls->slot_size;
+    qsort(s, n, sizeof *s, slot_order);
+    for (uint32_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && s[j].a == s[i].a && s[j].i == s[j - 1].i + 1; j++)
+            ;
+        char *lo = slot_base(s[i]) + page_size;
+        char *hi = slot_base(s[j - 1]) + slot_size;
+        if (madvise(lo, (size_t)(hi - lo), MADV_DONTNEED) != 0)
+            for (uint32_t k = i; k < j; k++) /* one slot at a time, without the guards */
+                (void)madvise(slot_base(s[k]) + page_size, slot_size - page_size, MADV_DONTNEED);
+    }
+    arena *dead[PENDING_MAX + 1];
+    uint32_t ndead = 0;
+    cf__lock_acquire(&pool.lock);
+    for (uint32_t i = 0; i < n; i++) {
+        arena *a = file_cold(s[i]);
+        if (a)
+            dead[ndead++] = a;
     }
     cf__lock_release(&pool.lock);
-    if (dead)
-        arena_unmap(dead);
+    while (ndead)
+        arena_unmap(dead[--ndead]);
+}
+
+/* Takes a class's pending slots out for trimming (lock held); returns how many. */
+static uint32_t take_pending(stack_class *c, slot_ref *out)
+{
+    uint32_t n = c->npending;
+    memcpy(out, c->pending, n * sizeof *out);
+    c->npending = 0;
+    pending_count(-(long)n);
+    return n;
+}
+
+static void stack_give(slot_ref s)
+{
+    stack_class *c = s.a->cls;
+    slot_ref batch[PENDING_MAX + 1];
+    uint32_t n = 0;
+    cf__lock_acquire(&pool.lock);
+    pool.stats.in_use--;
+    if (c->nhot < c->hot_max) {
+        c->hot[c->nhot++] = s;
+        pool.stats.hot++;
+    } else if (c->npending < c->pending_max) {
+        c->pending[c->npending++] = s;
+        pending_count(1);
+    } else {
+        n = take_pending(c, batch);
+        batch[n++] = s;
+    }
+    cf__lock_release(&pool.lock);
+    if (n)
+        trim(batch, n);
+}
+
+void cf__coro_trim(void)
+{
+    if (atomic_load_explicit(&pool.npending, memory_order_relaxed) == 0)
+        return;
+    slot_ref batch[PENDING_MAX];
+    for (;;) {
+        uint32_t n = 0;
+        cf__lock_acquire(&pool.lock);
+        for (stack_class *c = pool.classes; c && !n; c = c->next)
+            n = take_pending(c, batch);
+        cf__lock_release(&pool.lock);
+        if (!n)
+            return;
+        trim(batch, n);
+    }
 }
 
 void cf__coro_stats_get(cf__coro_stats *out)
@@ -440,12 +537,17 @@ static void coro_main(void *p)
     switch_out(co, true);
 }
 
+bool cf__coro_stack_size_valid(size_t stack_size)
+{
+    return stack_size <= STACK_MAX;
+}
+
 int cf__coro_new(cf__coro **out, cf__coro_fn fn, void *arg, size_t stack_size)
 {
     if (!out)
         return CF_EINVAL;
     *out = NULL;
-    if (!fn || stack_size > STACK_MAX)
+    if (!fn || !cf__coro_stack_size_valid(stack_size))
         return CF_EINVAL;
     pthread_once(&pool_once, pool_init);
     size_t slot_size = slot_size_for(stack_size);

@@ -31,6 +31,9 @@ typedef void (*cf__coro_fn)(void *arg);
  * CF_ENOMEM (no memory for a new stack arena). Any thread. */
 int cf__coro_new(cf__coro **out, cf__coro_fn fn, void *arg, size_t stack_size);
 
+/* Whether cf__coro_new() accepts `stack_size` (at most 1 GiB, 256 MiB on 32-bit systems). */
+bool cf__coro_stack_size_valid(size_t stack_size);
+
 /* Runs `co` from where it stopped until it yields or its function returns. Returns true if the
  * function has returned (the coroutine is finished and must not be resumed again). Coroutines
  * may resume other coroutines (nesting): the resumer is suspended until `co` yields or ends.
@@ -75,11 +78,16 @@ typedef struct cf__coro_stats {
     size_t mapped_bytes;  /* their address space */
     size_t in_use;        /* stacks of live coroutines */
     size_t hot;           /* free stacks kept resident for fast reuse */
+    size_t pending;       /* free stacks beyond the hot set, resident until trimmed */
     size_t cold;          /* free stacks whose memory was given back */
     cf__coro_guard guard; /* the best guard that new arenas try */
 } cf__coro_stats;
 
 void cf__coro_stats_get(cf__coro_stats *out);
+
+/* Gives back the pages of every pending free stack now (an event loop calls it when it goes
+ * idle). Cheap when there is nothing to trim. Any thread. */
+void cf__coro_trim(void);
 
 /* Makes arenas mapped from now on try `guard` first (tests use it to exercise the fallbacks).
  * A mechanism the kernel lacks still falls back to the next one. Returns the previous value. */

@@ -455,8 +455,9 @@ static bool wait_for_work(cf_loop *loop, int64_t timeout)
         if (spun == loop->spin_ns)
             loop->spin_ns = spun / 2 > MIN_SPIN_NS ? spun / 2 : MIN_SPIN_NS;
     }
-    /* About to idle: give back the handle slabs a burst left empty. */
+    /* About to idle: give back the handle slabs a burst left empty, and the stacks. */
     cf__slab_trim(&loop->handles, SPARE_SLABS);
+    cf__loop_tasks_idle(loop);
     atomic_store_explicit(&loop->wake_pending, 0, memory_order_seq_cst);
     loop->sleeps++;
     bool polled = false;
@@ -954,6 +955,7 @@ int cf_loop_dispatch(cf_loop *loop)
     run_ready_traced(loop);
     loop->stopping = false;
     cf__slab_trim(&loop->handles, SPARE_SLABS);
+    cf__loop_tasks_idle(loop);
     if (loop->embedded) {
         rearm_timerfd(loop);
         atomic_store_explicit(&loop->wake_pending, 0, memory_order_seq_cst);

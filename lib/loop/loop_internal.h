@@ -334,5 +334,8 @@ void cf__loop_close_tasks(cf_loop *loop);
  * on a thread other than the one its coroutine runs on, frees the coroutine without resuming
  * it (coroutines must not migrate). */
 void cf__loop_tasks_closed(cf_loop *loop);
+/* Called when the loop goes idle: gives back the memory of stacks that finished tasks left
+ * behind beyond what the stack pool keeps warm. */
+void cf__loop_tasks_idle(cf_loop *loop);
 
 #endif

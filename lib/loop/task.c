@@ -11,6 +11,9 @@
 #include <math.h>
 #include <sched.h>
 
+#include <string.h>
+
+#include "core/objpool.h"
 #include "loop/coro.h"
 #include "loop/loop_internal.h"
 
@@ -26,7 +29,7 @@ typedef struct loop_task loop_task;
 
 struct loop_task {
     cf__loop_future lf;
-    cf__coro *coro; /* NULL once finished */
+    cf__coro *coro; /* from the first step until it finishes */
     cf_fn fn;
     void *arg;
     cf_dtor result_dtor;    /* cf_loop_task_options.result_dtor */
@@ -37,14 +40,21 @@ struct loop_task {
     void *context;  /* the task's cf_task_fail context while it is suspended */
     cf__dlink link; /* the loop's unfinished tasks */
     cf__outcome outcome;
-    uint32_t cancels; /* cancellation requests received */
+    uint32_t cancels;    /* cancellation requests received */
+    uint32_t stack_size; /* as asked (at most 1 GiB) */
     uint8_t park;
     bool started;
+    bool finished;
     bool live;        /* its coroutine has run: counted in loop->tasks_live */
     bool must_cancel; /* deliver CF_ECANCELLED at the next suspension point */
 };
 
 static _Thread_local loop_task *current CF__TLS_FAST;
+
+/* Task records come from a pool (core/objpool.h): a server creates and releases one per
+ * request, on the loop thread and, for the last reference, on any thread. */
+static cf__objpool task_pool =
+    CF__OBJPOOL_INIT((sizeof(loop_task) + 15) & ~(size_t)15, CF__OBJPOOL_LOOP_TASKS);
 
 /* The loop's unfinished tasks (loop->tasks, linked through loop_task.link). */
 static loop_task *task_of(cf__dlink *l)
@@ -65,6 +75,7 @@ static void task_finish(loop_task *t)
     cf_loop *loop = t->lf.loop;
     cf__coro_free(t->coro);
     t->coro = NULL;
+    t->finished = true;
     cf__dlist_remove(&loop->tasks, &t->link);
     if (t->live)
         loop->tasks_live--;
@@ -84,12 +95,21 @@ static void task_step(loop_task *t)
 {
     cf_loop *loop = t->lf.loop;
     CF__ASSERT_LOOP_THREAD(loop);
-    CF__ASSERT(t->coro != NULL); /* a finished task is never stepped again */
+    CF__ASSERT(!t->finished); /* a finished task is never stepped again */
     t->park = PARK_NONE;
     if (!t->started) {
         t->started = true;
         if (t->must_cancel) { /* cancelled before it ever ran */
             t->outcome.rc = CF_ECANCELLED;
+            task_finish(t);
+            return;
+        }
+        /* The stack is taken only now, so that a task that runs to its end without suspending
+         * gives it back before the next task starts: spawning many short tasks reuses one
+         * cache-warm stack instead of touching a fresh one each. */
+        if (cf__coro_new(&t->coro, task_main, t, t->stack_size) != 0) {
+            t->outcome = (cf__outcome){.rc = CF_ENOMEM,
+                                       .message = cf__strdup("no memory for the task's stack")};
             task_finish(t);
             return;
         }
@@ -217,8 +237,10 @@ static bool task_cancel(cf_future *f)
 static void task_release(cf_future *f)
 {
     loop_task *t = (loop_task *)f;
+    cf_loop *loop = t->lf.loop;
     cf__coro_free(t->coro);
-    cf__loop_future_free(&t->lf);
+    cf__objpool_free(&task_pool, t);
+    cf__loop_unref(loop);
 }
 
 static const cf__future_ops task_ops = {
@@ -240,14 +262,14 @@ int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
     int rc = cf__loop_check(loop);
     if (rc)
         return rc;
-    loop_task *t = cf__calloc(1, sizeof(*t));
+    size_t stack_size = options ? options->stack_size : 0;
+    if (!cf__coro_stack_size_valid(stack_size))
+        return CF_EINVAL;
+    loop_task *t = cf__objpool_alloc(&task_pool);
     if (!t)
         return CF_ENOMEM;
-    rc = cf__coro_new(&t->coro, task_main, t, options ? options->stack_size : 0);
-    if (rc) {
-        cf__free(t);
-        return rc;
-    }
+    memset(t, 0, sizeof(*t));
+    t->stack_size = (uint32_t)stack_size;
     /* The caller's reference and the loop's (until the task finishes). */
     cf__loop_future_init(&t->lf, loop, 2, &task_ops);
     t->fn = fn;
@@ -493,8 +515,14 @@ void cf__loop_tasks_closed(cf_loop *loop)
             t->outcome.rc = CF_ECANCELLED;
             task_finish(t);
         }
-        while (t->coro)
+        while (!t->finished)
             task_step(t);
         cf_future_unref(&t->lf.base);
     }
+}
+
+void cf__loop_tasks_idle(cf_loop *loop)
+{
+    (void)loop;
+    cf__coro_trim();
 }

@@ -61,6 +61,11 @@ void cf__loop_tasks_closed(cf_loop *loop)
     (void)loop;
 }
 
+void cf__loop_tasks_idle(cf_loop *loop)
+{
+    (void)loop;
+}
+
 /* Without tasks nothing can park: the primitives' waiting operations report CF_EINVALSTATE and
  * their lists of waiters stay empty. */
 bool cf__loop_tasks_supported(void)

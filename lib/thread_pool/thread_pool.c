@@ -43,12 +43,12 @@ struct worker {
     thread_pool *pool;
     pthread_t thread;
     cf_future *task;          /* the future whose task runs on this thread now, or NULL */
-    bool task_released;       /* ... and the thread no longer counts as busy for it */
     worker *next;             /* all workers not yet joined */
     worker *next_parked;      /* the idle stack */
     _Atomic uint32_t wake;    /* futex word: 0 while parked, 1 once woken */
     _Atomic int64_t woken_at; /* when the waker decided to wake it (see park) */
     unsigned index;
+    bool busy; /* counted in pool->nbusy (this worker's thread only) */
     bool exited;
     bool exit_counted;                    /* counted by core/at_exit.c (a finish_at_exit pool) */
     _Atomic unsigned long long completed; /* tasks run; per worker, so no line is shared */
@@ -60,15 +60,16 @@ struct thread_pool {
      * putting the stub back, so they share a line. */
     _Alignas(CF__CACHELINE) _Atomic(cf_future *) in;
     cf_future stub;
-    _Atomic unsigned submitting;
-    _Atomic uint64_t pushed;
+    /* Submitters only: a line of their own, so that a worker watching the stub's link does not
+     * take away the line each submit increments. */
+    _Alignas(CF__CACHELINE) _Atomic uint64_t submits; /* see SUBMITTING_ONE and PUSHED_ONE */
     /* Consumers: the pop end, under take_lock. */
     _Alignas(CF__CACHELINE) cf__lock take_lock;
     _Atomic(cf_future *) out;
-    _Atomic uint64_t popped;
+    _Atomic uint64_t popped; /* written under take_lock, read without it */
     /* Worker states, read by submits. */
     _Alignas(CF__CACHELINE) _Atomic uint32_t idle;  /* IDLE_SPINNING | parked * IDLE_PARKED_ONE */
-    _Alignas(CF__CACHELINE) _Atomic unsigned nbusy; /* inside a task function */
+    _Alignas(CF__CACHELINE) _Atomic unsigned nbusy; /* in a task, or going on to a queued one */
     _Atomic int64_t spin_ns;
     /* Slow paths, under `lock`. */
     _Alignas(CF__CACHELINE) cf__lock lock;
@@ -173,6 +174,14 @@ static bool q_empty(thread_pool *pool)
     return !q_ready(pool) && atomic_load_explicit(&pool->in, SC) == &pool->stub;
 }
 
+/* take_lock held: a plain increment (no locked instruction), published for lock-free
+ * readers. */
+static void count_popped(thread_pool *pool)
+{
+    uint64_t n = atomic_load_explicit(&pool->popped, memory_order_relaxed);
+    atomic_store_explicit(&pool->popped, n + 1, memory_order_relaxed);
+}
+
 static cf_future *q_take_all(thread_pool *pool)
 {
     cf_future *head = NULL, *tail = NULL, *f;
@@ -184,16 +193,32 @@ static cf_future *q_take_all(thread_pool *pool)
         else
             head = f;
         tail = f;
-        atomic_fetch_add_explicit(&pool->popped, 1, memory_order_relaxed);
+        count_popped(pool);
     }
     cf__lock_release(&pool->take_lock);
     return head;
 }
 
+/* One word counts both the submits under way (low 24 bits) and the tasks pushed (the 40 bits
+ * above, modulo 2^40), so that a submit announces itself and counts its tasks with one atomic
+ * operation, and ends with one more. */
+#define SUBMITTING_ONE  UINT64_C(1)
+#define SUBMITTING_MASK ((UINT64_C(1) << 24) - 1)
+#define PUSHED_ONE      (UINT64_C(1) << 24)
+#define PUSHED_MASK     ((UINT64_C(1) << 40) - 1)
+
+static unsigned submitting(thread_pool *pool)
+{
+    return (unsigned)(atomic_load_explicit(&pool->submits, SC) & SUBMITTING_MASK);
+}
+
+/* Tasks counted as pushed and not popped yet. A submit counts its tasks before it pushes them,
+ * so the count never falls below what the queue holds. */
 static size_t queued(thread_pool *pool)
 {
-    return (size_t)(atomic_load_explicit(&pool->pushed, memory_order_relaxed) -
-                    atomic_load_explicit(&pool->popped, memory_order_relaxed));
+    uint64_t pushed = atomic_load_explicit(&pool->submits, memory_order_relaxed) >> 24;
+    uint64_t popped = atomic_load_explicit(&pool->popped, memory_order_relaxed);
+    return (size_t)((pushed - popped) & PUSHED_MASK);
 }
 
 /* ---- parking and waking ---- */
@@ -291,9 +316,8 @@ static bool pool_stalled(const thread_pool *pool)
  * a pop that left work behind by the worker. Nothing to do if a worker spins or is between
  * tasks (unless the pool stalled); else wake a parked worker, or start a thread if the pool may
  * grow. */
-static void ensure_worker(thread_pool *pool)
+static __attribute__((noinline)) void ensure_worker_slow(thread_pool *pool, uint32_t idle)
 {
-    uint32_t idle = atomic_load_explicit(&pool->idle, SC);
     bool spinning = idle & IDLE_SPINNING;
     if (spinning && !pool_stalled(pool))
         return;
@@ -313,6 +337,16 @@ static void ensure_worker(thread_pool *pool)
     cf__lock_release(&pool->lock);
     if (w)
         cf__futex_wake(&w->wake, 1);
+}
+
+/* The common case first, inline: no thread spins or sleeps and the pool cannot grow, so every
+ * thread is awake and one will come back to the queue. */
+static inline void ensure_worker(thread_pool *pool)
+{
+    uint32_t idle = atomic_load_explicit(&pool->idle, SC);
+    if (idle == 0 && atomic_load_explicit(&pool->nthreads, SC) >= pool->max_workers)
+        return;
+    ensure_worker_slow(pool, idle);
 }
 
 /* ---- breaking the pool (initializer failure) ---- */
@@ -354,16 +388,24 @@ static void name_thread(thread_pool *pool, unsigned index)
 }
 
 /* Pops a future and counts this worker busy; adds capacity if work remains behind it. */
-static cf_future *take(thread_pool *pool)
+static cf_future *take(thread_pool *pool, worker *w)
 {
     cf__lock_acquire(&pool->take_lock);
     cf_future *f = q_pop(pool);
     if (f)
-        atomic_fetch_add_explicit(&pool->popped, 1, memory_order_relaxed);
+        count_popped(pool);
     cf__lock_release(&pool->take_lock);
-    if (!f)
+    if (!f) {
+        if (w->busy) { /* it stayed busy for work that another worker took */
+            w->busy = false;
+            atomic_fetch_sub_explicit(&pool->nbusy, 1, SC);
+        }
         return NULL;
-    atomic_fetch_add_explicit(&pool->nbusy, 1, SC);
+    }
+    if (!w->busy) {
+        w->busy = true;
+        atomic_fetch_add_explicit(&pool->nbusy, 1, SC);
+    }
     if (atomic_load_explicit(&pool->blocked_submitters, memory_order_relaxed)) {
         cf__lock_acquire(&pool->lock);
         cf__cond_broadcast(&pool->cond, &pool->lock);
@@ -378,33 +420,32 @@ static cf_future *take(thread_pool *pool)
  * it, so that a caller woken by the result and submitting again sees it available (no new
  * thread); after the done-callbacks otherwise, because they run on this thread and may wait for
  * work submitted to this very pool (which then needs another thread). */
-static void worker_released(void *pool)
-{
-    atomic_fetch_sub_explicit(&((thread_pool *)pool)->nbusy, 1, SC);
-}
-
-static void task_released(void *arg)
+static void worker_released(void *arg)
 {
     worker *w = arg;
-    w->task_released = true;
-    worker_released(w->pool);
+    /* With work queued, the worker goes straight to it: it stays counted busy, which spares
+     * two atomic operations per task on a line every worker writes; take() settles the count
+     * if it finds the queue empty after all. */
+    if (q_ready(w->pool))
+        return;
+    w->busy = false;
+    atomic_fetch_sub_explicit(&w->pool->nbusy, 1, SC);
 }
 
 /* Runs a popped future unless it was cancelled; returns whether the task ran. The worker notes
  * the future while its task (and the done-callbacks) run, for thread_ended() should the thread
  * end in there. */
-static bool run_one(thread_pool *pool, worker *w, cf_future *f)
+static bool run_one(worker *w, cf_future *f)
 {
     w->task = f;
-    w->task_released = false;
-    bool ran = cf__task_run_then(f, task_released, w);
+    bool ran = cf__task_run_then(f, worker_released, w);
     w->task = NULL;
     if (ran) {
         atomic_store_explicit(&w->completed,
                               atomic_load_explicit(&w->completed, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     } else {
-        worker_released(pool);
+        worker_released(w);
     }
     cf_future_unref(f);
     return ran;
@@ -415,7 +456,7 @@ static bool may_exit(thread_pool *pool)
 {
     if (!atomic_load_explicit(&pool->shutdown, SC) && !atomic_load_explicit(&pool->broken, SC))
         return false;
-    return atomic_load_explicit(&pool->submitting, SC) == 0 && q_empty(pool);
+    return submitting(pool) == 0 && q_empty(pool);
 }
 
 /* Leaves the idle stack after a park that was not ended by a waker (lock held). */
@@ -439,7 +480,7 @@ static bool idle_exit(thread_pool *pool)
     if (threads <= pool->min_workers)
         return false;
     atomic_store_explicit(&pool->nthreads, threads - 1, SC);
-    if (atomic_load_explicit(&pool->submitting, SC) == 0 && q_empty(pool))
+    if (submitting(pool) == 0 && q_empty(pool))
         return true;
     atomic_store_explicit(&pool->nthreads, threads, SC);
     return false;
@@ -491,9 +532,9 @@ static bool worker_loop(thread_pool *pool, worker *w)
 {
     bool spun = false; /* spin at most once per idle period */
     for (;;) {
-        cf_future *f = take(pool);
+        cf_future *f = take(pool, w);
         if (f) {
-            run_one(pool, w, f);
+            run_one(w, f);
             spun = false;
             continue;
         }
@@ -536,9 +577,11 @@ static void thread_ended(void *arg)
     if (f) {
         cf__outcome o = {.rc = CF_EPERM, .message = cf__strdup(THREAD_ENDED_MESSAGE)};
         cf__task_complete(f, &o, cf__future_load(f) & CF__F_TASK_BYTES);
-        if (!w->task_released)
-            worker_released(pool);
         cf_future_unref(f);
+    }
+    if (w->busy) { /* whether its task had released it or it stayed busy for queued work */
+        w->busy = false;
+        atomic_fetch_sub_explicit(&pool->nbusy, 1, SC);
     }
     cf__task_context_swap(NULL); /* it pointed into the stack that was unwound */
     current_worker = NULL;
@@ -681,7 +724,6 @@ static void push_all(thread_pool *pool, cf_future *const *fs, size_t n)
 {
     for (size_t i = 0; i + 1 < n; i++)
         cf__set_next(fs[i], fs[i + 1]);
-    atomic_fetch_add_explicit(&pool->pushed, n, memory_order_relaxed);
     q_push(pool, fs[0], fs[n - 1]);
 }
 
@@ -721,8 +763,12 @@ static long push_bounded(thread_pool *pool, cf_future *const *fs, size_t n)
         int rc = wait_for_room(pool, n);
         admitted = rc ? rc : (long)n;
     }
-    if (admitted > 0)
+    if (admitted > 0) {
+        /* Counted under the lock, before the push: the next admission sees it. */
+        atomic_fetch_add_explicit(&pool->submits, (uint64_t)admitted * PUSHED_ONE,
+                                  memory_order_relaxed);
         push_all(pool, fs, (size_t)admitted);
+    }
     cf__lock_release(&pool->lock);
     return admitted;
 }
@@ -731,8 +777,10 @@ static int tp_submit(void *impl, cf_future *const *fs, size_t n)
 {
     thread_pool *pool = impl;
     /* Announce the submit before looking at the flags: shutdown and idle exit look at
-     * `submitting` after changing what we read here. */
-    atomic_fetch_add_explicit(&pool->submitting, 1, SC);
+     * `submitting` after changing what we read here. An unbounded queue counts the tasks in the
+     * same operation (a bounded one counts them under its lock). */
+    uint64_t counted = pool->max_queue ? 0 : (uint64_t)n * PUSHED_ONE;
+    atomic_fetch_add_explicit(&pool->submits, counted + SUBMITTING_ONE, SC);
     int rc = 0;
     long pushed = (long)n;
     if (atomic_load_explicit(&pool->shutdown, SC))
@@ -746,7 +794,7 @@ static int tp_submit(void *impl, cf_future *const *fs, size_t n)
             push_all(pool, fs, n);
         rc = pushed < 0 ? (int)pushed : 0;
     }
-    atomic_fetch_sub_explicit(&pool->submitting, 1, SC);
+    atomic_fetch_sub_explicit(&pool->submits, (rc ? counted : 0) + SUBMITTING_ONE, SC);
     if (rc)
         return rc;
     if (pushed > 0)

@@ -2,6 +2,8 @@
  * thread pool, process pool, loop future, loop task), read back after cf_wait, as_completed and
  * in done-callbacks; never left over on a recycled future; and setting it while the future
  * completes or while a thread sleeps on it loses neither the pointer nor the outcome. */
+#include <sys/wait.h>
+
 #include "cf_test_sync.h"
 
 static cf_future *new_future(void)
@@ -16,9 +18,9 @@ START_TEST(test_plain_future)
     int a, b;
     cf_future *f = new_future();
     ck_assert_ptr_null(cf_future_get_data(f));
-    cf_future_set_data(f, &a);
+    ck_assert_int_eq(cf_future_set_data(f, &a), 0);
     ck_assert_ptr_eq(cf_future_get_data(f), &a);
-    cf_future_set_data(f, &b); /* replaced */
+    ck_assert_int_eq(cf_future_set_data(f, &b), 0); /* replaced */
     ck_assert_ptr_eq(cf_future_get_data(f), &b);
     /* The outcome and the pointer are independent. */
     ck_assert_int_eq(cf_future_set_result(f, &a, NULL), 0);
@@ -47,8 +49,50 @@ START_TEST(test_plain_future)
     ck_assert_ptr_eq(cf_future_get_data(f), &a);
     cf_future_unref(f);
 
-    cf_future_set_data(NULL, &a); /* ignored */
+    ck_assert_int_eq(cf_future_set_data(NULL, &a), CF_EINVAL);
     ck_assert_ptr_null(cf_future_get_data(NULL));
+}
+END_TEST
+
+/* Many futures with data at once, freed in an order unrelated to their creation, each read
+ * back right before it goes: the pointers are kept beside the futures (core/future_data.c),
+ * in tables that grow and whose removals must not lose the entries after them. A forked child
+ * reads the same pointers from its copy. */
+START_TEST(test_many_futures_with_data)
+{
+    enum { N = 5000 };
+    static cf_future *fs[N];
+    static int slots[N];
+    for (int i = 0; i < N; i++) {
+        fs[i] = new_future();
+        ck_assert_int_eq(cf_future_set_data(fs[i], &slots[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        ck_assert_ptr_eq(cf_future_get_data(fs[i]), &slots[i]);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int bad = 0;
+        for (int i = 0; i < N; i++)
+            bad += cf_future_get_data(fs[i]) != &slots[i];
+        int extra;
+        bad += cf_future_set_data(fs[0], &extra) != 0 || cf_future_get_data(fs[0]) != &extra;
+        _exit(bad ? 1 : 0);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* Free every 7th (mod N, a permutation since 7 and 5000 are coprime), checking the rest. */
+    for (int k = 0; k < N; k++) {
+        int i = (int)(((long)k * 7) % N);
+        ck_assert_ptr_eq(cf_future_get_data(fs[i]), &slots[i]);
+        cf_future_unref(fs[i]);
+        fs[i] = NULL;
+        if (k % 500 == 0)
+            for (int j = 0; j < N; j++)
+                if (fs[j])
+                    ck_assert_ptr_eq(cf_future_get_data(fs[j]), &slots[j]);
+    }
 }
 END_TEST
 
@@ -305,6 +349,7 @@ static Suite *suite(void)
     TCase *tc = cf_test_tcase("data");
     tcase_add_test(tc, test_plain_future);
     tcase_add_test(tc, test_recycled_future_has_none);
+    tcase_add_test(tc, test_many_futures_with_data);
     tcase_add_test(tc, test_thread_pool_as_completed_and_wait);
     tcase_add_test(tc, test_done_callback_sees_data);
     tcase_add_test(tc, test_set_while_completing);

@@ -38,7 +38,10 @@ static void *allocate_one(void *arg)
 }
 
 /* A thread that only allocates futures (a submitter whose futures are released elsewhere) takes a
- * batch of free futures into its cache; the batch must be released when the thread exits. */
+ * batch of free futures into its cache; the batch must be released when the thread exits.
+ * Futures come from the object pool, not the heap: this checks that nothing else of such a
+ * thread stays on the heap; the objpool suite checks the pool's own count of what the thread
+ * took (test_exiting_threads_give_back_their_caches). */
 START_TEST(test_thread_that_only_allocates_leaks_nothing)
 {
     enum { ROUNDS = 100 };

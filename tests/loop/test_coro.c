@@ -657,10 +657,78 @@ START_TEST(test_pool_gives_memory_back)
     cf__coro_stats_get(&after);
     ck_assert_uint_lt(after.arenas, peak.arenas);
     ck_assert_uint_lt(after.mapped_bytes, peak.mapped_bytes);
-    /* The hot set (at most 64 stacks) was full well before the last frees, so their pages
-     * are gone (or their whole arena is). */
+    /* Beyond the hot set, freed stacks were trimmed in batches while they were freed: a batch
+     * at most is still waiting. */
+    ck_assert_uint_le(after.pending, 32);
+    ck_assert_uint_gt(after.cold, 0);
+    /* An idle loop trims the rest: the stacks freed last lose their pages (or their whole arena
+     * is gone). */
+    cf__coro_trim();
+    cf__coro_stats_get(&after);
+    ck_assert_uint_eq(after.pending, 0);
     for (int i = N - COLD; i < N; i++)
         ck_assert_uint_eq(resident_pages(lo[i], size[i]), 0);
+}
+END_TEST
+
+/* Whether the kernel refuses to write into p (a pipe read into it fails with EFAULT). */
+static bool write_refused(void *p)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    ck_assert_int_eq(write(fds[1], "x", 1), 1);
+    bool refused = read(fds[0], p, 1) < 0 && errno == EFAULT;
+    close(fds[0]);
+    close(fds[1]);
+    return refused;
+}
+
+/* Freed stacks are trimmed by runs of adjacent slots, one madvise over the guard pages between
+ * them: each guard must survive it. Checked on every stack that comes back cold (its guard page
+ * refuses a write), then by a stack overflow into one of them, which must still kill. In a
+ * child: a size class of its own, and the death. */
+static void overflow_stack(void *arg);
+
+static void overflow_into_trimmed_stack(void *arg)
+{
+    (void)arg;
+    enum { N = 150 };
+    size_t stack_size = 36 << 10, touch = 16 << 10;
+    cf__coro *cos[N];
+    for (int i = 0; i < N; i++) {
+        cos[i] = coro(touch_and_park, &touch, stack_size);
+        ck_assert(!cf__coro_resume(cos[i]));
+    }
+    for (int i = 0; i < N; i++)
+        cf__coro_free(cos[i]);
+    cf__coro_trim();
+    cf__coro_stats stats;
+    cf__coro_stats_get(&stats);
+    if (stats.guard == CF__CORO_GUARD_CANARY)
+        _exit(3);
+    /* Take them all back: the hot ones keep pages from their last use, the cold ones only have
+     * the control block page cf__coro_new wrote. */
+    int cold = 0;
+    for (int i = 0; i < N; i++) {
+        cos[i] = coro(overflow_stack, NULL, stack_size);
+        void *lo;
+        size_t size;
+        cf__coro_stack_bounds(cos[i], &lo, &size);
+        if (resident_pages(lo, size) <= 1) {
+            cold++;
+            ck_assert(write_refused((char *)lo - 1));
+        }
+    }
+    ck_assert_int_gt(cold, N / 2);
+    cf__coro_resume(cos[N - 1]); /* a cold one: the hot set holds far fewer than N / 2 */
+}
+
+START_TEST(test_trimmed_stacks_keep_their_guard_pages)
+{
+    int status = in_child(overflow_into_trimmed_stack, NULL);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
+        return; /* no guard pages here (canary mode) */
+    assert_killed_by(status, SIGSEGV);
 }
 END_TEST
 
@@ -976,6 +1044,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_stack_size_rounding);
     tcase_add_test(tc, test_freed_stack_is_reused);
     tcase_add_test(tc, test_pool_gives_memory_back);
+    tcase_add_test(tc, test_trimmed_stacks_keep_their_guard_pages);
     tcase_add_test(tc, test_large_stack_memory_given_back_at_free);
     tcase_add_test(tc, test_many_coroutines_alive);
     tcase_add_test(tc, test_guard_page_kills_with_sigsegv);

@@ -370,6 +370,38 @@ START_TEST(test_fault_walk)
 }
 END_TEST
 
+/* A task takes its stack when it first runs: if no stack can be had then (here, the mapping of
+ * a new arena fails, for a stack size no other task uses), the task fails with CF_ENOMEM
+ * instead of running, and the loop carries on. */
+START_TEST(test_task_without_a_stack_fails)
+{
+#if defined(CF_FAULT_INJECTION) && !defined(CF_TEST_NO_COROUTINES)
+    cf_loop *loop;
+    ck_assert_int_eq(cf_loop_new(&loop, NULL), 0);
+    cf_loop_task_options opts = {.stack_size = 700 << 10};
+    cf_future *t = NULL;
+    ck_assert_int_eq(cf_loop_create_task(&t, loop, return_arg, (void *)"ran", &opts), 0);
+    cf__fault_arm(CF__FAULT_MMAP, 1);
+    ck_assert_int_eq(cf_loop_run_until_complete(NULL, loop, t), CF_ETASK);
+    ck_assert(cf__fault_fired());
+    cf__fault_arm(0, 0);
+    int code = 0;
+    const char *message = NULL;
+    ck_assert_int_eq(cf_future_exception(&code, &message, t, 0), 0);
+    ck_assert_int_eq(code, CF_ENOMEM);
+    ck_assert_ptr_nonnull(message);
+    cf_future_unref(t);
+    /* The next task of that size gets its stack. */
+    ck_assert_int_eq(cf_loop_create_task(&t, loop, return_arg, (void *)"ran", &opts), 0);
+    void *v = NULL;
+    ck_assert_int_eq(cf_loop_run_until_complete(&v, loop, t), 0);
+    ck_assert_str_eq(v, "ran");
+    cf_future_unref(t);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+#endif
+}
+END_TEST
+
 START_TEST(test_fault_walk_structured)
 {
 #ifdef CF_FAULT_INJECTION
@@ -384,6 +416,7 @@ static Suite *suite(void)
     TCase *tc = cf_test_tcase("walk");
     tcase_add_test(tc, test_fault_walk);
     tcase_add_test(tc, test_io_fault_walk);
+    tcase_add_test(tc, test_task_without_a_stack_fails);
     tcase_add_test(tc, test_fault_walk_structured);
     suite_add_tcase(s, tc);
     return s;

@@ -955,6 +955,93 @@ START_TEST(test_loop_with_suspended_task_stays_on_its_thread)
 }
 END_TEST
 
+/* ---- stacks ---- */
+
+/* Records where its stack is: the address of its frame. */
+static int record_stack(void *arg, void **result)
+{
+    (void)arg;
+    *result = __builtin_frame_address(0);
+    return 0;
+}
+
+static int record_stack_then_yield(void *arg, void **result)
+{
+    (void)arg;
+    *result = __builtin_frame_address(0);
+    return cf_sleep(0);
+}
+
+/* A task takes its stack when it starts, not when it is created: tasks that each run to their
+ * end without suspending take turns on one stack, however many were created at once. */
+START_TEST(test_short_tasks_reuse_one_stack)
+{
+    enum { N = 200 };
+    cf_loop *loop = new_loop();
+    cf_future *ts[N];
+    for (int i = 0; i < N; i++)
+        ts[i] = spawn(loop, record_stack, NULL);
+    cf_future *all;
+    ck_assert_int_eq(cf_loop_gather(&all, loop, ts, N), 0);
+    ck_assert_int_eq(run(loop, all, NULL), 0);
+    void *first = NULL;
+    ck_assert_int_eq(cf_future_result(&first, ts[0], 0), 0);
+    for (int i = 1; i < N; i++) {
+        void *v = NULL;
+        ck_assert_int_eq(cf_future_result(&v, ts[i], 0), 0);
+        ck_assert_ptr_eq(v, first);
+    }
+    cf_future_unref(all);
+    for (int i = 0; i < N; i++)
+        cf_future_unref(ts[i]);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+}
+END_TEST
+
+/* Tasks that suspend keep their own stacks meanwhile: no two share one. */
+START_TEST(test_suspended_tasks_have_their_own_stacks)
+{
+    enum { N = 100 };
+    cf_loop *loop = new_loop();
+    cf_future *ts[N];
+    for (int i = 0; i < N; i++)
+        ts[i] = spawn(loop, record_stack_then_yield, NULL);
+    cf_future *all;
+    ck_assert_int_eq(cf_loop_gather(&all, loop, ts, N), 0);
+    ck_assert_int_eq(run(loop, all, NULL), 0);
+    uintptr_t at[N];
+    for (int i = 0; i < N; i++) {
+        void *v = NULL;
+        ck_assert_int_eq(cf_future_result(&v, ts[i], 0), 0);
+        at[i] = (uintptr_t)v;
+        for (int j = 0; j < i; j++)
+            ck_assert_uint_ne(at[j], at[i]);
+    }
+    cf_future_unref(all);
+    for (int i = 0; i < N; i++)
+        cf_future_unref(ts[i]);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+}
+END_TEST
+
+/* The stack size is checked when the task is created, although the stack comes later. */
+START_TEST(test_stack_size_checked_at_create)
+{
+    cf_loop *loop = new_loop();
+    cf_future *t = NULL;
+    cf_loop_task_options big = {.stack_size = (size_t)2 << 30};
+    ck_assert_int_eq(cf_loop_create_task(&t, loop, record_stack, NULL, &big), CF_EINVAL);
+    ck_assert_ptr_null(t);
+    cf_loop_task_options odd = {.stack_size = 100000};
+    ck_assert_int_eq(cf_loop_create_task(&t, loop, record_stack, NULL, &odd), 0);
+    void *v = NULL;
+    ck_assert_int_eq(run(loop, t, &v), 0);
+    ck_assert_ptr_nonnull(v);
+    cf_future_unref(t);
+    ck_assert_int_eq(cf_loop_free(loop), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("loop_task");
@@ -991,6 +1078,11 @@ static Suite *suite(void)
     tc = cf_test_tcase("close");
     tcase_add_test(tc, test_close_with_live_tasks);
     tcase_add_test(tc, test_loop_with_suspended_task_stays_on_its_thread);
+    suite_add_tcase(s, tc);
+    tc = cf_test_tcase("stacks");
+    tcase_add_test(tc, test_short_tasks_reuse_one_stack);
+    tcase_add_test(tc, test_suspended_tasks_have_their_own_stacks);
+    tcase_add_test(tc, test_stack_size_checked_at_create);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -233,6 +233,23 @@ static void run_sequence(cf_executor *ex, bool process)
         cf_map_free(m);
     }
 
+    /* a batch: all or nothing */
+    if (!process) {
+        cf_future *batch[NMAP];
+        int rc = cf_executor_submit_batch(batch, ex, cf_test_square_task, ptr_args, NMAP);
+        EXPECT("submit_batch", rc, CF_ENOMEM, CF_EAGAIN);
+        for (int i = 0; i < NMAP; i++) {
+            if (rc) {
+                ck_assert_ptr_null(batch[i]);
+                continue;
+            }
+            void *v = NULL;
+            ck_assert_int_eq(cf_future_result(&v, batch[i], CF_TEST_LONG), 0);
+            ck_assert_ptr_eq(v, (void *)(inputs[i] * inputs[i]));
+            cf_future_unref(batch[i]);
+        }
+    }
+
     ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
     ck_assert_int_eq(cf_executor_free(ex), 0);
     for (size_t i = 0; i < n; i++) {

@@ -847,6 +847,175 @@ START_TEST(test_initializer_failure_breaks_pool_many_threads)
 }
 END_TEST
 
+/* ---- batch submit ---- */
+
+static int identity_task(void *arg, void **result)
+{
+    *result = arg;
+    return 0;
+}
+
+START_TEST(test_batch_results)
+{
+    enum { N = 3000 };
+    cf_executor *ex = cf_test_pool(4);
+    static void *args[N];
+    static cf_future *fs[N];
+    for (intptr_t i = 0; i < N; i++)
+        args[i] = (void *)i;
+    ck_assert_int_eq(cf_executor_submit_batch(fs, ex, square_task, args, N), 0);
+    for (intptr_t i = 0; i < N; i++) {
+        ck_assert_ptr_eq(result_of(fs[i]), (void *)(i * i));
+        cf_future_unref(fs[i]);
+    }
+    /* Without args every call gets NULL; an empty batch is fine. */
+    ck_assert_int_eq(cf_executor_submit_batch(fs, ex, identity_task, NULL, 3), 0);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_ptr_null(result_of(fs[i]));
+        cf_future_unref(fs[i]);
+    }
+    ck_assert_int_eq(cf_executor_submit_batch(NULL, ex, identity_task, NULL, 0), 0);
+    ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
+    ck_assert_uint_eq(stats_of(ex).tasks_completed, N + 3);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+}
+END_TEST
+
+/* A batch starts in index order, after what was queued before it, and before what comes
+ * after. */
+START_TEST(test_batch_start_order)
+{
+    enum { N = 40 };
+    cf_executor *ex = cf_test_pool(1);
+    cf_test_gate g;
+    cf_test_gate_init(&g);
+    cf_future **blocker = submit_gated(ex, &g, 1, 1);
+    order_log log = {0};
+    order_arg args[N];
+    void *argp[N];
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (order_arg){.log = &log, .id = i};
+        argp[i] = &args[i];
+    }
+    fs[0] = submit(ex, record_order_task, &args[0]);
+    ck_assert_int_eq(cf_executor_submit_batch(fs + 1, ex, record_order_task, argp + 1, N - 2), 0);
+    fs[N - 1] = submit(ex, record_order_task, &args[N - 1]);
+    ck_assert_uint_eq(stats_of(ex).queued, N);
+    release_and_collect(&g, blocker, 1);
+    for (int i = 0; i < N; i++) {
+        result_of(fs[i]);
+        cf_future_unref(fs[i]);
+    }
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(log.order[i], i);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+    cf_test_gate_destroy(&g);
+}
+END_TEST
+
+/* Each future of a batch is a future of its own: one can be cancelled while queued. */
+START_TEST(test_batch_cancel_one)
+{
+    cf_executor *ex = cf_test_pool(1);
+    cf_test_gate g;
+    cf_test_gate_init(&g);
+    cf_future **blocker = submit_gated(ex, &g, 1, 1);
+    void *args[3] = {(void *)1, (void *)2, (void *)3};
+    cf_future *fs[3];
+    ck_assert_int_eq(cf_executor_submit_batch(fs, ex, square_task, args, 3), 0);
+    ck_assert(cf_future_cancel(fs[1]));
+    release_and_collect(&g, blocker, 1);
+    ck_assert_ptr_eq(result_of(fs[0]), (void *)1);
+    ck_assert_int_eq(cf_future_result(NULL, fs[1], CF_TEST_LONG), CF_ECANCELLED);
+    ck_assert_ptr_eq(result_of(fs[2]), (void *)9);
+    for (int i = 0; i < 3; i++)
+        cf_future_unref(fs[i]);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+    cf_test_gate_destroy(&g);
+}
+END_TEST
+
+static void assert_all_null(cf_future **fs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_ptr_null(fs[i]);
+}
+
+START_TEST(test_batch_errors)
+{
+    cf_executor *ex = cf_test_pool(2);
+    cf_future *fs[4] = {(cf_future *)1, (cf_future *)1, (cf_future *)1, (cf_future *)1};
+    ck_assert_int_eq(cf_executor_submit_batch(NULL, ex, square_task, NULL, 4), CF_EINVAL);
+    ck_assert_int_eq(cf_executor_submit_batch(fs, NULL, square_task, NULL, 4), CF_EINVAL);
+    assert_all_null(fs, 4);
+    fs[0] = (cf_future *)1;
+    ck_assert_int_eq(cf_executor_submit_batch(fs, ex, NULL, NULL, 4), CF_EINVAL);
+    assert_all_null(fs, 4);
+    ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
+    fs[3] = (cf_future *)1;
+    ck_assert_int_eq(cf_executor_submit_batch(fs, ex, square_task, NULL, 4), CF_ESHUTDOWN);
+    assert_all_null(fs, 4);
+    ck_assert_uint_eq(stats_of(ex).tasks_completed, 0);
+    ck_assert_int_eq(cf_executor_free(ex), 0);
+
+    /* The process pool runs bytes tasks only. */
+    cf_executor *pp = NULL;
+    ck_assert_int_eq(cf_process_pool_new(&pp, NULL), 0);
+    ck_assert_int_eq(cf_executor_submit_batch(fs, pp, square_task, NULL, 4), CF_ENOTSUP);
+    assert_all_null(fs, 4);
+    ck_assert_int_eq(cf_executor_free(pp), 0);
+}
+END_TEST
+
+/* A bounded queue takes a batch in pieces of at most max_queue, each under the policy: a full
+ * queue with REJECT refuses the whole batch (nothing runs), BLOCK waits for room piece by piece,
+ * CALLER_RUNS runs what does not fit in the calling thread. */
+START_TEST(test_batch_bounded_queue)
+{
+    enum { N = 10 };
+    void *args[N];
+    for (intptr_t i = 0; i < N; i++)
+        args[i] = (void *)i;
+    cf_future *fs[N];
+    cf_queue_policy policies[] = {CF_QUEUE_REJECT, CF_QUEUE_BLOCK, CF_QUEUE_CALLER_RUNS};
+    for (int p = 0; p < 3; p++) {
+        cf_executor *ex = pool_with((cf_thread_pool_options){
+            .max_workers = 1, .max_queue = 4, .queue_policy = policies[p]});
+        cf_test_gate g;
+        cf_test_gate_init(&g);
+        cf_future **blocker = submit_gated(ex, &g, 1, 1);
+        if (policies[p] == CF_QUEUE_REJECT) {
+            cf_future *q = submit(ex, square_task, (void *)3);
+            ck_assert_int_eq(cf_executor_submit_batch(fs, ex, square_task, args, 4), CF_EFULL);
+            assert_all_null(fs, 4);
+            ck_assert_uint_eq(stats_of(ex).queued, 1);
+            release_and_collect(&g, blocker, 1);
+            ck_assert_ptr_eq(result_of(q), (void *)9);
+            cf_future_unref(q);
+            ck_assert_int_eq(cf_executor_shutdown(ex, true, false), 0);
+            ck_assert_uint_eq(stats_of(ex).tasks_completed, 2);
+        } else {
+            if (policies[p] == CF_QUEUE_BLOCK)
+                cf_test_event_set(&g.release); /* room comes as the worker runs */
+            ck_assert_int_eq(cf_executor_submit_batch(fs, ex, square_task, args, N), 0);
+            if (policies[p] == CF_QUEUE_CALLER_RUNS) {
+                for (int i = 4; i < N; i++) /* ran before the call returned */
+                    ck_assert(cf_future_done(fs[i]));
+                ck_assert(!cf_future_done(fs[0]));
+            }
+            release_and_collect(&g, blocker, 1);
+            for (intptr_t i = 0; i < N; i++) {
+                ck_assert_ptr_eq(result_of(fs[i]), (void *)(i * i));
+                cf_future_unref(fs[i]);
+            }
+        }
+        ck_assert_int_eq(cf_executor_free(ex), 0);
+        cf_test_gate_destroy(&g);
+    }
+}
+END_TEST
+
 /* ---- bounded queue ---- */
 
 START_TEST(test_queue_reject)
@@ -1378,6 +1547,13 @@ static Suite *suite(void)
     tcase_add_test(tc, test_initializer_failure_breaks_pool_many_threads);
     suite_add_tcase(s, tc);
 
+    tc = cf_test_tcase("batch");
+    tcase_add_test(tc, test_batch_results);
+    tcase_add_test(tc, test_batch_start_order);
+    tcase_add_test(tc, test_batch_cancel_one);
+    tcase_add_test(tc, test_batch_errors);
+    tcase_add_test(tc, test_batch_bounded_queue);
+    suite_add_tcase(s, tc);
     tc = cf_test_tcase("hostile tasks");
     tcase_add_test(tc, test_pthread_exit_in_task);
     tcase_add_test(tc, test_cancelled_task_thread);
