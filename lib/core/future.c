@@ -76,10 +76,11 @@ static void release_outcome(cf_future *f, uint32_t s)
 
 static void future_destroy(cf_future *f)
 {
-    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-    release_outcome(f, s);
-    if (s & CF__F_DATA)
+    /* Two loads of the state word rather than one kept across the call: the common path then
+     * needs no extra saved register (measured: cf_future_unref stays as short as it was). */
+    if (CF__UNLIKELY(atomic_load_explicit(&f->state, memory_order_relaxed) & CF__F_DATA))
         cf__future_data_forget(f);
+    release_outcome(f, atomic_load_explicit(&f->state, memory_order_relaxed));
     cf__task_arg_release(f);
     if (f->ops && f->ops->release)
         f->ops->release(f);
