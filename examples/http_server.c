@@ -1,7 +1,7 @@
 /* A tiny HTTP/1.1 server written as straight-line coroutines on one loop thread, with blocking
  * work on a thread pool and CPU work on a process pool: what cf_loop is for.
  *
- *     build/examples/http_server [--port N] [--threads N] [--processes N] [--spin SECONDS]
+ *     build/examples/http_server [--port N] [--threads N] [--processes N]
  *
  * Routes (GET or POST; a request body is read and counted, then dropped):
  *     /                 "hello"
@@ -542,27 +542,23 @@ int main(int argc, char **argv)
 {
     int port = 0;
     unsigned threads = 8, processes = 2;
-    cf_loop_options lo = {0}; /* --spin: cf_loop_options.spin_time (negative: never spin) */
     static const struct option opts[] = {{"port", required_argument, NULL, 'p'},
                                          {"threads", required_argument, NULL, 't'},
                                          {"processes", required_argument, NULL, 'P'},
-                                         {"spin", required_argument, NULL, 's'},
                                          {NULL, 0, NULL, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "p:t:P:s:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "p:t:P:", opts, NULL)) != -1) {
         if (o == 'p')
             port = atoi(optarg);
         else if (o == 't')
             threads = (unsigned)atoi(optarg);
         else if (o == 'P')
             processes = (unsigned)atoi(optarg);
-        else if (o == 's')
-            lo.spin_time = atof(optarg);
         else
             return 2;
     }
     server srv = {0};
-    check(cf_loop_new(&srv.loop, &lo), "loop");
+    check(cf_loop_new(&srv.loop, NULL), "loop");
     /* Signals first: the pools' threads, started later, inherit the blocked mask, so the signals
      * can only reach the loop's signalfd. */
     check(cf_loop_add_signal_handler(srv.loop, SIGINT, on_stop_signal, &srv), "SIGINT");

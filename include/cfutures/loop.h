@@ -55,7 +55,8 @@ typedef struct cf_loop_options {
     /** Seconds the loop busy-waits for a completion before it sleeps, while executor futures
      * it awaits (run_in_executor, wrap_future) are outstanding. A wake-up from sleep costs
      * several microseconds; spinning turns a short offloaded call into a sub-5 µs round trip.
-     * The budget adapts (halved when spinning was useless). 0: 50 µs; negative: never spin. */
+     * The budget adapts (halved when spinning was useless). A loop that watches descriptors
+     * (loop_io.h) does not spin. 0: 50 µs; negative: never spin. */
     double spin_time;
     /** Most threads of the default executor (run_in_executor with a NULL executor).
      * 0: the thread-pool default. */

@@ -142,8 +142,21 @@ static void finish_transition(cf_future *f, uint32_t old, cf__hook *hooks)
     fire_hooks(f, hooks);
 }
 
-int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void (*released)(void *),
-                           void *ctx)
+static void user_callback_fire(cf__hook *hook, cf_future *f);
+
+/* Whether a done-callback of the user hangs on the future (lock held). */
+static bool has_user_callback(const cf_future *f)
+{
+    for (const cf__hook *h = f->hooks; h; h = h->next)
+        if (h->fire == user_callback_fire)
+            return true;
+    return false;
+}
+
+/* Completes `f` (see cf__future_finish_then); with `quiet`, refuses with CF_EAGAIN, leaving
+ * everything as it was, when that would run a done-callback of the user. */
+static int finish(cf_future *f, const cf__outcome *o, bool bytes, void (*released)(void *),
+                  void *ctx, bool quiet)
 {
     cf__lock_acquire(&f->lock);
     if (cf__state_done(atomic_load_explicit(&f->state, memory_order_relaxed))) {
@@ -151,6 +164,10 @@ int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void 
         if (released)
             released(ctx);
         return CF_EINVALSTATE;
+    }
+    if (quiet && has_user_callback(f)) {
+        cf__lock_release(&f->lock);
+        return CF_EAGAIN;
     }
     /* Taken before the outcome overwrites them (they share a word), and under the lock, so no
      * hook can be added between here and the transition. */
@@ -176,6 +193,17 @@ int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void 
     if (released && hooked)
         released(ctx);
     return 0;
+}
+
+int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void (*released)(void *),
+                           void *ctx)
+{
+    return finish(f, o, bytes, released, ctx, false);
+}
+
+int cf__future_finish_quiet(cf_future *f, const cf__outcome *o, bool bytes)
+{
+    return finish(f, o, bytes, NULL, NULL, true);
 }
 
 int cf__future_finish(cf_future *f, const cf__outcome *o, bool bytes)
@@ -352,15 +380,26 @@ static void wait_spin_gap(int64_t gap_ns)
         wait_spin_ns = want;
 }
 
-/* Spins until the future is done or the window (or the deadline) passes. */
+static _Atomic(cf__wait_help_fn) wait_help;
+
+void cf__wait_help_install(cf__wait_help_fn fn)
+{
+    atomic_store_explicit(&wait_help, fn, memory_order_release);
+}
+
+/* Spins until the future is done or the window (or the deadline) passes, letting an executor
+ * use the time (cf__wait_help_install). */
 static bool spin_until_done(cf_future *f, int64_t start, int64_t deadline_ns)
 {
     int64_t end = start + wait_spin_ns;
     if (end > deadline_ns)
         end = deadline_ns;
+    cf__wait_help_fn help = atomic_load_explicit(&wait_help, memory_order_acquire);
     for (unsigned i = 1;; i++) {
         if (cf__state_done(cf__future_load(f)))
             return true;
+        if (help)
+            help();
         cf__spin_step(i);
         if ((i & 63) == 0 && cf__now_ns() > end)
             return false;

@@ -159,6 +159,11 @@ int cf__timeout_ms(int64_t timeout_ns);
  * value changed) or CF_ETIMEDOUT. Retries EINTR internally, keeping the deadline. */
 int cf__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns);
 void cf__futex_wake(_Atomic uint32_t *addr, int n);
+/* The same on a word in memory shared with other processes (a MAP_SHARED mapping): the kernel
+ * keys the wait on the mapped page, not on this process's address space, so a waiter in one
+ * process is woken by a wake in another (no FUTEX_PRIVATE_FLAG). */
+int cf__futex_wait_shared(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns);
+void cf__futex_wake_shared(_Atomic uint32_t *addr, int n);
 /* Absolute CLOCK_MONOTONIC timespec for an absolute deadline in ns. */
 struct timespec cf__timespec(int64_t ns);
 
@@ -229,6 +234,24 @@ static inline void cf__spin_step(unsigned iteration)
         cf__cpu_relax();
     else
         sched_yield();
+}
+
+/* An adaptive spin window with one owner, the rule the pools' spinners share: a sleep that the
+ * waker ended soon after (`gap` ns) shows a gap a longer spin would have bridged, so the window
+ * grows to cover twice that gap (up to `max_ns`); a spin that found nothing decays it by a
+ * quarter, so an owner whose waits are long converges to not spinning at all. */
+typedef struct cf__spin_window {
+    int64_t ns, max_ns;
+} cf__spin_window;
+static inline void cf__spin_window_missed(cf__spin_window *w)
+{
+    w->ns -= w->ns / 4;
+}
+static inline void cf__spin_window_gap(cf__spin_window *w, int64_t gap_ns)
+{
+    int64_t want = gap_ns > 0 && 2 * gap_ns < w->max_ns ? 2 * gap_ns : gap_ns > 0 ? w->max_ns : 0;
+    if (gap_ns < w->max_ns && want > w->ns)
+        w->ns = want;
 }
 
 /* pthread_create() with the library's fault injection and its one translation of a failure:
@@ -448,6 +471,10 @@ bool cf__future_remove_hook(cf_future *f, cf__hook *hook);
  * `bytes`: value/len is a malloc'd bytes result). Returns 0, or CF_EINVALSTATE if the future was
  * already done (then nothing was adopted). */
 int cf__future_finish(cf_future *f, const cf__outcome *o, bool bytes);
+/* As cf__future_finish, except that it refuses (CF_EAGAIN, nothing adopted, the future
+ * unchanged) when completing would run a done-callback of the user: for a thread that may
+ * complete futures but must not run user code (a waiting thread helping an executor). */
+int cf__future_finish_quiet(cf_future *f, const cf__outcome *o, bool bytes);
 /* As cf__future_finish, and calls released(ctx) exactly once: before the future becomes done if
  * it has no hooks (so a thread woken by the result already sees its effect), otherwise after
  * the hooks have run (they run on the calling thread, which is not free until they return).
@@ -456,6 +483,12 @@ int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void 
                            void *ctx);
 /* Waits until the future is done or the deadline passes: 0 or CF_ETIMEDOUT. */
 int cf__future_wait(cf_future *f, int64_t deadline_ns);
+/* While a thread spins in cf__future_wait(), it calls the function installed here (one for the
+ * process: the process pool's, which reads its workers' result rings on the waiting thread, so
+ * a hot round trip needs no other thread to run). It is called often: it must be cheap when
+ * there is nothing to do, must not block, and must never run user code. Thread-safe. */
+typedef void (*cf__wait_help_fn)(void);
+void cf__wait_help_install(cf__wait_help_fn fn);
 /* Cancels ignoring ops->cancel (the plain state transition). */
 bool cf__future_cancel_plain(cf_future *f);
 /* Completes `dest` with the final state of `src`, which must be done: cancelled, failed (its
@@ -480,6 +513,9 @@ bool cf__task_run_then(cf_future *f, void (*released)(void *), void *ctx);
 void cf__task_run(cf_future *f);
 /* Moves an outcome into a future (or frees it if the future was completed meanwhile). */
 void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes);
+/* The same, unless that would run a done-callback of the user: then returns false and leaves
+ * both the future and the outcome as they were (see cf__future_finish_quiet). */
+bool cf__task_complete_quiet(cf_future *f, cf__outcome *o, bool bytes);
 /* Frees what an outcome owns. */
 void cf__outcome_discard(cf__outcome *o, bool bytes);
 /* Installs `ctx` as the calling thread's current task context and returns the previous one.

@@ -56,7 +56,7 @@ struct timespec cf__timespec(int64_t ns)
     return ts;
 }
 
-int cf__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns)
+static int futex_wait_op(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns, int op)
 {
     for (;;) {
         if (atomic_load_explicit(addr, memory_order_acquire) != expected)
@@ -70,8 +70,7 @@ int cf__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_n
         }
         /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, so a retry after EINTR
          * keeps the original deadline. */
-        long rc = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tsp,
-                          NULL, FUTEX_BITSET_MATCH_ANY);
+        long rc = syscall(SYS_futex, addr, op, expected, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
         if (rc == 0 || errno == EAGAIN)
             return 0;
         if (errno == ETIMEDOUT)
@@ -80,9 +79,24 @@ int cf__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_n
     }
 }
 
+int cf__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns)
+{
+    return futex_wait_op(addr, expected, deadline_ns, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG);
+}
+
 void cf__futex_wake(_Atomic uint32_t *addr, int n)
 {
     syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
+}
+
+int cf__futex_wait_shared(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns)
+{
+    return futex_wait_op(addr, expected, deadline_ns, FUTEX_WAIT_BITSET);
+}
+
+void cf__futex_wake_shared(_Atomic uint32_t *addr, int n)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 /* Drepper's three-state futex mutex ("Futexes are tricky", mutex #3). */

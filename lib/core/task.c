@@ -125,6 +125,16 @@ void cf__task_complete(cf_future *f, cf__outcome *o, bool bytes)
         cf__outcome_discard(o, bytes);
 }
 
+bool cf__task_complete_quiet(cf_future *f, cf__outcome *o, bool bytes)
+{
+    int rc = cf__future_finish_quiet(f, o, bytes);
+    if (rc == CF_EAGAIN)
+        return false;
+    if (rc != 0)
+        cf__outcome_discard(o, bytes);
+    return true;
+}
+
 bool cf__task_run_then(cf_future *f, void (*released)(void *), void *ctx)
 {
     if (cf_future_set_running_or_notify_cancel(f) != 1)

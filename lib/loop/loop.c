@@ -445,10 +445,23 @@ static void poll_descriptors(cf_loop *loop, bool own)
 
 /* Waits up to `timeout` ns (-1: no limit) for a post, a timer, a watched descriptor, or the
  * timerfd. Returns whether it asked epoll (and so took the descriptors' events). */
+/* Whether the loop may spin for completions: not while it watches descriptors (a spin sees only
+ * the inbox, so their events would wait for its end, and on a small machine the spinning thread
+ * takes the CPU from the workers producing the completions: on the HTTP server's offload route,
+ * 5 paired runs on a loaded 2-vCPU machine gave the same requests/s with and without spinning,
+ * and p99 latencies of 8-83 ms with it against 2-12 ms without). The signalfd does not count:
+ * signals are rare. */
+static bool may_spin(cf_loop *loop)
+{
+    size_t quiet = cf__loop_signals_active(loop) ? 1 : 0;
+    return loop->spin_ns > 0 && loop->io_registered <= quiet &&
+           atomic_load_explicit(&loop->outstanding, memory_order_relaxed);
+}
+
 static bool wait_for_work(cf_loop *loop, int64_t timeout)
 {
     int64_t spun = 0;
-    if (loop->spin_ns > 0 && atomic_load_explicit(&loop->outstanding, memory_order_relaxed)) {
+    if (may_spin(loop)) {
         spun = timeout >= 0 && timeout < loop->spin_ns ? timeout : loop->spin_ns;
         if (spin_for_post(loop, spun))
             return false;

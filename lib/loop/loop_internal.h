@@ -242,6 +242,8 @@ bool cf__loop_wait_for_timed_out(cf_future *f);
 void cf__loop_signals_close(cf_loop *loop);
 /* The number of signals with a handler (loop thread). */
 unsigned cf__loop_signals_handled(const cf_loop *loop);
+/* Whether a handler is installed (the signalfd is then a registered reader). Loop thread. */
+bool cf__loop_signals_active(cf_loop *loop);
 
 /* ---- tasks (loop/task.c) ---- */
 

@@ -179,6 +179,11 @@ int cf_loop_remove_signal_handler(cf_loop *loop, int signum)
     return 1;
 }
 
+bool cf__loop_signals_active(cf_loop *loop)
+{
+    return loop->signals && loop->signals->count > 0;
+}
+
 void cf__loop_signals_close(cf_loop *loop)
 {
     struct cf__signals *s = loop->signals;

@@ -114,37 +114,42 @@ ssize_t cf__send_with_fd(int sock, const void *data, size_t len, int fd, bool bl
     }
 }
 
-int cf__outbuf_flush(cf__outbuf *b, int sock, bool block)
+int cf__outbuf_flush_ring(cf__outbuf *b, cf__ring *r, int sock)
 {
+    uint32_t room;
+    int rc = cf__ring_room(r, &room);
+    if (rc)
+        return rc;
+    size_t wrote = 0;
     while (b->head < b->tail) {
-        /* Never let a send cross the position of a descriptor it does not carry. */
-        size_t end = b->tail;
-        int fd = -1;
-        if (b->nfds) {
-            if (b->fds[0].pos == b->head)
-                fd = b->fds[0].fd;
-            else
-                end = b->fds[0].pos;
-            if (fd >= 0 && b->nfds > 1)
-                end = b->fds[1].pos;
-        }
-        ssize_t n = cf__send_with_fd(sock, b->buf + b->head, end - b->head, fd, block);
-        if (n == CF_EAGAIN)
-            return 0;
-        if (n < 0)
-            return (int)n;
-        if (fd >= 0) {
-            close(fd);
+        /* A descriptor goes out on the socket before the first byte of its frame. */
+        if (b->nfds && b->fds[0].pos == b->head) {
+            ssize_t n = cf__send_with_fd(sock, "F", 1, b->fds[0].fd, false);
+            if (n == CF_EAGAIN)
+                break;
+            if (n < 0) {
+                rc = (int)n;
+                break;
+            }
+            close(b->fds[0].fd);
             memmove(b->fds, b->fds + 1, (b->nfds - 1) * sizeof(*b->fds));
             b->nfds--;
-            /* The rest of this part no longer carries the descriptor: move its position. */
-            if ((size_t)n < end - b->head) {
-                b->head += (size_t)n;
-                continue;
-            }
         }
-        b->head += (size_t)n;
+        size_t end = b->nfds ? b->fds[0].pos : b->tail;
+        size_t n = end - b->head < room ? end - b->head : room;
+        if (n == 0)
+            break;
+        cf__ring_write(r, b->buf + b->head, n);
+        b->head += n;
+        room -= (uint32_t)n;
+        wrote += n;
     }
+    if (wrote)
+        cf__ring_publish(r);
+    if (rc)
+        return rc;
+    if (b->head < b->tail)
+        return 0;
     b->head = b->tail = 0;
     return 1;
 }
@@ -223,7 +228,7 @@ static int push_fds(cf__inbuf *b, struct msghdr *msg)
     return rc;
 }
 
-int cf__inbuf_fill(cf__inbuf *b, int sock)
+int cf__inbuf_fill_ring(cf__inbuf *b, cf__ring *r)
 {
     if (b->head == b->tail) {
         b->head = b->tail = 0;
@@ -233,10 +238,17 @@ int cf__inbuf_fill(cf__inbuf *b, int sock)
         b->tail -= b->head;
         b->head = 0;
     }
-    if (b->tail == CF__INBUF_CAP)
-        return CF_EINVAL; /* cannot happen with valid frames: they are at most CF__FRAME_MAX */
+    int n = cf__ring_take(r, b->buf + b->tail, CF__INBUF_CAP - b->tail);
+    if (n > 0)
+        b->tail += (size_t)n;
+    return n;
+}
+
+int cf__inbuf_drain_socket(cf__inbuf *b, int sock, bool block)
+{
+    unsigned char scratch[256];
     cf__fd_cmsg ctl;
-    struct iovec iov = {.iov_base = b->buf + b->tail, .iov_len = CF__INBUF_CAP - b->tail};
+    struct iovec iov = {.iov_base = scratch, .iov_len = sizeof(scratch)};
     for (;;) {
         struct msghdr msg = {
             .msg_iov = &iov,
@@ -244,20 +256,19 @@ int cf__inbuf_fill(cf__inbuf *b, int sock)
             .msg_control = ctl.buf,
             .msg_controllen = sizeof(ctl.buf),
         };
-        ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == ECONNRESET)
             return 0; /* the peer exited without reading everything: still end-of-stream */
         if (n < 0)
-            return cf__errno_code(errno);
+            return cf__errno_code(errno); /* EAGAIN gives CF_EAGAIN */
         int rc = push_fds(b, &msg);
         if (rc == 0 && (msg.msg_flags & MSG_CTRUNC))
             rc = CF_EINVAL;
         if (rc)
             return rc;
-        b->tail += (size_t)n;
-        return (int)(n > INT32_MAX ? INT32_MAX : n);
+        return (int)n;
     }
 }
 
@@ -280,9 +291,72 @@ int cf__inbuf_pop_fd(cf__inbuf *b)
     return fd;
 }
 
+/* ---- a worker's shared mapping ---- */
+
+static int check_sealed(int fd, size_t len);
+
+int cf__ring_map_create(cf__ring_map *m, int *out)
+{
+    if (cf__fault(CF__FAULT_FD))
+        return CF_EMFILE;
+    int fd = cf__fd_above_stdio(memfd_create("cfutures-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (fd < 0)
+        return cf__errno_code(errno);
+    int rc = 0;
+    if (ftruncate(fd, CF__RING_SIZE) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+        rc = cf__errno_code(errno);
+    void *p = MAP_FAILED;
+    if (rc == 0 && cf__fault(CF__FAULT_MMAP))
+        rc = CF_ENOMEM;
+    if (rc == 0)
+        p = mmap(NULL, CF__RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (rc == 0 && p == MAP_FAILED)
+        rc = CF_ENOMEM;
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    /* A fork() of the parent (its own, or a CF_PROCESS_START_FORK server) must not keep the
+     * worker's rings: the child could neither use them nor should it see the tasks. */
+    madvise(p, CF__RING_SIZE, MADV_DONTFORK);
+    m->base = p;
+    m->ctl = p;
+    m->ctl->magic = CF__RING_MAGIC;
+    *out = fd;
+    return 0;
+}
+
+int cf__ring_map_attach(cf__ring_map *m, int fd)
+{
+    int rc = check_sealed(fd, CF__RING_SIZE);
+    if (rc)
+        return rc;
+    void *p = mmap(NULL, CF__RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return CF_ENOMEM;
+    m->base = p;
+    m->ctl = p;
+    if (m->ctl->magic != CF__RING_MAGIC) {
+        cf__ring_map_free(m);
+        return CF_EINVAL;
+    }
+    return 0;
+}
+
+void cf__ring_map_free(cf__ring_map *m)
+{
+    if (m->base)
+        munmap(m->base, CF__RING_SIZE);
+    m->base = NULL;
+    m->ctl = NULL;
+}
+
 /* ---- memfd payloads ---- */
 
-enum { SEALS = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL };
+/* Payload memfds are sealed against every change, so a reader may map them and use the bytes in
+ * place: nobody (the sender included) can write, shrink or grow them any more. */
+enum { SEALS = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL };
 
 /* Large buffers get transparent huge pages where the system allows it on request: faulting in
  * 64 MiB page by page costs more than copying it. */
@@ -323,23 +397,32 @@ int cf__memfd_from(int *out, const void *data, size_t len)
     return 0;
 }
 
-/* The peer must not be able to shrink the file under a reader (a mapping would fault). */
-static int check_sealed(int fd, size_t len)
+/* The peer must not be able to shrink the file under a reader (a mapping would fault), nor, with
+ * `immutable`, change its bytes. */
+static int check_seals(int fd, uint64_t end, bool immutable)
 {
     struct stat st;
+    int need = F_SEAL_SHRINK | F_SEAL_SEAL | (immutable ? F_SEAL_WRITE : 0);
     int seals = fcntl(fd, F_GET_SEALS);
-    if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_SEAL)) != (F_SEAL_SHRINK | F_SEAL_SEAL))
+    if (seals < 0 || (seals & need) != need)
         return CF_EINVAL;
-    if (fstat(fd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < len)
+    if (fstat(fd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < end)
         return CF_EINVAL;
     return 0;
 }
 
-int cf__memfd_read(int fd, void *dst, size_t len)
+static int check_sealed(int fd, size_t len)
 {
-    int rc = check_sealed(fd, len);
+    return check_seals(fd, len, false);
+}
+
+int cf__memfd_read(int fd, uint64_t offset, void *dst, size_t len)
+{
+    if (offset > SIZE_MAX / 4 || len > SIZE_MAX / 4)
+        return CF_EINVAL;
+    int rc = check_seals(fd, offset + len, true);
     for (size_t done = 0; done < len && rc == 0;) {
-        ssize_t n = pread(fd, (unsigned char *)dst + done, len - done, (off_t)done);
+        ssize_t n = pread(fd, (unsigned char *)dst + done, len - done, (off_t)(offset + done));
         if (n > 0)
             done += (size_t)n;
         else if (n == 0)
@@ -350,27 +433,32 @@ int cf__memfd_read(int fd, void *dst, size_t len)
     return rc;
 }
 
-int cf__memfd_map(void **out, int fd, size_t len, bool private_copy)
+int cf__memfd_map(cf__mapped *m, int fd, uint64_t offset, size_t len, bool private_copy,
+                  bool immutable)
 {
-    int rc = check_sealed(fd, len);
-    if (rc)
+    *m = (cf__mapped){0};
+    if (offset > SIZE_MAX / 4 || len > SIZE_MAX / 4)
+        return CF_EINVAL;
+    int rc = check_seals(fd, offset + len, immutable);
+    if (rc || len == 0)
         return rc;
-    if (len == 0) {
-        *out = NULL;
-        return 0;
-    }
     if (cf__fault(CF__FAULT_MMAP))
         return CF_ENOMEM;
-    void *p = mmap(NULL, len, PROT_READ | (private_copy ? PROT_WRITE : 0),
-                   (private_copy ? MAP_PRIVATE : MAP_SHARED) | MAP_POPULATE, fd, 0);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uint64_t start = offset - offset % page;
+    size_t size = (size_t)(offset + len - start);
+    /* MAP_POPULATE: one pass over the page tables instead of a fault per page. */
+    void *p = mmap(NULL, size, PROT_READ | (private_copy ? PROT_WRITE : 0),
+                   (private_copy ? MAP_PRIVATE : MAP_SHARED) | MAP_POPULATE, fd, (off_t)start);
     if (p == MAP_FAILED)
         return CF_ENOMEM;
-    *out = p;
+    *m = (cf__mapped){.base = p, .size = size, .data = (unsigned char *)p + (offset - start)};
     return 0;
 }
 
-void cf__memfd_unmap(void *addr, size_t len)
+void cf__memfd_unmap(cf__mapped *m)
 {
-    if (addr && len)
-        munmap(addr, len);
+    if (m->base)
+        munmap(m->base, m->size);
+    *m = (cf__mapped){0};
 }

@@ -15,7 +15,7 @@ typedef struct wire_header {
     uint64_t id;
     uint64_t offset;
     uint64_t len;
-    uint64_t reserved2;
+    uint64_t fd_offset;
 } wire_header;
 
 _Static_assert(sizeof(wire_header) == CF__FRAME_HEADER, "frame header must be 48 bytes");
@@ -35,7 +35,7 @@ size_t cf__frame_size(const cf__frame *f)
     return pad16(CF__FRAME_HEADER + inline_len(f));
 }
 
-size_t cf__frame_encode(unsigned char *out, const cf__frame *f, const void *payload)
+void cf__frame_encode_header(unsigned char *out, const cf__frame *f)
 {
     wire_header h = {
         .magic = CF__FRAME_MAGIC,
@@ -46,8 +46,14 @@ size_t cf__frame_encode(unsigned char *out, const cf__frame *f, const void *payl
         .id = f->id,
         .offset = f->offset,
         .len = f->len,
+        .fd_offset = f->fd_offset,
     };
     memcpy(out, &h, sizeof(h));
+}
+
+size_t cf__frame_encode(unsigned char *out, const cf__frame *f, const void *payload)
+{
+    cf__frame_encode_header(out, f);
     size_t n = inline_len(f);
     if (n)
         memcpy(out + CF__FRAME_HEADER, payload, n);
@@ -91,12 +97,13 @@ int cf__frame_decode(cf__frame *f, const unsigned char **payload, size_t *consum
         return 0;
     wire_header h;
     memcpy(&h, buf, sizeof(h));
-    if (h.magic != CF__FRAME_MAGIC || h.reserved || h.reserved2 || (h.flags & ~CF__FRAME_FLAGS))
+    if (h.magic != CF__FRAME_MAGIC || h.reserved || (h.flags & ~CF__FRAME_FLAGS))
         return CF_EINVAL;
     bool fd = h.flags & CF__FRAME_FD;
-    if (!fd && h.len > CF__FRAME_INLINE_MAX)
+    if (!fd && (h.len > CF__FRAME_INLINE_MAX || h.fd_offset))
         return CF_EINVAL;
-    if (fd && h.len > (uint64_t)(SIZE_MAX / 2))
+    /* A memfd payload must be addressable: offset + len cannot overflow a size_t. */
+    if (fd && (h.len > (uint64_t)(SIZE_MAX / 4) || h.fd_offset > (uint64_t)(SIZE_MAX / 4)))
         return CF_EINVAL;
     int rc = check_type(&h);
     if (rc)
@@ -109,6 +116,7 @@ int cf__frame_decode(cf__frame *f, const unsigned char **payload, size_t *consum
         .id = h.id,
         .offset = h.offset,
         .len = h.len,
+        .fd_offset = h.fd_offset,
     };
     size_t total = cf__frame_size(f);
     if (avail < total)

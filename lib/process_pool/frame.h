@@ -2,10 +2,11 @@
  * worker's socket. Not installed.
  *
  * A frame is a fixed 48-byte header followed by `len` inline payload bytes, padded to a multiple
- * of 16 so that every payload is 16-byte aligned in a 16-byte aligned buffer. A payload flagged
- * CF__FRAME_FD is not inline: it lives in a sealed memfd passed with SCM_RIGHTS on the same
- * socket, attached to the send that carries the frame's first byte. Both ends are the same
- * program on the same machine, so fields are in host byte order.
+ * of 16 so that every payload is 16-byte aligned in a 16-byte aligned buffer. Frames travel in
+ * the worker's shared-memory rings (process_pool/ring.h). A payload flagged CF__FRAME_FD is not
+ * inline: it lives in a sealed memfd, at `fd_offset`, passed with SCM_RIGHTS on the worker's
+ * socket before the frame's first byte is published. Both ends are the same program on the same
+ * machine, so fields are in host byte order.
  *
  * The decoder is a pure function over (buffer, length) and never reads outside it: a peer that
  * sends garbage produces an error, not an out-of-bounds read. */
@@ -50,7 +51,8 @@ typedef struct cf__frame {
     uint32_t module;
     uint64_t id;
     uint64_t offset;
-    uint64_t len; /* payload length, inline or in the memfd */
+    uint64_t len;       /* payload length, inline or in the memfd */
+    uint64_t fd_offset; /* CF__FRAME_FD: where the payload starts in the memfd (else 0) */
 } cf__frame;
 
 /* Bytes the frame occupies in a stream: header plus inline payload, padded. */
@@ -60,6 +62,9 @@ size_t cf__frame_size(const cf__frame *f);
  * followed by zero padding, into `out`, which must hold cf__frame_size(f) bytes. Returns the
  * number of bytes written. */
 size_t cf__frame_encode(unsigned char *out, const cf__frame *f, const void *payload);
+
+/* Writes the CF__FRAME_HEADER bytes of the header alone (the payload follows it in the stream). */
+void cf__frame_encode_header(unsigned char *out, const cf__frame *f);
 
 /* Decodes the frame at the start of `buf` (`avail` bytes). Returns 1 with the header in `*f`,
  * the inline payload in `*payload` (NULL for none or for a memfd payload) and the bytes to

@@ -12,6 +12,7 @@
 
 #include "cfutures.h"
 #include "process_pool/frame.h"
+#include "process_pool/ring.h"
 
 /* ---- how a worker process exits ----
  * Its wait status reaches the parent through the fork server, and the parent quotes the number
@@ -49,9 +50,12 @@ unsigned char *cf__outbuf_reserve(cf__outbuf *b, size_t n);
 /* Appends a frame (and its memfd, owned from now on, when CF__FRAME_FD is set). Returns 0 or
  * CF_ENOMEM (then `fd` is closed). */
 int cf__outbuf_frame(cf__outbuf *b, const cf__frame *f, const void *payload, int fd);
-/* Sends what it can. With `block`, until everything is sent. Returns 1 when empty, 0 when data
- * is left (the socket is full), or a negative error (the peer is gone). */
-int cf__outbuf_flush(cf__outbuf *b, int sock, bool block);
+/* Moves what it can into the ring `r` and publishes it; the descriptor of a frame is sent on
+ * `sock` (one byte carrying it) before the first byte of its frame goes into the ring, so the
+ * reader always finds it. Returns 1 when empty, 0 when data is left (the ring or the socket is
+ * full), CF_EINVAL if the ring's reader lied about its index, or another negative error (the
+ * socket is broken). */
+int cf__outbuf_flush_ring(cf__outbuf *b, cf__ring *r, int sock);
 /* Sends `len` bytes with `fd` attached (-1: none) in one sendmsg, retrying EINTR. Returns the
  * bytes sent (possibly fewer) or a negative code (CF_EAGAIN when it would block). */
 ssize_t cf__send_with_fd(int sock, const void *data, size_t len, int fd, bool block);
@@ -75,30 +79,70 @@ typedef struct cf__inbuf {
 
 int cf__inbuf_init(cf__inbuf *b);
 void cf__inbuf_free(cf__inbuf *b);
-/* Receives once. Returns the number of bytes received (> 0); 0 at end of stream; CF_EAGAIN if
- * nothing is available (non-blocking sockets); CF_EINVAL if the peer sent more descriptors than
- * fit; another negative error for a broken socket. */
-int cf__inbuf_fill(cf__inbuf *b, int sock);
+/* Copies what the ring's writer published into the buffer (cf__ring_take: every byte once,
+ * into private memory). Returns the bytes taken (0: none) or CF_EINVAL (a lying index). */
+int cf__inbuf_fill_ring(cf__inbuf *b, cf__ring *r);
+/* Receives once from the socket, which carries only descriptors and doorbells: the descriptors
+ * join the queue, the bytes are dropped. Waits for something only with `block`. Returns the
+ * bytes received (> 0); 0 at end of stream; CF_EAGAIN if nothing is there; CF_EINVAL if the peer
+ * sent more descriptors than fit; another negative error for a broken socket. */
+int cf__inbuf_drain_socket(cf__inbuf *b, int sock, bool block);
 /* Decodes the next complete frame: 1 (consumed from the buffer; an inline payload stays valid
  * until the next fill), 0 (incomplete), CF_EINVAL (malformed). */
 int cf__inbuf_next(cf__inbuf *b, cf__frame *f, const unsigned char **payload);
 /* Takes the oldest received descriptor, or returns -1. */
 int cf__inbuf_pop_fd(cf__inbuf *b);
 
+/* ---- a worker's shared mapping (process_pool/channel.c) ---- */
+
+typedef struct cf__ring_map {
+    unsigned char *base; /* CF__RING_SIZE bytes, or NULL */
+    cf__ring_ctl *ctl;
+} cf__ring_map;
+
+/* Parent: creates a worker's mapping, a memfd sealed against shrinking and growing (so the
+ * worker cannot make the parent's accesses fault), mapped shared and not inherited by fork().
+ * Returns 0 with the memfd in `*fd` (to pass to the worker, then close), or CF_EMFILE /
+ * CF_ENOMEM. */
+int cf__ring_map_create(cf__ring_map *m, int *fd);
+/* Worker: maps the memfd the parent passed (checking its seals, size and magic). */
+int cf__ring_map_attach(cf__ring_map *m, int fd);
+void cf__ring_map_free(cf__ring_map *m);
+static inline unsigned char *cf__ring_map_requests(const cf__ring_map *m)
+{
+    return m->base + CF__RING_CTL;
+}
+static inline unsigned char *cf__ring_map_responses(const cf__ring_map *m)
+{
+    return m->base + CF__RING_CTL + CF__RING_CAP;
+}
+
 /* ---- memfd payloads (process_pool/channel.c) ---- */
 
 /* Creates a sealed memfd holding a copy of `len` bytes at `data`. */
 int cf__memfd_from(int *out, const void *data, size_t len);
-/* Reads `len` bytes of a received payload memfd into `dst` after the same checks as
- * cf__memfd_map(). Returns 0 or CF_EINVAL / another error. */
-int cf__memfd_read(int fd, void *dst, size_t len);
+/* Reads `len` bytes at `offset` of a received payload memfd into `dst` after the checks of
+ * cf__memfd_map() with `immutable`. Returns 0 or CF_EINVAL / another error. */
+int cf__memfd_read(int fd, uint64_t offset, void *dst, size_t len);
 /* Asks for huge pages on a large buffer about to be filled (a hint; errors are ignored). */
 void cf__advise_large(void *p, size_t len);
-/* Maps a received payload memfd of `len` bytes after checking that it is sealed against
- * shrinking and large enough, so the peer cannot make reading it fault. With `private_copy` the
- * mapping is copy-on-write (the reader may modify it). Returns 0 or CF_EINVAL / CF_ENOMEM. */
-int cf__memfd_map(void **out, int fd, size_t len, bool private_copy);
-void cf__memfd_unmap(void *addr, size_t len);
+
+/* A mapped payload: `data` is where its bytes start, inside [base, base + size). */
+typedef struct cf__mapped {
+    void *base;
+    size_t size;
+    const void *data;
+} cf__mapped;
+
+/* Maps `len` bytes at `offset` of a received payload memfd after checking that it is sealed
+ * against shrinking and large enough, so the peer cannot make reading it fault. With
+ * `private_copy` the mapping is copy-on-write (the reader may modify it); without, read-only.
+ * With `immutable`, the memfd must also be sealed against writing (F_SEAL_WRITE: no process can
+ * change the bytes any more), which is what lets the parent hand a worker's result to the caller
+ * without copying it. Returns 0 or CF_EINVAL / CF_ENOMEM. */
+int cf__memfd_map(cf__mapped *m, int fd, uint64_t offset, size_t len, bool private_copy,
+                  bool immutable);
+void cf__memfd_unmap(cf__mapped *m);
 
 /* Whether the process at the other end of `sock` may talk to us: it made the socket (SO_PEERCRED
  * records the maker of a socket pair) as process `expected` with our effective uid. A fork server
@@ -187,5 +231,10 @@ int cf__ctl_recv(int sock, cf__ctl *m, int *fd);
  * pool's program, so functions of its main program may be called (not in the helper). Never
  * returns. */
 _Noreturn void cf__worker_main(int sock, pid_t parent, bool own_image);
+/* For white-box tests, from a task running in a worker: the worker's shared mapping (NULL
+ * elsewhere), and publishing raw bytes in its response ring as the worker would publish frames
+ * (CF_EINVAL elsewhere or without room). */
+cf__ring_map *cf__worker_map(void);
+int cf__worker_publish_raw(const void *bytes, size_t n);
 
 #endif

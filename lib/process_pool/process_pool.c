@@ -1,13 +1,16 @@
 /* The process-pool executor (see process_pool.h and docs/process_pool.md).
  *
- * Parent side. Submitted tasks become jobs in a FIFO queue under `mu`. Each worker process has
- * one socket; up to WINDOW jobs are dispatched to a worker ahead of its progress (the future turns
- * RUNNING then) and their frames are written straight from the submitting thread, so a lone task
- * costs no thread hop on the way out. A manager thread owns an epoll set with every worker's
- * socket, the fork server's control socket, and an eventfd for wake-ups: it decodes
- * results, completes futures (outside the lock, in batches), refills windows, replaces retired
- * workers, notices deaths (end-of-stream on a socket, exit reports from the fork server) and
- * drives shutdown. Nothing relies on SIGCHLD.
+ * Parent side. Submitted tasks become jobs in a FIFO queue under `mu`. Each worker process has a
+ * shared mapping with a request and a response ring (process_pool/ring.h) and a socket for
+ * descriptors, doorbells and end-of-stream. Up to WINDOW jobs are dispatched to a worker ahead of
+ * its progress (the future turns RUNNING then) and their frames are written into its request
+ * ring straight from the submitting thread, so a lone task costs no thread hop and, while the
+ * worker spins, no system call on the way out. A manager thread reads the response rings,
+ * completes futures (outside the lock, in batches), refills windows, replaces retired workers,
+ * notices deaths (end-of-stream on a socket, exit reports from the fork server) and drives
+ * shutdown. It spins on the rings for an adaptive window after traffic, then sleeps in epoll on
+ * every worker's socket, the fork server's control socket and an eventfd, with the workers'
+ * doorbells armed so that a result wakes it (see worker.c). Nothing relies on SIGCHLD.
  *
  * Invariants (mu held; the functions that need mu assert it):
  *   - a job is in exactly one place: the queue, a worker's in-flight list, or `finished` (its
@@ -35,6 +38,7 @@
 
 enum {
     WINDOW = 8,          /* jobs dispatched to one worker ahead of its results */
+    SPIN_MAX_NS = 20000, /* the manager's adaptive spin window on the rings, at most */
     FLUSH_BATCH = 8,     /* workers a dispatch flushes by name; beyond, all with output */
     MANAGER_EVENTS = 64, /* epoll events the manager takes per wait */
 };
@@ -100,9 +104,22 @@ typedef struct worker {
     unsigned inflight;
     uint64_t sent, done;
     uint32_t modules_known;
-    cf__outbuf out;
-    cf__inbuf in;
+    cf__ring_map map; /* the shared rings (NULL base until created, and in a fork() child) */
+    cf__ring req;     /* we produce */
+    cf__ring resp;    /* we consume */
+    bool unpublished; /* frames were written into `req` and not published yet */
+    cf__outbuf out;   /* frames waiting for room in `req` */
+    cf__inbuf in;     /* frames from `resp`, descriptors from the socket */
 } worker;
+
+/* What the manager watches while it spins without the lock: the rings stay mapped (only the
+ * manager frees workers), and a change of an index it noted means there is something to do. */
+typedef struct ring_watch {
+    cf__ring_ctl *ctl;
+    uint32_t resp_own; /* a new result: resp_head moved away from it */
+    uint32_t req_peer; /* room appeared for staged frames: req_tail moved */
+    bool staged;
+} ring_watch;
 
 typedef struct process_pool process_pool;
 struct process_pool {
@@ -121,6 +138,16 @@ struct process_pool {
     pid_t server_pid;
     pthread_t manager;
     bool manager_done, shutdown, broken, server_gone, server_exit_sent;
+    bool manager_asleep;  /* in epoll_wait, the doorbells armed */
+    uint32_t sleep_epoch; /* the doorbell value of its current (or last) sleep, shifted */
+    _Atomic bool poke;    /* something for the manager: stop spinning */
+    cf__spin_window spin; /* the manager's, on the rings */
+    ring_watch *watch;    /* the manager's, see ring_watch */
+    size_t watch_cap;
+    bool delivering;            /* a thread is completing futures taken from `finished` */
+    _Atomic uint32_t in_flight; /* jobs dispatched and not answered (read by helpers) */
+    struct pp_hub *hub;         /* how waiting threads find the pool (see "helping") */
+    uint32_t hub_gen;
     force_how forcing;
     unsigned spawn_failures; /* forks that failed in a row */
     int spawn_errno;         /* why the last one failed */
@@ -147,6 +174,29 @@ struct process_pool {
 };
 
 static _Thread_local process_pool *current_manager CF__TLS_FAST;
+
+/* ---- waiting threads help ----
+ * A thread that waits for a future (cf_future_result and friends) spins a moment before it
+ * sleeps. Meanwhile it reads the rings of the pool it last submitted to (cf__wait_help_install),
+ * so that a hot round trip needs neither the manager thread nor a system call: the submitter
+ * writes the task into the ring, the worker answers into the other ring, and the same thread
+ * takes the answer and completes the future. A helper only tries the pool's lock, never blocks,
+ * and completes only futures that run no user code (done-callbacks stay on the manager thread).
+ *
+ * The pool is named by a hub: a small record that is never freed (reused by later pools), whose
+ * generation changes when its pool is freed. A thread that still names a freed pool finds the
+ * generation changed and forgets it; the release waits for threads inside (they are only ever
+ * briefly there). The hubs' free list is under pools_mu, which the fork handlers take. */
+typedef struct pp_hub {
+    _Atomic uint32_t gen;
+    _Atomic uint32_t users;
+    _Atomic(process_pool *) pool;
+    struct pp_hub *next_free;
+} pp_hub;
+
+static pp_hub *free_hubs;
+static _Thread_local pp_hub *help_hub CF__TLS_FAST;
+static _Thread_local uint32_t help_gen CF__TLS_FAST;
 
 /* ---- all pools, and fork() ---- */
 
@@ -196,6 +246,8 @@ static void after_fork_child(void)
         close_fd(&p->ctl);
         for (worker *w = p->workers; w; w = w->next) {
             close_fd(&w->fd);
+            /* The rings were not inherited (MADV_DONTFORK): their addresses are free here. */
+            w->map = (cf__ring_map){0};
             outbuf_forget_fds(&w->out);
             int fd;
             while ((fd = cf__inbuf_pop_fd(&w->in)) >= 0)
@@ -207,23 +259,48 @@ static void after_fork_child(void)
             close_fd(&j->fd);
         p->forked_fds_closed = true;
         pthread_mutex_init(&p->mu, NULL);
+        if (p->hub) /* threads that were helping are gone: a release must not wait for them */
+            atomic_store_explicit(&p->hub->users, 0, memory_order_relaxed);
     }
+    for (pp_hub *h = free_hubs; h; h = h->next_free)
+        atomic_store_explicit(&h->users, 0, memory_order_relaxed);
     pthread_mutex_init(&pools_mu, NULL);
 }
 
 static const cf__fork_hooks pool_fork_hooks = {before_fork, after_fork_parent, after_fork_child};
 
-static void pools_add(process_pool *p)
+static int pools_add(process_pool *p)
 {
     pthread_mutex_lock(&pools_mu);
-    cf__dlist_push(&pools, &p->pools);
+    pp_hub *h = free_hubs;
+    if (h)
+        free_hubs = h->next_free;
+    else
+        h = cf__calloc(1, sizeof(*h));
+    if (h) {
+        atomic_store_explicit(&h->pool, p, memory_order_relaxed);
+        p->hub = h;
+        p->hub_gen = atomic_load_explicit(&h->gen, memory_order_relaxed);
+        cf__dlist_push(&pools, &p->pools);
+    }
     pthread_mutex_unlock(&pools_mu);
+    return h ? 0 : CF_ENOMEM;
 }
 
 static void pools_remove(process_pool *p)
 {
+    pp_hub *h = p->hub;
+    if (!h)
+        return;
     pthread_mutex_lock(&pools_mu);
     cf__dlist_remove(&pools, &p->pools);
+    atomic_fetch_add_explicit(&h->gen, 1, memory_order_seq_cst);
+    while (atomic_load_explicit(&h->users, memory_order_seq_cst) != 0)
+        sched_yield(); /* a helper is reading the rings: a moment */
+    atomic_store_explicit(&h->pool, NULL, memory_order_relaxed);
+    h->next_free = free_hubs;
+    free_hubs = h;
+    p->hub = NULL;
     pthread_mutex_unlock(&pools_mu);
 }
 
@@ -261,8 +338,14 @@ static job *jobs_take(job_list *l)
 
 /* ---- small helpers ---- */
 
+/* Tells the manager there is something to do (mu held): a spinning manager sees the flag, a
+ * sleeping one the eventfd. */
 static void wake_manager(process_pool *pool)
 {
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
+    atomic_store_explicit(&pool->poke, true, memory_order_relaxed);
+    if (!pool->manager_asleep)
+        return;
     uint64_t one = 1;
     ssize_t n = write(pool->wakefd, &one, sizeof(one));
     (void)n; /* an eventfd never fills up with one-increments; failure only means closed */
@@ -325,12 +408,62 @@ static void deliver(job *list)
     }
 }
 
-static void unlock_and_deliver(process_pool *pool)
+/* The same for a thread that must not run user code: stops at the first future with a
+ * done-callback and returns the jobs from there on, undelivered. */
+static job *deliver_quiet(job *list)
+{
+    while (list) {
+        job *j = list;
+        if (!cf__task_complete_quiet(j->f, &j->out, true))
+            return list;
+        list = j->next;
+        j->out = (cf__outcome){0};
+        cf_future_unref(j->f);
+        job_free(j);
+    }
+    return NULL;
+}
+
+/* Releases mu after completing the futures collected in `finished`, in the order they were
+ * decided: one thread delivers at a time (`delivering`), the others leave their outcomes to it.
+ * The manager delivers everything; any other thread (a submitter, a waiting thread that helps)
+ * only what runs no user code, leaving the rest to the manager, so that done-callbacks run on
+ * the manager thread. */
+static void unlock_and_deliver_as(process_pool *pool, bool manager)
 {
     CF__ASSERT_MUTEX_OWNED(&pool->mu);
-    job *list = jobs_take(&pool->finished);
+    while (pool->finished.head && !pool->delivering) {
+        job *list = jobs_take(&pool->finished);
+        pool->delivering = true;
+        pthread_mutex_unlock(&pool->mu);
+        job *rest = NULL;
+        if (manager)
+            deliver(list);
+        else
+            rest = deliver_quiet(list);
+        pthread_mutex_lock(&pool->mu);
+        pool->delivering = false;
+        if (rest) {
+            job *last = rest;
+            while (last->next)
+                last = last->next;
+            last->next = pool->finished.head;
+            if (!pool->finished.head)
+                pool->finished.tail = last;
+            pool->finished.head = rest;
+            wake_manager(pool);
+            break;
+        }
+    }
+    /* A manager about to finish waits until nobody delivers. */
+    if (!manager && (pool->shutdown || pool->broken))
+        wake_manager(pool);
     pthread_mutex_unlock(&pool->mu);
-    deliver(list);
+}
+
+static void unlock_and_deliver(process_pool *pool)
+{
+    unlock_and_deliver_as(pool, current_manager == pool);
 }
 
 static void epoll_watch(process_pool *pool, int op, int fd, uint64_t tag, uint32_t events)
@@ -400,6 +533,7 @@ static void pool_break(process_pool *pool, const char *why)
     for (worker *w = pool->workers; w; w = w->next) {
         fail_list(pool, jobs_take(&w->jobs), message);
         w->inflight = 0;
+        atomic_store_explicit(&pool->in_flight, 0, memory_order_relaxed);
         kill_worker(pool, w, SIGKILL);
     }
     fail_list(pool, take_queue(pool), message);
@@ -436,23 +570,75 @@ static int name_task(process_pool *pool, const void *fn, uint32_t *module, uint6
 
 /* ---- sending ---- */
 
+static void protocol_error(process_pool *pool, worker *w);
+
+/* Wakes the worker if it parked waiting for a request (after a publish: the two sides' store
+ * then load pair up, so either it sees the new head or we see it parked). */
+static void wake_worker(worker *w, uint32_t why, _Atomic uint32_t *word)
+{
+    cf__ring_ctl *ctl = w->map.ctl;
+    if (atomic_load_explicit(&ctl->worker_wait, memory_order_seq_cst) != why)
+        return;
+    atomic_store_explicit(&ctl->woken_at, cf__now_ns(), memory_order_relaxed);
+    cf__futex_wake_shared(word, 1);
+}
+
+/* Writes a frame for the worker (its memfd `fd`, owned from now on, if CF__FRAME_FD): straight
+ * into the request ring when nothing waits before it and it fits, else into the staging buffer.
+ * Visible to the worker after flush_worker(). Returns 0 or CF_ENOMEM. */
+static int worker_write(process_pool *pool, worker *w, const cf__frame *f, const void *payload,
+                        int fd)
+{
+    uint32_t room = 0;
+    if (fd < 0 && cf__outbuf_empty(&w->out) && w->fd >= 0) {
+        if (cf__ring_room(&w->req, &room) != 0) {
+            protocol_error(pool, w); /* it lied about what it consumed */
+            return CF_EBROKEN;
+        }
+        if (room >= cf__frame_size(f)) {
+            cf__ring_put_frame(&w->req, f, payload);
+            w->unpublished = true;
+            return 0;
+        }
+    }
+    return cf__outbuf_frame(&w->out, f, payload, fd);
+}
+
+/* Publishes what was written for the worker, moves staged frames into its ring as room allows,
+ * and wakes it if it sleeps. */
 static void flush_worker(process_pool *pool, worker *w)
 {
     if (w->fd < 0)
         return;
-    int rc = cf__outbuf_flush(&w->out, w->fd, false);
+    if (w->unpublished) {
+        cf__ring_publish(&w->req);
+        w->unpublished = false;
+    }
+    int rc = 1;
+    if (!cf__outbuf_empty(&w->out))
+        rc = cf__outbuf_flush_ring(&w->out, &w->req, w->fd);
+    if (rc == CF_EINVAL) {
+        protocol_error(pool, w);
+        return;
+    }
     if (rc < 0) {
         /* The worker is gone; its end-of-stream will be noticed on the read side. */
         outbuf_forget_fds(&w->out);
         w->out.head = w->out.tail = 0;
         rc = 1;
     }
-    bool want = rc == 0;
+    wake_worker(w, CF__RING_WAIT_REQUEST, &w->map.ctl->req_head);
+    /* Staged frames wait for the ring (the manager retries when the worker makes room) or, if
+     * the next thing to go is a descriptor, for room in the socket (EPOLLOUT). */
+    bool want = rc == 0 && w->out.nfds && w->out.fds[0].pos == w->out.head;
     if (want != w->out_armed) {
         epoll_watch(pool, EPOLL_CTL_MOD, w->fd, worker_tag(w),
                     EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0));
         w->out_armed = want;
     }
+    if (rc == 0 && pool->manager_asleep)
+        atomic_store_explicit(&w->map.ctl->doorbell, pool->sleep_epoch | CF__DOORBELL_ROOM,
+                              memory_order_seq_cst);
 }
 
 /* Queues MODULE frames so that the worker knows every module up to `module`: its identity
@@ -472,7 +658,7 @@ static int send_modules(process_pool *pool, worker *w, uint32_t module)
                        .id = w->modules_known,
                        .code = (int32_t)id_len,
                        .len = id_len + path_len};
-        int rc = cf__outbuf_frame(&w->out, &f, payload, -1);
+        int rc = worker_write(pool, w, &f, payload, -1);
         if (rc)
             return rc;
         w->modules_known++;
@@ -518,7 +704,7 @@ static int encode_job(process_pool *pool, worker *w, job *j)
     else
         cf_task_bytes_arg(&payload, &(size_t){0}, j->f);
     if (rc == 0) {
-        rc = cf__outbuf_frame(&w->out, &f, payload, j->fd);
+        rc = worker_write(pool, w, &f, payload, j->fd);
         j->fd = -1; /* owned (or closed) by the buffer now */
     }
     /* The worker has its own copy now: release ours early. */
@@ -548,8 +734,12 @@ static void dispatch(process_pool *pool)
             continue;
         }
         CF__PROBE2(task__start, j->f, j->f->fn);
-        if (encode_job(pool, w, j) != 0) {
-            finish_job(pool, j, CF_ENOMEM, "out of memory while sending the task to a worker");
+        int rc = encode_job(pool, w, j);
+        if (rc) {
+            finish_job(pool, j, rc,
+                       rc == CF_EBROKEN ? "the process pool broke while the task was sent to a "
+                                          "worker"
+                                        : "out of memory while sending the task to a worker");
             continue;
         }
         jobs_append(&w->jobs, j, j);
@@ -560,6 +750,7 @@ static void dispatch(process_pool *pool)
             pool->workers_retired++;
             pool->retired_unreplaced++;
         }
+        atomic_fetch_add_explicit(&pool->in_flight, 1, memory_order_relaxed);
         size_t k = 0;
         while (k < ntouched && touched[k] != w)
             k++;
@@ -572,7 +763,7 @@ static void dispatch(process_pool *pool)
     }
     if (overflow) {
         for (worker *w = pool->workers; w; w = w->next)
-            if (!cf__outbuf_empty(&w->out))
+            if (w->unpublished || !cf__outbuf_empty(&w->out))
                 flush_worker(pool, w);
         return;
     }
@@ -603,20 +794,41 @@ static int queue_init_frames(process_pool *pool, worker *w)
             f.flags |= CF__FRAME_FD;
         }
     }
-    return cf__outbuf_frame(&w->out, &f, payload, fd);
+    return worker_write(pool, w, &f, payload, fd);
 }
 
 static void worker_free(worker *w)
 {
     if (w->fd >= 0)
         close(w->fd);
+    cf__ring_map_free(&w->map);
     cf__outbuf_free(&w->out);
     cf__inbuf_free(&w->in);
     cf__free(w);
 }
 
-/* Starts one worker (mu held): a socket pair, the init frames, a SPAWN request to the server.
- * The worker's frames can be queued at once: the socket holds them until the worker runs. */
+/* Gives the worker its shared rings: the memfd goes first on the socket (the worker maps it
+ * before anything else), the mapping stays here. */
+static int give_rings(process_pool *pool, worker *w)
+{
+    int fd;
+    int rc = cf__ring_map_create(&w->map, &fd);
+    if (rc)
+        return rc;
+    ssize_t n = cf__send_with_fd(w->fd, "R", 1, fd, false);
+    close(fd);
+    if (n != 1)
+        return n < 0 ? (int)n : CF_ESYSTEM;
+    cf__ring_ctl *ctl = w->map.ctl;
+    cf__ring_init(&w->req, cf__ring_map_requests(&w->map), &ctl->req_head, &ctl->req_tail);
+    cf__ring_init(&w->resp, cf__ring_map_responses(&w->map), &ctl->resp_head, &ctl->resp_tail);
+    atomic_store_explicit(&ctl->doorbell, pool->manager_asleep ? pool->sleep_epoch : 0,
+                          memory_order_relaxed);
+    return 0;
+}
+
+/* Starts one worker (mu held): a socket pair, its rings, the init frames, a SPAWN request to the
+ * server. The worker's frames can be written at once: the rings hold them until it runs. */
 static int spawn_worker(process_pool *pool)
 {
     CF__ASSERT_MUTEX_OWNED(&pool->mu);
@@ -643,6 +855,8 @@ static int spawn_worker(process_pool *pool)
     w->fd = sv[0];
     w->token = pool->next_token++;
     rc = cf__set_nonblock(w->fd);
+    if (rc == 0)
+        rc = give_rings(pool, w);
     if (rc == 0)
         rc = queue_init_frames(pool, w);
     if (rc == 0) {
@@ -716,12 +930,28 @@ static void on_started(process_pool *pool, worker *w)
     pool->spawn_failures = 0;
 }
 
+static void on_eof(process_pool *pool, worker *w);
+
+/* The worker broke the protocol (a malformed frame, an impossible ring index, a descriptor that
+ * is missing or wrong): it is killed, the pool breaks, and we stop reading it. */
 static void protocol_error(process_pool *pool, worker *w)
 {
     char why[128];
     snprintf(why, sizeof(why), "a worker process (pid %d) sent a malformed message", (int)w->pid);
     kill_worker(pool, w, SIGKILL);
     pool_break(pool, why);
+    if (w->fd >= 0)
+        on_eof(pool, w);
+}
+
+/* The descriptor of a frame the worker published: it sent it before the frame, so it is in our
+ * queue or on the socket now. -1 if it is not (the worker lied). */
+static int take_fd(worker *w)
+{
+    int fd = cf__inbuf_pop_fd(&w->in);
+    while (fd < 0 && cf__inbuf_drain_socket(&w->in, w->fd, false) > 0)
+        fd = cf__inbuf_pop_fd(&w->in);
+    return fd;
 }
 
 static int read_payload(worker *w, const cf__frame *f, const unsigned char *inl, job *j)
@@ -731,9 +961,9 @@ static int read_payload(worker *w, const cf__frame *f, const unsigned char *inl,
     if (!copy)
         return CF_ENOMEM;
     if (f->flags & CF__FRAME_FD) {
-        int fd = cf__inbuf_pop_fd(&w->in);
+        int fd = take_fd(w);
         cf__advise_large(copy, len);
-        int rc = fd < 0 ? CF_EINVAL : cf__memfd_read(fd, copy, len);
+        int rc = fd < 0 ? CF_EINVAL : cf__memfd_read(fd, f->fd_offset, copy, len);
         if (fd >= 0)
             close(fd);
         if (rc) {
@@ -756,6 +986,7 @@ static int on_result(process_pool *pool, worker *w, const cf__frame *f, const un
     w->done++;
     pool->tasks_completed++;
     CF__PROBE2(task__finish, j->f, (int)f->code);
+    atomic_fetch_sub_explicit(&pool->in_flight, 1, memory_order_relaxed);
     int rc = 0;
     if (f->code == 0) {
         rc = read_payload(w, f, p, j);
@@ -824,39 +1055,53 @@ static void on_eof(process_pool *pool, worker *w)
     kill_worker(pool, w, SIGKILL);
 }
 
-/* Reads everything the worker sent; handles frames and end-of-stream. */
+/* Takes what the worker published in its response ring and handles the frames (mu held).
+ * Returns whether it took anything. */
+static bool read_ring(process_pool *pool, worker *w)
+{
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
+    bool got = false;
+    while (w->fd >= 0) {
+        int rc = cf__inbuf_fill_ring(&w->in, &w->resp);
+        if (rc == 0)
+            break;
+        got = true;
+        cf__frame f;
+        const unsigned char *p;
+        while (rc > 0 && (rc = cf__inbuf_next(&w->in, &f, &p)) == 1)
+            if (on_frame(pool, w, &f, p) != 0)
+                rc = CF_EINVAL;
+        if (rc < 0)
+            protocol_error(pool, w);
+    }
+    if (got && w->map.ctl)
+        wake_worker(w, CF__RING_WAIT_ROOM, &w->map.ctl->resp_tail);
+    return got;
+}
+
+/* Reads the worker's socket (descriptors and doorbells) and its ring; handles end-of-stream,
+ * after which the ring holds everything it will ever send. */
 static void read_worker(process_pool *pool, worker *w)
 {
     CF__ASSERT_MUTEX_OWNED(&pool->mu);
-    while (w->fd >= 0) {
-        int rc = cf__inbuf_fill(&w->in, w->fd);
+    bool eof = false;
+    while (w->fd >= 0 && !eof) {
+        int rc = cf__inbuf_drain_socket(&w->in, w->fd, false);
         if (rc == CF_EAGAIN)
-            return;
-        if (rc == 0) {
-            if (w->in.head != w->in.tail && !pool->broken)
-                protocol_error(pool, w); /* a truncated frame */
-            on_eof(pool, w);
-            return;
-        }
+            break;
         if (rc < 0) {
             protocol_error(pool, w);
-            on_eof(pool, w);
             return;
         }
-        cf__frame f;
-        const unsigned char *p;
-        while ((rc = cf__inbuf_next(&w->in, &f, &p)) == 1) {
-            if (on_frame(pool, w, &f, p) != 0) {
-                rc = CF_EINVAL;
-                break;
-            }
-        }
-        if (rc < 0) {
-            protocol_error(pool, w);
-            on_eof(pool, w);
-            return;
-        }
+        eof = rc == 0;
     }
+    read_ring(pool, w);
+    if (!eof || w->fd < 0)
+        return;
+    if (w->in.head != w->in.tail && !pool->broken)
+        protocol_error(pool, w); /* a truncated frame */
+    else
+        on_eof(pool, w);
 }
 
 static worker *find_worker(process_pool *pool, uint32_t token)
@@ -966,6 +1211,7 @@ static void remove_gone_workers(process_pool *pool)
         worker *w = *pp;
         if (w->fd < 0 && w->exited && !w->awaiting) {
             *pp = w->next;
+            atomic_fetch_sub_explicit(&pool->in_flight, w->inflight, memory_order_relaxed);
             if (w->jobs.head) {
                 char why[512];
                 describe_end(why, sizeof(why), pool, w);
@@ -1024,7 +1270,7 @@ static bool progress(process_pool *pool)
             if (w->told_exit || w->fd < 0 || (pool->max_tasks && w->sent >= pool->max_tasks))
                 continue; /* retiring workers exit by themselves */
             cf__frame f = {.type = CF__FR_EXIT};
-            if (cf__outbuf_frame(&w->out, &f, NULL, -1) == 0)
+            if (worker_write(pool, w, &f, NULL, -1) == 0)
                 w->told_exit = true;
             else
                 kill_worker(pool, w, SIGKILL);
@@ -1046,7 +1292,8 @@ static bool progress(process_pool *pool)
         if (pool->ctl < 0 || cf__ctl_send(pool->ctl, &m, -1) != 0)
             on_server_exit(pool);
     }
-    return stopping && !pool->queue.head && !pool->workers && pool->server_gone;
+    return stopping && !pool->queue.head && !pool->workers && pool->server_gone &&
+           !pool->delivering;
 }
 
 static int next_timeout(process_pool *pool)
@@ -1094,6 +1341,120 @@ static void handle_event(process_pool *pool, const struct epoll_event *ev)
     }
 }
 
+/* Reads every worker's ring and moves staged frames into rings that have room (mu held).
+ * Returns whether anything moved. */
+static bool poll_rings(process_pool *pool)
+{
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
+    bool moved = false;
+    for (worker *w = pool->workers; w; w = w->next) {
+        if (w->fd < 0)
+            continue;
+        moved |= read_ring(pool, w);
+        if (w->fd >= 0 && !cf__outbuf_empty(&w->out)) {
+            size_t left = w->out.tail - w->out.head;
+            flush_worker(pool, w);
+            moved |= w->out.tail - w->out.head != left;
+        }
+    }
+    return moved;
+}
+
+/* Notes what to watch while spinning without the lock (mu held). Returns how many rings. */
+static size_t watch_rings(process_pool *pool)
+{
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
+    size_t n = 0;
+    for (worker *w = pool->workers; w; w = w->next)
+        n += w->fd >= 0;
+    if (n == 0 || cf__grow(&pool->watch, &pool->watch_cap, n, sizeof(ring_watch)) != 0)
+        return 0;
+    n = 0;
+    for (worker *w = pool->workers; w; w = w->next)
+        if (w->fd >= 0)
+            pool->watch[n++] = (ring_watch){.ctl = w->map.ctl,
+                                            .resp_own = w->resp.own,
+                                            .req_peer = w->req.peer,
+                                            .staged = !cf__outbuf_empty(&w->out)};
+    return n;
+}
+
+/* After traffic, the manager watches the `n` rings noted for the adaptive window before it
+ * sleeps: a result within it costs no system call on either side. Returns whether something
+ * changed. Runs without the lock: the rings stay mapped (only the manager frees workers). */
+static bool spin_on_rings(process_pool *pool, size_t n)
+{
+    int64_t window = pool->spin.ns;
+    if (window == 0 || n == 0)
+        return false;
+    int64_t start = cf__now_ns();
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&pool->poke, memory_order_relaxed))
+            return true;
+        for (size_t k = 0; k < n; k++) {
+            const ring_watch *rw = &pool->watch[k];
+            if (atomic_load_explicit(&rw->ctl->resp_head, memory_order_relaxed) != rw->resp_own)
+                return true;
+            if (rw->staged &&
+                atomic_load_explicit(&rw->ctl->req_tail, memory_order_relaxed) != rw->req_peer)
+                return true;
+        }
+        cf__spin_step(i);
+        if ((i & 63) == 0 && cf__now_ns() - start > window)
+            break;
+    }
+    cf__spin_window_missed(&pool->spin);
+    return false;
+}
+
+/* Arms (a new epoch) or disarms every worker's doorbell (mu held). */
+static void set_doorbells(process_pool *pool, bool arm)
+{
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
+    if (arm) {
+        pool->sleep_epoch += 2;
+        if (pool->sleep_epoch == 0)
+            pool->sleep_epoch = 2;
+    }
+    pool->manager_asleep = arm;
+    for (worker *w = pool->workers; w; w = w->next) {
+        if (w->fd < 0)
+            continue;
+        uint32_t v = 0;
+        if (arm)
+            v = pool->sleep_epoch | (cf__outbuf_empty(&w->out) ? 0 : CF__DOORBELL_ROOM);
+        atomic_store_explicit(&w->map.ctl->doorbell, v, memory_order_seq_cst);
+    }
+}
+
+/* Sleeps in epoll until a doorbell, a socket, the server, a wake-up or a deadline (mu held,
+ * released meanwhile), then handles what woke it. The doorbells are armed first and the rings
+ * read again after that: a worker that published before it could see the arm is found now. */
+static void manager_sleep(process_pool *pool)
+{
+    CF__ASSERT_MUTEX_OWNED(&pool->mu);
+    set_doorbells(pool, true);
+    if (atomic_load_explicit(&pool->poke, memory_order_relaxed) || poll_rings(pool)) {
+        set_doorbells(pool, false);
+        return;
+    }
+    int timeout = next_timeout(pool);
+    pthread_mutex_unlock(&pool->mu);
+    struct epoll_event evs[MANAGER_EVENTS];
+    int64_t slept_at = cf__now_ns();
+    int n = epoll_wait(pool->epfd, evs, MANAGER_EVENTS, timeout);
+    int64_t gap = cf__now_ns() - slept_at;
+    pthread_mutex_lock(&pool->mu);
+    set_doorbells(pool, false);
+    bool worker_event = false;
+    for (int i = 0; i < n; i++) {
+        worker_event |= (evs[i].data.u64 & ((1u << TAG_BITS) - 1)) == TAG_WORKER;
+        handle_event(pool, &evs[i]);
+    }
+    if (worker_event)
+        cf__spin_window_gap(&pool->spin, gap);
+}
+
 static void pool_release(process_pool *pool);
 
 static void *manager_main(void *arg)
@@ -1103,16 +1464,18 @@ static void *manager_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "cfproc%u_mgr", pool->index);
     pthread_setname_np(pthread_self(), name);
-    struct epoll_event evs[MANAGER_EVENTS];
     bool done = false;
     while (!done) {
         pthread_mutex_lock(&pool->mu);
-        int timeout = next_timeout(pool);
-        pthread_mutex_unlock(&pool->mu);
-        int n = epoll_wait(pool->epfd, evs, MANAGER_EVENTS, timeout);
+        atomic_store_explicit(&pool->poke, false, memory_order_relaxed);
+        bool moved = poll_rings(pool);
+        done = progress(pool);
+        size_t watched = done || moved ? 0 : watch_rings(pool);
+        unlock_and_deliver(pool);
+        if (done || moved || spin_on_rings(pool, watched))
+            continue;
         pthread_mutex_lock(&pool->mu);
-        for (int i = 0; i < n; i++)
-            handle_event(pool, &evs[i]);
+        manager_sleep(pool);
         done = progress(pool);
         unlock_and_deliver(pool);
     }
@@ -1128,6 +1491,28 @@ static void *manager_main(void *arg)
         pool_release(pool);
     }
     return NULL;
+}
+
+/* The waiting thread's help (see "waiting threads help"): reads the rings of the pool it last
+ * submitted to, refills windows and completes what needs no user code. */
+static void pp_help(void)
+{
+    pp_hub *h = help_hub;
+    if (!h)
+        return;
+    atomic_fetch_add_explicit(&h->users, 1, memory_order_seq_cst);
+    process_pool *pool = NULL;
+    if (atomic_load_explicit(&h->gen, memory_order_seq_cst) == help_gen)
+        pool = atomic_load_explicit(&h->pool, memory_order_relaxed);
+    else
+        help_hub = NULL; /* freed: forget it */
+    if (pool && atomic_load_explicit(&pool->in_flight, memory_order_relaxed) &&
+        !pool->forked_fds_closed && pthread_mutex_trylock(&pool->mu) == 0) {
+        if (poll_rings(pool))
+            dispatch(pool);
+        unlock_and_deliver_as(pool, false);
+    }
+    atomic_fetch_sub_explicit(&h->users, 1, memory_order_release);
 }
 
 /* ---- executor interface ---- */
@@ -1198,6 +1583,8 @@ static int pp_submit(void *impl, cf_future *const *fs, size_t n)
         return rc;
     }
     dispatch(pool);
+    help_hub = pool->hub; /* this thread will likely wait for what it submitted */
+    help_gen = pool->hub_gen;
     unlock_and_deliver(pool);
     return 0;
 }
@@ -1276,6 +1663,7 @@ static void pool_release(process_pool *pool)
     close_fd(&pool->ctl);
     cf_fn_table_free(pool->names);
     cf__free(pool->init_arg);
+    cf__free(pool->watch);
     cf__free((char *)pool->start.worker_program);
     pthread_cond_destroy(&pool->cv);
     pthread_mutex_destroy(&pool->mu);
@@ -1415,6 +1803,7 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
     if (rc)
         return rc;
     cf__fork_hooks_install(CF__FORK_LEVEL_EXECUTORS, &pool_fork_hooks);
+    cf__wait_help_install(pp_help);
     process_pool *pool = cf__calloc(1, sizeof(*pool));
     if (!pool)
         return CF_ENOMEM;
@@ -1424,8 +1813,10 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
         return CF_ENOMEM;
     }
     pthread_cond_init(&pool->cv, NULL);
-    pools_add(pool);
-    rc = cf_executor_new(out, &process_pool_ops, pool);
+    pool->spin = (cf__spin_window){.ns = SPIN_MAX_NS / 4, .max_ns = SPIN_MAX_NS};
+    rc = pools_add(pool);
+    if (rc == 0)
+        rc = cf_executor_new(out, &process_pool_ops, pool);
     if (rc == 0) {
         pool->handle = *out;
         rc = cf_fn_table_new(&pool->names);

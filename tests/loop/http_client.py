@@ -257,17 +257,19 @@ async def settle_fds(pid, baseline=None):
     descriptor count is back to it); returns the count."""
     deadline = time.monotonic() + 10 * SCALE
     last = None
+    seen = ""  # what the last look found, for the failure message (a later look may differ)
     while time.monotonic() < deadline:
-        quiet = open_connections(pid, PORT) == 0
+        conns = open_connections(pid, PORT)
         n = count_fds(pid)
-        quiet = quiet and open_connections(pid, PORT) == 0
+        conns = max(conns, open_connections(pid, PORT))
+        quiet = conns == 0
         if quiet and n == last and n == (baseline if baseline is not None else n):
             return n
+        seen = f"{n} descriptors and {conns} connections: {describe_fds(pid)}"
         last = n if quiet else None
         await asyncio.sleep(0.02)
-    raise Failure(f"server has {count_fds(pid)} descriptors open, {baseline} at the start; "
-                  f"{open_connections(pid, PORT)} connections: {describe_fds(pid)}; at the start: "
-                  f"{BASELINE_FDS}")
+    raise Failure(f"after {10 * SCALE:g} s the server still had {seen} ({baseline} descriptors "
+                  f"at the start: {BASELINE_FDS})")
 
 
 async def run_check(pid):

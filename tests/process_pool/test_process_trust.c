@@ -105,32 +105,44 @@ static void read_all(int fd, char *buf, size_t cap, double seconds)
 }
 
 /* Queues the frames a worker acts on: a module to load (the attacker's path), then INIT. */
-static void queue_worker_frames(int sock, const char *module)
+/* A worker's rings as its pool would set them up: the mapping goes first on its socket, then
+ * the MODULE and INIT frames into its request ring. */
+static void queue_worker_frames(int sock, const char *module, cf__ring_map *map)
 {
-    static unsigned char buf[2 * CF__FRAME_MAX];
+    int fd;
+    ck_assert_int_eq(cf__ring_map_create(map, &fd), 0);
+    ck_assert_int_eq(cf__send_with_fd(sock, "R", 1, fd, true), 1);
+    close(fd);
+    cf__ring req;
+    cf__ring_init(&req, cf__ring_map_requests(map), &map->ctl->req_head, &map->ctl->req_tail);
     cf__frame mod = {.type = CF__FR_MODULE, .id = 0, .len = strlen(module)};
-    size_t n = cf__frame_encode(buf, &mod, module);
+    cf__ring_put_frame(&req, &mod, module);
     cf__frame init = {.type = CF__FR_INIT};
-    n += cf__frame_encode(buf + n, &init, NULL);
-    ck_assert_int_eq(write(sock, buf, n), (ssize_t)n);
+    cf__ring_put_frame(&req, &init, NULL);
+    cf__ring_publish(&req);
 }
 
-/* Whether a READY frame (the worker read INIT) arrives on `sock` within `seconds`; false at end
- * of stream. */
-static bool worker_answers(int sock, double seconds)
+/* Whether a READY frame (the worker read INIT) arrives in the response ring within `seconds`;
+ * false once the worker's end of `sock` is closed. */
+static bool worker_answers(int sock, cf__ring_map *map, double seconds)
 {
+    cf__ring resp;
+    cf__ring_init(&resp, cf__ring_map_responses(map), &map->ctl->resp_head, &map->ctl->resp_tail);
     unsigned char buf[CF__FRAME_MAX];
     size_t n = 0;
     double end = cf_test_monotonic() + seconds;
     while (n < CF__FRAME_HEADER) {
-        struct pollfd p = {.fd = sock, .events = POLLIN};
-        double left = end - cf_test_monotonic();
-        if (left <= 0 || poll(&p, 1, (int)(left * 1000) + 1) <= 0)
-            return false;
-        ssize_t k = read(sock, buf + n, sizeof(buf) - n);
-        if (k <= 0)
+        int k = cf__ring_take(&resp, buf + n, sizeof(buf) - n);
+        if (k < 0)
             return false;
         n += (size_t)k;
+        if (k > 0)
+            continue;
+        char c;
+        if (recv(sock, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0 || cf_test_monotonic() > end)
+            return false;
+        struct pollfd p = {.fd = sock, .events = POLLIN};
+        poll(&p, 1, 1);
     }
     cf__frame f;
     const unsigned char *payload;
@@ -179,7 +191,8 @@ START_TEST(test_setuid_program_ignores_marker)
     /* Everything a fork server would act on: a worker's channel, a module to load, INIT. */
     int wk[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, wk), 0);
-    queue_worker_frames(wk[0], module);
+    cf__ring_map map = {0};
+    queue_worker_frames(wk[0], module, &map);
     cf__ctl spawn = {.type = CF__CTL_SPAWN, .token = 1};
     cf__ctl_send(ctl[0], &spawn, wk[1]);
     close(wk[1]);
@@ -187,12 +200,13 @@ START_TEST(test_setuid_program_ignores_marker)
     /* A fork server says hello first; a program running its main() prints and exits. */
     cf__ctl m;
     bool hello = await_ctl(ctl[0], &m, CF_TEST_LONG) == 1 && m.type == CF__CTL_HELLO;
-    bool answered = hello && worker_answers(wk[0], CF_TEST_LONG);
+    bool answered = hello && worker_answers(wk[0], &map, CF_TEST_LONG);
     close(ctl[0]); /* a server exits when its channel closes */
     char text[256];
     read_all(out[0], text, sizeof(text), CF_TEST_LONG);
     close(out[0]);
     close(wk[0]);
+    cf__ring_map_free(&map);
     int status;
     if (waitpid(pid, &status, WNOHANG) == 0) {
         kill(pid, SIGKILL);
@@ -364,22 +378,25 @@ START_TEST(test_worker_refuses_channel_of_another_process)
     /* A channel of our own: the worker serves it (the control case). */
     int own[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, own), 0);
-    queue_worker_frames(own[0], "");
+    cf__ring_map map = {0};
+    queue_worker_frames(own[0], "", &map);
     cf__ctl spawn = {.type = CF__CTL_SPAWN, .token = 1};
     ck_assert_int_eq(cf__ctl_send(ctl, &spawn, own[1]), 0);
     close(own[1]);
-    ck_assert_msg(worker_answers(own[0], CF_TEST_LONG), "a worker did not serve its pool");
+    ck_assert_msg(worker_answers(own[0], &map, CF_TEST_LONG), "a worker did not serve its pool");
     close(own[0]);
+    cf__ring_map_free(&map);
     /* A channel made by another process: the worker must exit without reading. */
     int sv[2];
     foreign_pair(sv);
-    queue_worker_frames(sv[0], "");
+    queue_worker_frames(sv[0], "", &map);
     spawn.token = 2;
     ck_assert_int_eq(cf__ctl_send(ctl, &spawn, sv[1]), 0);
     close(sv[1]);
-    ck_assert_msg(!worker_answers(sv[0], CF_TEST_LONG),
+    ck_assert_msg(!worker_answers(sv[0], &map, CF_TEST_LONG),
                   "a worker served a channel made by another process");
     close(sv[0]);
+    cf__ring_map_free(&map);
     /* The server reports how each worker ended: the second one with code 127. */
     int seen = 0;
     while (seen < 2) {
