@@ -28,6 +28,8 @@
     X("process-burst", "N", 1, wl_process_burst, "submit N empty tasks to 2 processes, wait")      \
     X("process-pingpong", "N", 1, wl_process_pingpong, "one empty task to a process, N times")     \
     X("process-bytes", "SIZE", 1, wl_process_bytes, "echo a SIZE-byte argument through a process") \
+    X("process-bytes-shared", "SIZE", 1, wl_process_bytes_shared,                                  \
+      "echo SIZE bytes through a process in shared blocks (bytes.h), next to one memcpy")          \
     X("loop-call-soon", "N", 1, wl_loop_call_soon, "schedule N callbacks, then run them")          \
     X("loop-threadsafe", "N", 1, wl_loop_threadsafe,                                               \
       "another thread posts N callbacks to the loop")                                              \

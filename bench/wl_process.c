@@ -167,3 +167,76 @@ int wl_process_bytes(char **args)
                  " bytes=%zu mib_s=%.1f", size, mib_s);
     return 0;
 }
+
+/* The echo in shared blocks (bytes.h): the worker copies its argument, which it reads in the
+ * caller's pages, into a block it returns, which the caller reads in the worker's pages. */
+static int task_echo_shared(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    void *copy;
+    int rc = cf_bytes_alloc(&copy, len);
+    if (rc)
+        return rc;
+    memcpy(copy, arg, len);
+    *result = copy;
+    *result_len = len;
+    return 0;
+}
+
+/* Reads one byte per page of the result (every page is touched, as a reader would) and checks
+ * them against the argument. */
+static void check_echo(const unsigned char *got, const unsigned char *want, size_t size)
+{
+    for (size_t i = 0; i < size; i += 4096)
+        if (got[i] != want[i])
+            BENCH_FAIL("task_echo_shared", "the echo differs from the argument");
+    if (size && got[size - 1] != want[size - 1])
+        BENCH_FAIL("task_echo_shared", "the echo differs from the argument");
+}
+
+/* One memcpy of `size` bytes into fresh memory (malloc, copy, check as the echo is checked,
+ * free): the reference the shared round trip is compared with, in ns per round. */
+static double memcpy_ns(const unsigned char *src, size_t size, size_t rounds)
+{
+    int64_t t0 = bench_now_ns();
+    for (size_t r = 0; r < rounds; r++) {
+        unsigned char *dst = bench_xmalloc(size);
+        memcpy(dst, src, size);
+        check_echo(dst, src, size);
+        free(dst);
+    }
+    return (double)(bench_now_ns() - t0) / (double)rounds;
+}
+
+int wl_process_bytes_shared(char **args)
+{
+    size_t size = bench_arg_count(args[0], "SIZE");
+    size_t rounds = bytes_rounds(size);
+    unsigned char *payload;
+    CF_CHECK(cf_bytes_alloc((void **)&payload, size));
+    for (size_t i = 0; i < size; i++)
+        payload[i] = (unsigned char)(i * 7 + 3);
+    CF_CHECK(cf_bytes_freeze(payload));
+    cf_executor *pool = pool_new_warm();
+    int64_t t0 = bench_now_ns();
+    for (size_t r = 0; r < rounds; r++) {
+        cf_future *f;
+        CF_CHECK(cf_executor_submit_bytes(&f, pool, task_echo_shared, payload, size));
+        const void *data;
+        size_t len;
+        CF_CHECK(cf_future_result_bytes(&data, &len, f, CF_FOREVER));
+        if (len != size)
+            BENCH_FAIL("task_echo_shared", "the echo has the wrong length");
+        check_echo(data, payload, size);
+        cf_future_unref(f);
+    }
+    double s = bench_since_s(t0);
+    double trip = s * 1e9 / (double)rounds;
+    pool_free(pool);
+    double copy = memcpy_ns(payload, size, rounds);
+    CF_CHECK(cf_bytes_free(payload));
+    double mib_s = 2.0 * (double)size * (double)rounds / s / (double)(1 << 20);
+    bench_report("process-bytes-shared", (double)rounds, s, trip,
+                 " bytes=%zu mib_s=%.1f memcpy_ns=%.0f vs_memcpy=%.2f", size, mib_s, copy,
+                 trip / copy);
+    return 0;
+}

@@ -12,6 +12,7 @@
 #include "cfutures/task.h"
 #include "cfutures/future.h"
 #include "cfutures/executor.h"
+#include "cfutures/bytes.h"
 #include "cfutures/thread_pool.h"
 #include "cfutures/process_pool.h"
 #include "cfutures/wait.h"

@@ -315,6 +315,60 @@ def wl_process_bytes(a):
     report("process-bytes", rounds, s, s * 1e9 / rounds, bytes=size, mib_s=f"{mib_s:.1f}")
 
 
+def echo_shared(name, size):
+    """The worker's side of process-bytes-shared: reads the argument in the caller's shared
+    memory, copies it into a new segment it hands over (the caller unlinks it)."""
+    from multiprocessing import resource_tracker, shared_memory
+    arg = shared_memory.SharedMemory(name=name)
+    out = shared_memory.SharedMemory(create=True, size=size)
+    # The caller owns the segment from now on: this worker's tracker must not unlink it.
+    resource_tracker.unregister(out._name, "shared_memory")
+    out.buf[:size] = arg.buf[:size]
+    arg.close()
+    out.close()
+    return out.name
+
+
+def check_echo(got, want, size):
+    """One byte per page and the last byte, as cf-bench checks the shared echo."""
+    if got[0:size:4096] != want[0:size:4096] or got[size - 1] != want[size - 1]:
+        raise RuntimeError("echo returned different bytes")
+
+
+def wl_process_bytes_shared(a):
+    """The echo through multiprocessing.shared_memory, Python's zero-copy way: the argument in a
+    segment the worker attaches, the result in a segment the worker creates and the caller
+    attaches; next to one copy of SIZE bytes into fresh memory in the same process."""
+    from multiprocessing import shared_memory
+    size = arg_count(a[0], "SIZE")
+    rounds = process_bytes_rounds(size)
+    arg = shared_memory.SharedMemory(create=True, size=size)
+    arg.buf[:size] = (bytes(range(256)) * (size // 256 + 1))[:size]
+    try:
+        with process_pool() as pool:
+            t0 = now()
+            for _ in range(rounds):
+                res = shared_memory.SharedMemory(name=pool.submit(echo_shared, arg.name,
+                                                                  size).result())
+                check_echo(res.buf, arg.buf, size)
+                res.close()
+                res.unlink()
+            s = now() - t0
+        t0 = now()
+        for _ in range(rounds):
+            copy = bytearray(arg.buf[:size])
+            check_echo(copy, arg.buf, size)
+            del copy
+        copy_ns = (now() - t0) * 1e9 / rounds
+    finally:
+        arg.close()
+        arg.unlink()
+    trip = s * 1e9 / rounds
+    mib_s = 2 * size * rounds / s / (1 << 20)
+    report("process-bytes-shared", rounds, s, trip, bytes=size, mib_s=f"{mib_s:.1f}",
+           memcpy_ns=f"{copy_ns:.0f}", vs_memcpy=f"{trip / copy_ns:.2f}")
+
+
 def share(total, parts, i):
     """As bench_share() in bench_util.c: the share of part i when splitting total items."""
     return total // parts + (1 if i < total % parts else 0)
@@ -706,6 +760,7 @@ WORKLOADS = {
     "process-burst": (["N"], wl_process_burst),
     "process-pingpong": (["N"], wl_process_pingpong),
     "process-bytes": (["SIZE"], wl_process_bytes),
+    "process-bytes-shared": (["SIZE"], wl_process_bytes_shared),
     "loop-call-soon": (["N"], wl_loop_call_soon),
     "loop-threadsafe": (["N"], wl_loop_threadsafe),
     "loop-future-memory": (["N"], wl_loop_future_memory),

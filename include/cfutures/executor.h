@@ -64,7 +64,8 @@ int cf_executor_submit_dtor(cf_future **out, cf_executor *executor, cf_fn fn, vo
                             cf_dtor result_dtor);
 
 /** Schedules the bytes task `fn` on a private copy of `len` bytes at `arg` (the caller's buffer
- * may be reused as soon as this returns). The result is read with cf_future_result_bytes().
+ * may be reused as soon as this returns); a range of more than 64 KiB of a frozen shared block
+ * (bytes.h) is passed by reference instead. The result is read with cf_future_result_bytes().
  * Works on every executor. Returns as cf_executor_submit(), and CF_EINVAL if `arg` is NULL
  * while `len` is not 0. Thread-safe. */
 int cf_executor_submit_bytes(cf_future **out, cf_executor *executor, cf_bytes_fn fn,
@@ -96,8 +97,9 @@ int cf_executor_submit_batch(cf_future **out, cf_executor *executor, cf_fn fn, v
 int cf_executor_map(cf_map **out, cf_executor *executor, cf_fn fn, void *const *args, size_t n,
                     double timeout, size_t chunksize);
 
-/** As cf_executor_map() for a bytes task; each args[i] is copied at submission. Iterate with
- * cf_map_next_bytes(), which gives each result's bytes and length. Thread-safe. */
+/** As cf_executor_map() for a bytes task; each args[i] is copied at submission (or passed by
+ * reference, as in cf_executor_submit_bytes()). Iterate with cf_map_next_bytes(), which gives
+ * each result's bytes and length. Thread-safe. */
 int cf_executor_map_bytes(cf_map **out, cf_executor *executor, cf_bytes_fn fn, const cf_bytes *args,
                           size_t n, double timeout, size_t chunksize);
 

@@ -38,8 +38,10 @@ typedef int (*cf_fn)(void *arg, void **result);
 
 /** A task on bytes: the argument is a copy of the submitted bytes, owned by the library and valid
  * during the call. On success, store in `*result` a buffer allocated with malloc() (or NULL) and
- * its size in `*result_len`; the library takes ownership of it. Bytes tasks run on any executor,
- * including the process pool, where the argument and result cross the process boundary. */
+ * its size in `*result_len`, or a shared block (cf_bytes_alloc(), bytes.h) or a range of one,
+ * which then travels without a copy; the library takes ownership of it. Bytes tasks run on any
+ * executor, including the process pool, where the argument and result cross the process
+ * boundary. */
 typedef int (*cf_bytes_fn)(const void *arg, size_t arg_len, void **result, size_t *result_len);
 
 /** Inside a running task: attach a printf-style message to a failure and return `code`, so that

@@ -128,11 +128,22 @@ cf__bytes *cf__bytes_new(const void *data, size_t len)
 {
     if (len > SIZE_MAX - sizeof(cf__bytes))
         return NULL;
-    cf__bytes *b = cf__malloc(sizeof(cf__bytes) + len);
-    if (!b)
+    cf__block *block = cf__block_ref_frozen(data, len);
+    cf__bytes *b = cf__malloc(sizeof(cf__bytes) + (block ? 0 : len));
+    if (!b) {
+        if (block)
+            cf__block_unref(block);
         return NULL;
-    b->len = len;
-    if (len)
-        memcpy(b->data, data, len);
+    }
+    *b = (cf__bytes){.len = len, .data = block ? data : b->inline_data, .block = block};
+    if (len && !block)
+        memcpy(b->inline_data, data, len);
     return b;
+}
+
+void cf__bytes_free(cf__bytes *b)
+{
+    if (b && b->block)
+        cf__block_unref(b->block);
+    cf__free(b);
 }

@@ -68,6 +68,8 @@ static void release_outcome(cf_future *f, uint32_t s)
         cf__free(f->message);
     else if (s & CF__F_BORROWED)
         return;
+    else if (s & CF__F_RESULT_BLOCK)
+        cf__block_release(f->value);
     else if (s & CF__F_RESULT_BYTES)
         cf__free(f->value);
     else if (f->dtor && f->value)
@@ -181,6 +183,10 @@ static int finish(cf_future *f, const cf__outcome *o, bool bytes, void (*release
         f->value = o->value;
         if (bytes) {
             f->len = o->len;
+            /* A shared block (bytes.h) is released by its destructor, not freed. */
+            CF__ASSERT(!o->dtor || o->dtor == cf__block_release);
+            if (o->dtor)
+                bits |= CF__F_RESULT_BLOCK;
             bits |= CF__F_RESULT_BYTES;
         } else {
             f->dtor = o->dtor;

@@ -291,11 +291,13 @@ typedef enum cf__fork_level {
     CF__FORK_LEVEL_EXECUTORS,
     /* The coroutine stack pool (loop/coro.c). */
     CF__FORK_LEVEL_STACKS,
-    /* The object pools of futures and loop tasks (core/objpool.c): nothing but the next level
-     * is taken under them. */
+    /* The object pools of futures and loop tasks (core/objpool.c): nothing is taken under
+     * them. */
     CF__FORK_LEVEL_FUTURES,
-    /* The table of the data callers attach to futures (core/future_data.c): taken last,
-     * nothing is taken under it. */
+    /* The registry of shared byte blocks (core/bytes.c): a leaf, nothing is taken under it. */
+    CF__FORK_LEVEL_BLOCKS,
+    /* The table of the data callers attach to futures (core/future_data.c): a leaf, nothing is
+     * taken under it. */
     CF__FORK_LEVEL_FUTURE_DATA,
     CF__FORK_LEVELS
 } cf__fork_level;
@@ -363,8 +365,9 @@ enum {
     CF__F_RESULT_BYTES = 1u << 4, /* value is a malloc'd buffer of `len` bytes */
     CF__F_TASK_BYTES = 1u << 5,   /* fn is a cf_bytes_fn and arg a cf__bytes block we own */
     CF__F_BORROWED = 1u << 6,     /* the value is not the future's to release */
-    CF__F_DATA = 1u << 7,         /* the caller attached data (core/future_data.c holds it) */
-    CF__F_TASK_DTOR = 1u << 8,    /* a pointer task whose result destructor was given at submit
+    CF__F_RESULT_BLOCK = 1u << 7, /* with RESULT_BYTES: value is in a shared block (bytes.h) */
+    CF__F_DATA = 1u << 8,         /* the caller attached data (core/future_data.c holds it) */
+    CF__F_TASK_DTOR = 1u << 9,    /* a pointer task whose result destructor was given at submit
                                    * (in `dtor` until the task runs) */
 };
 
@@ -410,13 +413,44 @@ static inline void cf__set_next(cf_future *f, cf_future *next)
     atomic_store_explicit(&f->next, next, memory_order_relaxed);
 }
 
-/* A heap block of bytes with its length in front: the private copy of a bytes task's argument. */
+/* ---- shared byte blocks (bytes.c, public side in bytes.h) ---- */
+
+typedef struct cf__block cf__block;
+
+/* The frozen block (one with a descriptor) that holds [p, p + len), with a reference taken, or
+ * NULL: always for ranges of 64 KiB or less (copying them is cheaper), and at the cost of one
+ * load when no block exists. */
+cf__block *cf__block_ref_frozen(const void *p, size_t len);
+void cf__block_unref(cf__block *b);
+/* The block's memfd (valid while a reference is held), and where `p` is in it. */
+int cf__block_fd(const cf__block *b);
+uint64_t cf__block_offset(const cf__block *b, const void *p);
+/* A bytes task returned `value` (`len` bytes): if it lies in a block the caller owns, the
+ * caller's reference becomes the result's (a later cf_bytes_free() of it is refused) and this
+ * returns true: the result is then released with cf__block_release, not free(). */
+bool cf__block_adopt_result(const void *value, size_t len);
+/* The destructor of a result in a block (cf_dtor): drops the result's reference. */
+void cf__block_release(void *value);
+/* In a worker, for a result in a block: freezes the block and returns a duplicate of its memfd
+ * and the result's offset in it. Returns 0, CF_EINVAL, CF_ENOMEM or CF_EMFILE. */
+int cf__block_share(const void *value, size_t len, int *fd, uint64_t *offset);
+/* In the parent, for a result mapped from a worker's memfd: registers the read-only mapping
+ * [base, base + size) as a block whose one reference is the result's (cf__block_release). */
+int cf__block_adopt_mapping(void *base, size_t size);
+
+/* A bytes task's argument: a private copy (inline), or a reference to a range of a frozen shared
+ * block, which is passed on by reference (bytes.h). */
 typedef struct cf__bytes {
     size_t len;
-    _Alignas(16) unsigned char data[];
+    const unsigned char *data; /* inline_data, or inside `block` */
+    cf__block *block;          /* a reference, or NULL for a copy */
+    _Alignas(16) unsigned char inline_data[];
 } cf__bytes;
 
+/* A copy of `len` bytes at `data`, or a reference if they lie in a frozen block (and are worth
+ * it). NULL if out of memory. */
 cf__bytes *cf__bytes_new(const void *data, size_t len);
+void cf__bytes_free(cf__bytes *b);
 
 /* Loops that touch each of many futures once (wait, as_completed, map) miss the cache on every
  * one when there are more than the cache holds, and the hardware cannot guess pointers read from

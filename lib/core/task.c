@@ -51,7 +51,7 @@ void cf_task_set_result_dtor(cf_dtor dtor)
 void cf__outcome_discard(cf__outcome *o, bool bytes)
 {
     if (bytes)
-        cf__free(o->value);
+        (o->dtor ? o->dtor : cf__free)(o->value);
     else if (o->dtor && o->value)
         o->dtor(o->value);
     cf__free(o->message);
@@ -76,7 +76,11 @@ static inline void invoke(cf__outcome *out, void *fn, bool bytes, const void *ar
     current = saved;
     if (bytes && !value)
         value_len = 0; /* a NULL buffer has no bytes, whatever length the task claimed */
-    *out = (cf__outcome){.rc = rc, .value = value, .len = value_len, .dtor = ctx.dtor};
+    /* A bytes result is a malloc()ed buffer (freed with free) or a shared block (bytes.h). */
+    cf_dtor result_dtor = ctx.dtor;
+    if (bytes)
+        result_dtor = cf__block_adopt_result(value, value_len) ? cf__block_release : NULL;
+    *out = (cf__outcome){.rc = rc, .value = value, .len = value_len, .dtor = result_dtor};
     if (rc) {
         /* A failed task's result is discarded (freed, or passed to its destructor). */
         out->message = NULL;
@@ -194,7 +198,7 @@ const cf__bytes *cf__task_arg_bytes(const cf_future *f)
 void cf__task_arg_release(cf_future *f)
 {
     if (cf__future_load(f) & CF__F_TASK_BYTES) {
-        cf__free(f->arg);
+        cf__bytes_free(f->arg);
         f->arg = NULL;
     }
 }

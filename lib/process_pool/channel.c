@@ -358,19 +358,6 @@ void cf__ring_map_free(cf__ring_map *m)
  * place: nobody (the sender included) can write, shrink or grow them any more. */
 enum { SEALS = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL };
 
-/* Large buffers get transparent huge pages where the system allows it on request: faulting in
- * 64 MiB page by page costs more than copying it. */
-void cf__advise_large(void *p, size_t len)
-{
-    enum { HUGE = 2u << 20 };
-    if (len < 2 * HUGE)
-        return;
-    uintptr_t lo = ((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1);
-    uintptr_t hi = ((uintptr_t)p + len) & ~(uintptr_t)(HUGE - 1);
-    if (hi > lo)
-        madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-}
-
 int cf__memfd_from(int *out, const void *data, size_t len)
 {
     if (cf__fault(CF__FAULT_FD))
@@ -416,25 +403,7 @@ static int check_sealed(int fd, size_t len)
     return check_seals(fd, len, false);
 }
 
-int cf__memfd_read(int fd, uint64_t offset, void *dst, size_t len)
-{
-    if (offset > SIZE_MAX / 4 || len > SIZE_MAX / 4)
-        return CF_EINVAL;
-    int rc = check_seals(fd, offset + len, true);
-    for (size_t done = 0; done < len && rc == 0;) {
-        ssize_t n = pread(fd, (unsigned char *)dst + done, len - done, (off_t)(offset + done));
-        if (n > 0)
-            done += (size_t)n;
-        else if (n == 0)
-            rc = CF_EINVAL;
-        else if (errno != EINTR)
-            rc = cf__errno_code(errno);
-    }
-    return rc;
-}
-
-int cf__memfd_map(cf__mapped *m, int fd, uint64_t offset, size_t len, bool private_copy,
-                  bool immutable)
+int cf__memfd_map(cf__mapped *m, int fd, uint64_t offset, size_t len, bool immutable)
 {
     *m = (cf__mapped){0};
     if (offset > SIZE_MAX / 4 || len > SIZE_MAX / 4)
@@ -448,8 +417,8 @@ int cf__memfd_map(cf__mapped *m, int fd, uint64_t offset, size_t len, bool priva
     uint64_t start = offset - offset % page;
     size_t size = (size_t)(offset + len - start);
     /* MAP_POPULATE: one pass over the page tables instead of a fault per page. */
-    void *p = mmap(NULL, size, PROT_READ | (private_copy ? PROT_WRITE : 0),
-                   (private_copy ? MAP_PRIVATE : MAP_SHARED) | MAP_POPULATE, fd, (off_t)start);
+    /* Read-only: MAP_POPULATE on a writable private mapping would copy every page. */
+    void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)start);
     if (p == MAP_FAILED)
         return CF_ENOMEM;
     *m = (cf__mapped){.base = p, .size = size, .data = (unsigned char *)p + (offset - start)};

@@ -121,12 +121,6 @@ static inline unsigned char *cf__ring_map_responses(const cf__ring_map *m)
 
 /* Creates a sealed memfd holding a copy of `len` bytes at `data`. */
 int cf__memfd_from(int *out, const void *data, size_t len);
-/* Reads `len` bytes at `offset` of a received payload memfd into `dst` after the checks of
- * cf__memfd_map() with `immutable`. Returns 0 or CF_EINVAL / another error. */
-int cf__memfd_read(int fd, uint64_t offset, void *dst, size_t len);
-/* Asks for huge pages on a large buffer about to be filled (a hint; errors are ignored). */
-void cf__advise_large(void *p, size_t len);
-
 /* A mapped payload: `data` is where its bytes start, inside [base, base + size). */
 typedef struct cf__mapped {
     void *base;
@@ -134,14 +128,14 @@ typedef struct cf__mapped {
     const void *data;
 } cf__mapped;
 
-/* Maps `len` bytes at `offset` of a received payload memfd after checking that it is sealed
- * against shrinking and large enough, so the peer cannot make reading it fault. With
- * `private_copy` the mapping is copy-on-write (the reader may modify it); without, read-only.
- * With `immutable`, the memfd must also be sealed against writing (F_SEAL_WRITE: no process can
- * change the bytes any more), which is what lets the parent hand a worker's result to the caller
- * without copying it. Returns 0 or CF_EINVAL / CF_ENOMEM. */
-int cf__memfd_map(cf__mapped *m, int fd, uint64_t offset, size_t len, bool private_copy,
-                  bool immutable);
+/* Maps `len` bytes at `offset` of a received payload memfd, read-only, after checking that it is
+ * sealed against shrinking and large enough, so the peer cannot make reading it fault. The
+ * mapping is private (it shares the file's pages; before Linux 6.7 a shared mapping of a
+ * write-sealed memfd is refused even read-only) and populated in one pass. With `immutable`,
+ * the memfd must also be sealed against writing (F_SEAL_WRITE: no process can change the bytes
+ * any more), which is what lets the parent hand a worker's result to the caller without copying
+ * it. Returns 0 or CF_EINVAL / CF_ENOMEM. */
+int cf__memfd_map(cf__mapped *m, int fd, uint64_t offset, size_t len, bool immutable);
 void cf__memfd_unmap(cf__mapped *m);
 
 /* Whether the process at the other end of `sock` may talk to us: it made the socket (SO_PEERCRED
@@ -197,7 +191,7 @@ typedef struct cf__ctl {
 #define CF__SERVER_FD        3
 #define CF__SERVER_FD_STR    "3"
 #define CF__EXE_FD           4
-#define CF__PROTOCOL_VERSION 2
+#define CF__PROTOCOL_VERSION 3
 
 /* A pool's start method (cf_process_pool_options): on return from cf__forkserver_start(),
  * `method` is the one used (never AUTO). */

@@ -19,6 +19,7 @@
  *     matches the head of the list;
  *   - once `broken` is set, the queue and every in-flight list are empty and stay empty. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -699,10 +700,19 @@ static int encode_job(process_pool *pool, worker *w, job *j)
     cf__frame f = {
         .type = CF__FR_TASK, .id = j->id, .module = j->module, .offset = j->offset, .len = j->len};
     const void *payload = NULL;
+    const cf__bytes *arg = cf__task_arg_bytes(j->f);
+    if (rc == 0 && j->fd < 0 && arg->block) {
+        /* A range of a frozen block: the worker maps the same memfd (bytes.h). */
+        if (cf__fault(CF__FAULT_FD))
+            rc = CF_EMFILE;
+        else if ((j->fd = fcntl(cf__block_fd(arg->block), F_DUPFD_CLOEXEC, STDERR_FILENO + 1)) < 0)
+            rc = cf__errno_code(errno);
+        f.fd_offset = cf__block_offset(arg->block, arg->data);
+    }
     if (j->fd >= 0)
         f.flags = CF__FRAME_FD;
     else
-        cf_task_bytes_arg(&payload, &(size_t){0}, j->f);
+        payload = arg->data;
     if (rc == 0) {
         rc = worker_write(pool, w, &f, payload, j->fd);
         j->fd = -1; /* owned (or closed) by the buffer now */
@@ -737,9 +747,10 @@ static void dispatch(process_pool *pool)
         int rc = encode_job(pool, w, j);
         if (rc) {
             finish_job(pool, j, rc,
-                       rc == CF_EBROKEN ? "the process pool broke while the task was sent to a "
-                                          "worker"
-                                        : "out of memory while sending the task to a worker");
+                       rc == CF_EBROKEN  ? "the process pool broke while the task was sent to a "
+                                           "worker"
+                       : rc == CF_ENOMEM ? "out of memory while sending the task to a worker"
+                                         : "no descriptor left to pass the task's argument");
             continue;
         }
         jobs_append(&w->jobs, j, j);
@@ -954,25 +965,36 @@ static int take_fd(worker *w)
     return fd;
 }
 
+/* Takes a result's bytes. Inline ones are copied out of the frame (private memory already). A
+ * memfd is mapped read-only and handed to the caller as it is, without a copy: it must be sealed
+ * against writing, shrinking and growing (cf__memfd_map's `immutable`), so that the worker can
+ * neither change the bytes while the caller reads them (no double fetch is possible) nor make
+ * the mapping fault. */
 static int read_payload(worker *w, const cf__frame *f, const unsigned char *inl, job *j)
 {
     size_t len = (size_t)f->len;
+    if (f->flags & CF__FRAME_FD) {
+        int fd = take_fd(w);
+        if (fd < 0)
+            return CF_EINVAL;
+        cf__mapped m;
+        int rc = cf__memfd_map(&m, fd, f->fd_offset, len, true);
+        close(fd);
+        if (rc == 0 && len && cf__block_adopt_mapping(m.base, m.size) != 0) {
+            cf__memfd_unmap(&m);
+            rc = CF_ENOMEM;
+        }
+        if (rc)
+            return rc == CF_ENOMEM ? rc : CF_EINVAL;
+        j->out = (cf__outcome){
+            .value = (void *)m.data, .len = len, .dtor = len ? cf__block_release : NULL};
+        return 0;
+    }
     void *copy = cf__malloc(len ? len : 1);
     if (!copy)
         return CF_ENOMEM;
-    if (f->flags & CF__FRAME_FD) {
-        int fd = take_fd(w);
-        cf__advise_large(copy, len);
-        int rc = fd < 0 ? CF_EINVAL : cf__memfd_read(fd, f->fd_offset, copy, len);
-        if (fd >= 0)
-            close(fd);
-        if (rc) {
-            cf__free(copy);
-            return rc == CF_ENOMEM ? rc : CF_EINVAL;
-        }
-    } else if (len) {
+    if (len)
         memcpy(copy, inl, len);
-    }
     j->out = (cf__outcome){.value = copy, .len = len};
     return 0;
 }
@@ -1534,7 +1556,9 @@ static int make_jobs(job **out, cf_future *const *fs, size_t n)
         cf_task_bytes_arg(&data, &j->len, fs[i]);
         *tail = j;
         tail = &j->next;
-        if (j->len > CF__FRAME_INLINE_MAX) {
+        /* A range of a frozen block goes by reference (encode_job); other large arguments are
+         * copied into a memfd here. */
+        if (j->len > CF__FRAME_INLINE_MAX && !cf__task_arg_bytes(fs[i])->block) {
             int rc = cf__memfd_from(&j->fd, data, j->len);
             if (rc) {
                 jobs_discard(list);
@@ -1662,7 +1686,7 @@ static void pool_release(process_pool *pool)
     close_fd(&pool->wakefd);
     close_fd(&pool->ctl);
     cf_fn_table_free(pool->names);
-    cf__free(pool->init_arg);
+    cf__bytes_free(pool->init_arg);
     cf__free(pool->watch);
     cf__free((char *)pool->start.worker_program);
     pthread_cond_destroy(&pool->cv);

@@ -215,7 +215,7 @@ static int take_fd(worker_state *w)
     return fd;
 }
 
-/* Makes the payload of `f` readable: inline, or mapped (copy-on-write) from its memfd. */
+/* Makes the payload of `f` readable: inline, or mapped (read-only, no copy) from its memfd. */
 static int payload_open(worker_state *w, const cf__frame *f, const unsigned char *inl,
                         const void **data, cf__mapped *mapped)
 {
@@ -225,7 +225,7 @@ static int payload_open(worker_state *w, const cf__frame *f, const unsigned char
         return 0;
     }
     int fd = take_fd(w);
-    int rc = cf__memfd_map(mapped, fd, f->fd_offset, (size_t)f->len, true, false);
+    int rc = cf__memfd_map(mapped, fd, f->fd_offset, (size_t)f->len, false);
     close(fd);
     *data = mapped->data;
     return rc;
@@ -278,8 +278,19 @@ static void put_result(worker_state *w, uint8_t type, uint64_t id, cf__outcome *
     } else {
         payload = o->value;
         r.len = o->value ? o->len : 0;
-        if (r.len > CF__FRAME_INLINE_MAX) {
-            int rc = cf__memfd_from(&fd, o->value, (size_t)r.len);
+        int rc = 0;
+        if (o->dtor == cf__block_release && r.len > CF__FRAME_INLINE_MAX) {
+            /* A shared block (bytes.h): frozen and passed as it is. */
+            rc = cf__block_share(o->value, (size_t)r.len, &fd, &r.fd_offset);
+            if (rc) {
+                r = (cf__frame){.type = type, .id = id, .code = rc};
+                payload = "the worker could not pass its shared result";
+                r.len = strlen(payload);
+            } else {
+                r.flags = CF__FRAME_FD;
+            }
+        } else if (r.len > CF__FRAME_INLINE_MAX) {
+            rc = cf__memfd_from(&fd, o->value, (size_t)r.len);
             if (rc) {
                 r = (cf__frame){.type = type, .id = id, .code = rc};
                 payload = "the worker could not pass the result through shared memory";
@@ -312,8 +323,10 @@ static void run_task(worker_state *w, const cf__frame *f, const unsigned char *i
         fail_outcome(&o, CF_EINVAL, why);
     else
         cf__task_invoke(&o, fn, true, arg, (size_t)f->len);
-    cf__memfd_unmap(&mapped);
+    /* The result first: tearing down a large mapping takes a while, and the parent can use
+     * that time. */
     put_result(w, CF__FR_RESULT, f->id, &o);
+    cf__memfd_unmap(&mapped);
 }
 
 /* The initializer has its own signature; cf__task_invoke runs a bytes task, so wrap it (the
