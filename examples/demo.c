@@ -1,5 +1,9 @@
-/* The cfutures demo: the same CPU-bound job run sequentially and on a thread pool, then a short
- * tour of done-callbacks, timeouts, cancellation and as_completed.
+/* The cfutures demo, the whole product in one run of a few seconds:
+ *   1. the same CPU-bound job sequentially, on the thread pool and on the process pool, timed;
+ *   2. an event loop whose task awaits work offloaded to both pools (a longer CPU job on the
+ *      process pool, blocking calls on the thread pool) while a timer on the same loop keeps
+ *      ticking on time, with a progress line;
+ *   3-6. a tour of futures: done-callbacks, timeouts, cancellation, as_completed.
  *
  * Run it with no argument. An optional argument sets the prime-counting limit (default
  * 8000000), for example `./demo 200000` for a quick run under valgrind.
@@ -12,7 +16,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cfutures.h"
 
@@ -60,7 +66,7 @@ static unsigned cpu_count(void)
     return 1;
 }
 
-/* ---- part 1: the CPU-bound job ---- */
+/* ---- the CPU-bound job, shared by parts 1 and 2 ---- */
 
 /* Trial division: slow on purpose, so that there is real work to share between CPUs. */
 static int is_prime(uint64_t n)
@@ -88,8 +94,9 @@ static uint64_t count_primes(uint64_t lo, uint64_t hi)
     return count;
 }
 
-/* A cfutures task: it receives the `void *` given at submission and reports its result through
- * `*result`. Returning 0 means success. Here the result is the same range, now filled in. */
+/* The job as a pointer task, for the thread pool: it receives the `void *` given at submission
+ * and reports through `*result`; returning 0 means success. The result is the same range, now
+ * filled in. */
 static int count_task(void *arg, void **result)
 {
     range *r = arg;
@@ -98,19 +105,64 @@ static int count_task(void *arg, void **result)
     return 0;
 }
 
+/* The same job as a bytes task, for the process pool: a worker process cannot see this one's
+ * memory, so the range travels as bytes and the count comes back as bytes (a malloc'd buffer
+ * the future takes over). */
+static int count_bytes_task(const void *arg, size_t len, void **result, size_t *result_len)
+{
+    range r;
+    if (len != sizeof(r))
+        return cf_task_fail(CF_EINVAL, "expected a range, got %zu bytes", len);
+    memcpy(&r, arg, sizeof(r));
+    uint64_t *count = malloc(sizeof(*count));
+    if (!count)
+        return CF_ENOMEM;
+    *count = count_primes(r.lo, r.hi);
+    *result = count;
+    *result_len = sizeof(*count);
+    return 0;
+}
+
+static void split(range *ranges, int n, uint64_t lo, uint64_t hi)
+{
+    for (int i = 0; i < n; i++)
+        ranges[i] = (range){.lo = lo + (hi - lo) * i / n, .hi = lo + (hi - lo) * (i + 1) / n};
+}
+
+static cf_executor *new_process_pool(unsigned workers)
+{
+    cf_process_pool_options opts = {.max_workers = workers};
+    cf_executor *pool = NULL;
+    int rc = cf_process_pool_new(&pool, &opts);
+    if (rc != 0)
+        printf("   (no process pool here: %s; skipping it)\n", cf_strerror(rc));
+    return pool;
+}
+
+/* ---- part 1: the same job sequentially, on the thread pool, on the process pool ---- */
+
 enum { NRANGES = 32 };
+
+static void print_row(const char *how, uint64_t primes, double seconds, double base)
+{
+    printf("   %-28s %8" PRIu64 " primes  %6.3f s", how, primes, seconds);
+    if (base > 0)
+        printf("  %.2fx", base / seconds);
+    printf("\n");
+}
 
 static void part1_speedup(uint64_t limit, unsigned cpus)
 {
-    printf("1. The same CPU-bound job, sequentially and on a thread pool\n");
-    printf("   job: count the primes below %" PRIu64 ", split into %d ranges\n", limit, NRANGES);
-
+    printf("1. One CPU-bound job three ways: count the primes below %" PRIu64 " (%d ranges)\n",
+           limit, NRANGES);
     range seq[NRANGES], par[NRANGES];
     void *args[NRANGES];
+    cf_bytes bargs[NRANGES];
+    split(seq, NRANGES, 0, limit);
     for (int i = 0; i < NRANGES; i++) {
-        seq[i] = (range){.lo = limit * i / NRANGES, .hi = limit * (i + 1) / NRANGES};
         par[i] = seq[i];
         args[i] = &par[i];
+        bargs[i] = (cf_bytes){.data = &seq[i], .len = sizeof(seq[i])};
     }
 
     /* Sequentially, in this thread. */
@@ -121,54 +173,234 @@ static void part1_speedup(uint64_t limit, unsigned cpus)
         seq_total += seq[i].primes;
     }
     double seq_time = now() - t0;
-    printf("   sequential:             %8" PRIu64 " primes in %.3f s, %.2f CPUs busy\n", seq_total,
-           seq_time, (cpu_time() - c0) / seq_time);
+    print_row("sequential, this thread", seq_total, seq_time, 0);
 
-    /* On a pool with one thread per CPU: more threads than CPUs do not help CPU-bound work. */
+    /* On a thread pool with one thread per CPU: more threads than CPUs do not help CPU-bound
+     * work. cf_executor_map submits every call at once and returns an iterator that yields the
+     * results in input order (CF_FOREVER: no deadline; 0: the default chunk size). */
+    char how[64];
     cf_thread_pool_options opts = {.max_workers = cpus, .thread_name_prefix = "primes"};
-    cf_executor *pool;
-    CHECK(cf_thread_pool_new(&pool, &opts));
-
+    cf_executor *threads;
+    CHECK(cf_thread_pool_new(&threads, &opts));
     t0 = now();
     c0 = cpu_time();
-    /* cf_executor_map submits every call at once and returns an iterator that yields the
-     * results in input order. CF_FOREVER: no deadline. 0: default chunk size. */
     cf_map *it;
-    CHECK(cf_executor_map(&it, pool, count_task, args, NRANGES, CF_FOREVER, 0));
-    uint64_t par_total = 0;
+    CHECK(cf_executor_map(&it, threads, count_task, args, NRANGES, CF_FOREVER, 0));
+    uint64_t thread_total = 0;
     void *value;
     int rc;
     while ((rc = cf_map_next(&value, it)) == 0)
-        par_total += ((range *)value)->primes;
+        thread_total += ((range *)value)->primes;
     cf_map_free(it);
-    double par_time = now() - t0;
-    double par_cpus = (cpu_time() - c0) / par_time;
-    if (rc != CF_EOF) {
-        fprintf(stderr, "cf_map_next: %s\n", cf_err_name(rc));
-        exit(EXIT_FAILURE);
-    }
-    printf("   thread pool, %u worker%s: %8" PRIu64 " primes in %.3f s, %.2f CPUs busy (thread "
-           "start-up included)\n",
-           cpus, cpus == 1 ? " " : "s", par_total, par_time, par_cpus);
-    printf("   speedup: %.2fx (at best %ux: the work is split between %u CPU%s)\n",
-           seq_time / par_time, cpus, cpus, cpus == 1 ? "" : "s");
-    /* Other programs running at the same time take CPU time away from the pool: say so. */
-    double load[1];
-    if (cpus > 1 && par_cpus < 0.9 * cpus && getloadavg(load, 1) == 1)
-        printf("   note: the pool got only %.2f of the %u CPUs: other programs were using them "
-               "(load average %.2f)\n",
-               par_cpus, cpus, load[0]);
+    if (rc != CF_EOF)
+        CHECK(rc);
+    double thread_time = now() - t0;
+    double thread_cpus = (cpu_time() - c0) / thread_time;
+    snprintf(how, sizeof(how), "thread pool, %u thread%s", cpus, cpus == 1 ? "" : "s");
+    print_row(how, thread_total, thread_time, seq_time);
+    CHECK(cf_executor_free(threads));
 
-    int same = seq_total == par_total;
+    /* On a process pool: the same calls as bytes tasks, each in a worker process (started on
+     * demand, from a clean fork server: their start-up is in the time). */
+    int same = seq_total == thread_total;
+    cf_executor *processes = new_process_pool(cpus);
+    if (processes) {
+        t0 = now();
+        CHECK(
+            cf_executor_map_bytes(&it, processes, count_bytes_task, bargs, NRANGES, CF_FOREVER, 0));
+        uint64_t process_total = 0;
+        const void *data;
+        for (int i = 0; (rc = cf_map_next_bytes(&data, NULL, it)) == 0; i++) {
+            uint64_t count;
+            memcpy(&count, data, sizeof(count));
+            process_total += count;
+            same = same && count == seq[i].primes;
+        }
+        cf_map_free(it);
+        if (rc != CF_EOF)
+            CHECK(rc);
+        snprintf(how, sizeof(how), "process pool, %u process%s", cpus, cpus == 1 ? "" : "es");
+        print_row(how, process_total, now() - t0, seq_time);
+        same = same && process_total == seq_total;
+        CHECK(cf_executor_free(processes));
+    }
+    /* Other programs running at the same time take CPU time away from the pools: say so. */
+    double load[1];
+    if (cpus > 1 && thread_cpus < 0.9 * cpus && getloadavg(load, 1) == 1)
+        printf("   (the pools got only %.1f of the %u CPUs: other programs were using them, load "
+               "average %.1f)\n",
+               thread_cpus, cpus, load[0]);
     for (int i = 0; i < NRANGES; i++)
         same = same && seq[i].primes == par[i].primes;
-    printf("   both give the same answer, range by range: %s\n\n", same ? "yes" : "NO");
-    CHECK(cf_executor_free(pool));
+    printf("   all agree, range by range: %s\n\n", same ? "yes" : "NO");
     if (!same)
         exit(EXIT_FAILURE);
 }
 
-/* ---- parts 2 to 5: a tour with small jobs ---- */
+/* ---- part 2: a loop task stays responsive while both pools work for it ---- */
+
+enum { NCHUNKS = 16, NCALLS = 6, CALL_MS = 150 };
+#define TICK_S 0.05
+
+/* What the progress line shows. Everything here is touched on the loop thread only: the timer,
+ * the done-callbacks of loop futures and the task all run there. */
+typedef struct progress {
+    char chunk_done[NCHUNKS]; /* which ranges have come back ('#'), in any order */
+    int chunks, calls;
+    int ticks;
+    double next_tick, worst_late;
+    double start;
+    bool finished;
+    bool tty;
+    int last_quarter; /* without a terminal: the last quarter of the job printed */
+} progress;
+
+static void draw(cf_loop *loop, progress *p)
+{
+    char line[160];
+    snprintf(line, sizeof(line),
+             "   [%.*s] %2d/%d ranges  %d/%d blocking calls  %2d ticks, worst %.1f ms late  "
+             "%.1f s",
+             NCHUNKS, p->chunk_done, p->chunks, NCHUNKS, p->calls, NCALLS, p->ticks,
+             p->worst_late * 1e3, cf_loop_time(loop) - p->start);
+    if (p->tty) {
+        printf("\r%s\033[K", line); /* redrawn in place */
+        fflush(stdout);
+    } else if (p->chunks * 4 / NCHUNKS > p->last_quarter) {
+        p->last_quarter = p->chunks * 4 / NCHUNKS; /* a log gets a line per quarter */
+        printf("%s\n", line);
+    }
+}
+
+/* The timer: runs every 50 ms on the loop and measures how late it runs. A loop that blocked
+ * (on a computation or a blocking call) would make it late by that much. */
+static void tick(cf_loop *loop, void *data)
+{
+    progress *p = data;
+    double late = cf_loop_time(loop) - p->next_tick;
+    if (late > p->worst_late)
+        p->worst_late = late;
+    p->ticks++;
+    draw(loop, p);
+    if (p->finished)
+        return;
+    p->next_tick += TICK_S;
+    CHECK(cf_loop_call_at(NULL, loop, p->next_tick, tick, p));
+}
+
+/* Done-callbacks of the offloaded work: loop futures run them on the loop, never inline. The
+ * future carries its range (cf_future_set_data), so the callback knows which one came back. */
+static void chunk_done(cf_future *f, void *data)
+{
+    progress *p = data;
+    p->chunk_done[(intptr_t)cf_future_get_data(f)] = '#';
+    p->chunks++;
+    draw(cf_loop_current(), p);
+}
+
+static void call_done(cf_future *f, void *data)
+{
+    (void)f;
+    progress *p = data;
+    p->calls++;
+    draw(cf_loop_current(), p);
+}
+
+/* Blocking work for the thread pool: sleeps, as a disk or database read would block. */
+static int blocking_call(void *arg, void **result)
+{
+    sleep_ms(CALL_MS);
+    *result = arg;
+    return 0;
+}
+
+typedef struct offload {
+    cf_executor *threads, *processes;
+    range chunks[NCHUNKS];
+    progress *progress;
+    uint64_t primes;
+} offload;
+
+/* The loop task: straight-line code that suspends in cf_gather() while the pools work; the
+ * loop runs the timer and the callbacks meanwhile. */
+static int offload_task(void *arg, void **result)
+{
+    (void)result;
+    offload *o = arg;
+    cf_loop *loop = cf_loop_current();
+    cf_future *fs[NCHUNKS + NCALLS];
+    int n = 0, rc = 0;
+    for (int i = 0; i < NCHUNKS && rc == 0; i++) {
+        rc = cf_loop_run_in_executor_bytes(&fs[n], loop, o->processes, count_bytes_task,
+                                           &o->chunks[i], sizeof(o->chunks[i]));
+        if (rc == 0)
+            rc = cf_future_set_data(fs[n++], (void *)(intptr_t)i);
+        if (rc == 0)
+            rc = cf_future_add_done_callback(fs[n - 1], chunk_done, o->progress);
+    }
+    for (int i = 0; i < NCALLS && rc == 0; i++) {
+        rc = cf_loop_run_in_executor(&fs[n], loop, o->threads, blocking_call, NULL);
+        if (rc == 0)
+            rc = cf_future_add_done_callback(fs[n++], call_done, o->progress);
+    }
+    if (rc == 0)
+        rc = cf_gather(NULL, fs, (size_t)n); /* suspends until all are done */
+    for (int i = 0; i < NCHUNKS && rc == 0; i++) {
+        const void *data;
+        rc = cf_future_result_bytes(&data, NULL, fs[i], 0);
+        uint64_t count;
+        memcpy(&count, data, sizeof(count));
+        o->primes += count;
+    }
+    for (int i = 0; i < n; i++)
+        cf_future_unref(fs[i]);
+    o->progress->finished = true;
+    return rc;
+}
+
+static void part2_responsive_loop(uint64_t limit, unsigned cpus)
+{
+    printf("2. An event loop that stays responsive\n");
+    printf("   A task on the loop awaits the primes in [%" PRIu64 ", %" PRIu64 ") on the process "
+           "pool (%d ranges)\n   and %d blocking calls of %d ms on the thread pool, while a timer "
+           "on the same loop ticks every %.0f ms.\n",
+           limit, 2 * limit, NCHUNKS, NCALLS, CALL_MS, TICK_S * 1e3);
+    offload o = {.processes = new_process_pool(cpus)};
+    if (!o.processes) {
+        printf("\n");
+        return;
+    }
+    cf_thread_pool_options opts = {.max_workers = 3, .thread_name_prefix = "io"};
+    CHECK(cf_thread_pool_new(&o.threads, &opts));
+    split(o.chunks, NCHUNKS, limit, 2 * limit);
+    cf_loop *loop;
+    CHECK(cf_loop_new(&loop, NULL));
+    progress p = {.tty = isatty(STDOUT_FILENO), .start = cf_loop_time(loop)};
+    memset(p.chunk_done, '.', sizeof(p.chunk_done));
+    o.progress = &p;
+    p.next_tick = p.start + TICK_S;
+    CHECK(cf_loop_call_at(NULL, loop, p.next_tick, tick, &p));
+    cf_future *task;
+    int rc = cf_loop_create_task(&task, loop, offload_task, &o, NULL);
+    if (rc == CF_ENOTSUP) {
+        printf("   (built without coroutines: no loop tasks)\n\n");
+    } else {
+        CHECK(rc);
+        CHECK(cf_loop_run_until_complete(NULL, loop, task));
+        cf_future_unref(task);
+        if (p.tty)
+            printf("\n");
+        double took = cf_loop_time(loop) - p.start;
+        printf("   done in %.2f s: %" PRIu64 " primes, and %d ticks, the worst %.1f ms late (the "
+               "same work\n   run on the loop itself would have stopped the ticks for %.1f s)\n\n",
+               took, o.primes, p.ticks, p.worst_late * 1e3, took);
+    }
+    CHECK(cf_loop_free(loop));
+    CHECK(cf_executor_free(o.threads));
+    CHECK(cf_executor_free(o.processes));
+}
+
+/* ---- parts 3 to 6: a tour of futures with small jobs ---- */
 
 /* A job for the tour. `started` and `gate` are futures used as one-shot events: the job
  * completes `started` when it begins, and waits until the demo completes `gate`. */
@@ -205,9 +437,9 @@ static void on_done(cf_future *f, void *data)
     cf_future_set_result(data, NULL, NULL);
 }
 
-static void part2_callback(cf_executor *pool)
+static void part3_callback(cf_executor *pool)
 {
-    printf("2. Done-callbacks\n");
+    printf("3. Done-callbacks\n");
     cf_future *gate, *told1, *told2, *f;
     CHECK(cf_future_new(&gate));
     CHECK(cf_future_new(&told1));
@@ -228,9 +460,9 @@ static void part2_callback(cf_executor *pool)
     cf_future_unref(gate);
 }
 
-static void part3_timeout(cf_executor *pool)
+static void part4_timeout(cf_executor *pool)
 {
-    printf("3. Waiting with a timeout (in seconds; 0 polls; CF_FOREVER waits without limit)\n");
+    printf("4. Waiting with a timeout (in seconds; 0 polls; CF_FOREVER waits without limit)\n");
     job j = {.id = 2, .sleep_ms = 300};
     cf_future *f;
     CHECK(cf_executor_submit(&f, pool, job_task, &j));
@@ -249,9 +481,9 @@ static void part3_timeout(cf_executor *pool)
     cf_future_unref(f);
 }
 
-static void part4_cancel(cf_executor *pool)
+static void part5_cancel(cf_executor *pool)
 {
-    printf("4. Cancelling: only a future that has not started can be cancelled\n");
+    printf("5. Cancelling: only a future that has not started can be cancelled\n");
     cf_future *started, *gate, *a, *b;
     CHECK(cf_future_new(&started));
     CHECK(cf_future_new(&gate));
@@ -275,9 +507,9 @@ static void part4_cancel(cf_executor *pool)
     cf_future_unref(started);
 }
 
-static void part5_as_completed(void)
+static void part6_as_completed(void)
 {
-    printf("5. as_completed yields futures in the order they finish\n");
+    printf("6. as_completed yields futures in the order they finish\n");
     cf_thread_pool_options opts = {.max_workers = 3, .thread_name_prefix = "race"};
     cf_executor *pool;
     CHECK(cf_thread_pool_new(&pool, &opts));
@@ -320,17 +552,18 @@ int main(int argc, char **argv)
            cpus == 1 ? "" : "s");
 
     part1_speedup(limit, cpus);
+    part2_responsive_loop(limit, cpus);
 
-    /* One worker, so that a second job must wait in the queue (part 4). */
+    /* One worker, so that a second job must wait in the queue (part 5). */
     cf_thread_pool_options opts = {.max_workers = 1, .thread_name_prefix = "tour"};
     cf_executor *pool;
     CHECK(cf_thread_pool_new(&pool, &opts));
-    part2_callback(pool);
-    part3_timeout(pool);
-    part4_cancel(pool);
+    part3_callback(pool);
+    part4_timeout(pool);
+    part5_cancel(pool);
     /* Shuts the pool down (waiting for its work) and frees it. */
     CHECK(cf_executor_free(pool));
 
-    part5_as_completed();
+    part6_as_completed();
     return 0;
 }

@@ -6,7 +6,9 @@
  *
  * The network is simulated: a "download" sleeps for a fixed time and then returns made-up
  * bytes or fails, so every run prints the same story. Downloads are bytes tasks: their
- * argument is copied at submission and their result is a byte buffer kept by the future. */
+ * argument is copied at submission and their result is a byte buffer kept by the future. Each
+ * future carries a pointer to its request (cf_future_set_data), so whichever future cf_wait()
+ * or as_completed hands back says which download it was. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -75,16 +77,25 @@ static int download(const void *arg, size_t len, void **result, size_t *result_l
     return 0;
 }
 
+/* The request travels to the task as a copy; the future keeps a pointer to the original, for
+ * us to read back when it comes out of cf_wait() or as_completed. */
 static cf_future *submit_download(cf_executor *pool, const request *req)
 {
     cf_future *f;
     CHECK(cf_executor_submit_bytes(&f, pool, download, req, sizeof(*req)));
+    CHECK(cf_future_set_data(f, (void *)req));
     return f;
 }
 
-/* Prints a finished download: its bytes, or why it failed. */
-static void report(const char *name, cf_future *f)
+static const request *request_of(cf_future *f)
 {
+    return cf_future_get_data(f);
+}
+
+/* Prints a finished download: its bytes, or why it failed. */
+static void report(cf_future *f)
+{
+    const char *name = request_of(f)->name;
     const void *data;
     size_t len;
     int rc = cf_future_result_bytes(&data, &len, f, 0);
@@ -129,17 +140,14 @@ static void first_good_answer(void)
     for (int i = 0; i < NMIRRORS; i++)
         fs[i] = submit_download(pool, &mirrors[i]);
 
-    /* `pending` holds the futures still running, `who` their mirror; both shrink as they end. */
+    /* `pending` holds the futures still running; it shrinks as they end. */
     cf_future *pending[NMIRRORS];
-    int who[NMIRRORS];
     size_t npending = NMIRRORS;
-    for (int i = 0; i < NMIRRORS; i++) {
+    for (int i = 0; i < NMIRRORS; i++)
         pending[i] = fs[i];
-        who[i] = i;
-    }
     double deadline = now() + 2.0;
-    int winner = -1;
-    while (winner < 0 && npending > 0) {
+    const request *winner = NULL;
+    while (!winner && npending > 0) {
         /* A negative timeout means "wait forever" in cfutures, so never pass a time left
          * that has become negative: clamp it to 0 (which polls). */
         double left = deadline - now();
@@ -154,23 +162,22 @@ static void first_good_answer(void)
         size_t kept = 0;
         for (size_t i = 0; i < npending; i++) {
             if (!done[i]) {
-                pending[kept] = pending[i];
-                who[kept++] = who[i];
+                pending[kept++] = pending[i];
                 continue;
             }
-            report(mirrors[who[i]].name, pending[i]);
-            if (winner < 0 && cf_future_result_bytes(NULL, NULL, pending[i], 0) == 0)
-                winner = who[i];
+            report(pending[i]);
+            if (!winner && cf_future_result_bytes(NULL, NULL, pending[i], 0) == 0)
+                winner = request_of(pending[i]);
         }
         npending = kept;
     }
-    if (winner >= 0)
-        printf("   using %s\n", mirrors[winner].name);
+    if (winner)
+        printf("   using %s\n", winner->name);
 
     /* The losers are not needed. A download that has not started would be cancelled; these
      * are already running, so cancel() returns false and they simply finish unobserved. */
     for (size_t i = 0; i < npending; i++)
-        printf("   cancel(%s) -> %s\n", mirrors[who[i]].name,
+        printf("   cancel(%s) -> %s\n", request_of(pending[i])->name,
                cf_future_cancel(pending[i]) ? "true (it never runs)" : "false (already running)");
     for (int i = 0; i < NMIRRORS; i++)
         cf_future_unref(fs[i]);
@@ -197,12 +204,8 @@ static void as_they_arrive(void)
     CHECK(cf_as_completed_new(&it, fs, NFILES, 0.5));
     cf_future *f;
     int rc;
-    while ((rc = cf_as_completed_next(&f, it)) == 0) {
-        int i = 0;
-        while (fs[i] != f)
-            i++;
-        report(files[i].name, f);
-    }
+    while ((rc = cf_as_completed_next(&f, it)) == 0)
+        report(f); /* the future names its file: no search through fs[] */
     if (rc == CF_ETIMEDOUT) {
         printf("   [%.2f s] deadline passed, %zu download(s) still going:", elapsed(),
                cf_as_completed_remaining(it));

@@ -54,6 +54,15 @@ typedef struct cf_bytes {
  * On error no future is created and the task will never run. Thread-safe. */
 int cf_executor_submit(cf_future **out, cf_executor *executor, cf_fn fn, void *arg);
 
+/** As cf_executor_submit(), with the destructor of the task's result given here, where the
+ * caller can see it, instead of by cf_task_set_result_dtor() inside the task: when the future
+ * is freed, `result_dtor` is called on the result value (unless it is NULL), and a value the
+ * task stored before failing is passed to it at once. A task may still call
+ * cf_task_set_result_dtor(), which overrides `result_dtor` for its own result. NULL
+ * `result_dtor` is plain cf_executor_submit(). Returns as cf_executor_submit(). Thread-safe. */
+int cf_executor_submit_dtor(cf_future **out, cf_executor *executor, cf_fn fn, void *arg,
+                            cf_dtor result_dtor);
+
 /** Schedules the bytes task `fn` on a private copy of `len` bytes at `arg` (the caller's buffer
  * may be reused as soon as this returns); a range of more than 64 KiB of a frozen shared block
  * (bytes.h) is passed by reference instead. The result is read with cf_future_result_bytes().
@@ -79,7 +88,9 @@ int cf_executor_submit_batch(cf_future **out, cf_executor *executor, cf_fn fn, v
  * yields the results in input order. Calls are queued in chunks of `chunksize` (0: a default
  * chosen from n and the worker count), each chunk with one lock and one wake-up; the process pool
  * also runs one chunk per round trip. `timeout` bounds the whole iteration and is measured from
- * this call (CF_FOREVER for none). Returns 0; CF_EINVAL (NULL arguments, n == 0, NaN timeout);
+ * this call (CF_FOREVER for none). n == 0 gives an iterator that is already at its end (its first
+ * cf_map_next() returns CF_EOF; `args` may then be NULL), as Python's map over an empty
+ * iterable. Returns 0; CF_EINVAL (NULL out, executor or fn, NULL args with n > 0, NaN timeout);
  * the errors of cf_executor_submit() if the calls could not be queued: then no iterator is
  * made, and the calls of chunks already queued are cancelled, except those that had already
  * started (they run to the end, unobserved). Thread-safe. */
@@ -87,8 +98,8 @@ int cf_executor_map(cf_map **out, cf_executor *executor, cf_fn fn, void *const *
                     double timeout, size_t chunksize);
 
 /** As cf_executor_map() for a bytes task; each args[i] is copied at submission (or passed by
- * reference, as in cf_executor_submit_bytes()). Read each
- * result's bytes with cf_future_result_bytes(cf_map_current(it)). Thread-safe. */
+ * reference, as in cf_executor_submit_bytes()). Iterate with cf_map_next_bytes(), which gives
+ * each result's bytes and length. Thread-safe. */
 int cf_executor_map_bytes(cf_map **out, cf_executor *executor, cf_bytes_fn fn, const cf_bytes *args,
                           size_t n, double timeout, size_t chunksize);
 
@@ -102,8 +113,16 @@ int cf_executor_map_bytes(cf_map **out, cf_executor *executor, cf_bytes_fn fn, c
  */
 int cf_map_next(void **value, cf_map *it);
 
-/** The future of the call whose outcome cf_map_next() reported last (NULL before the first call
- * and after CF_EOF). Borrowed: valid until the next cf_map_next() or cf_map_free(). */
+/** As cf_map_next() for a map whose calls return bytes (cf_executor_map_bytes()): stores a
+ * pointer to the result's bytes in `*data` and their size in `*len` (either may be NULL; both
+ * are NULL and 0 unless it returns 0). The bytes are owned by the iterator's future and valid
+ * until the next call on the iterator. Returns as cf_map_next(), and CF_EINVAL if that call's
+ * result is a pointer, not bytes (iteration continues). Not thread-safe: one thread iterates. */
+int cf_map_next_bytes(const void **data, size_t *len, cf_map *it);
+
+/** The future of the call whose outcome cf_map_next() or cf_map_next_bytes() reported last (NULL
+ * before the first call and after CF_EOF). Borrowed: valid until the next cf_map_next() or
+ * cf_map_free(). */
 cf_future *cf_map_current(cf_map *it);
 
 /** Frees the iterator. Calls that have not been yielded yet are cancelled if they have not

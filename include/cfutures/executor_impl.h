@@ -25,7 +25,8 @@
  *   4. Complete it with cf_future_set_result_bytes_owned(), cf_future_set_result_bytes(),
  *      cf_future_set_result() or cf_future_set_exception(), or do 3 and 4 in one call with
  *      cf_task_run() (runs the task in the calling thread). Then release the reference with
- *      cf_future_unref().
+ *      cf_future_unref(). A pointer task submitted with cf_executor_submit_dtor() keeps its
+ *      result destructor when completed with cf_future_set_result(f, value, NULL).
  *   5. Every accepted future ends completed or cancelled, never forgotten: at
  *      shutdown(cancel_futures) the ones not started are cancelled with cf_future_cancel(); when
  *      the implementation cannot run them any more (a dead worker) they fail with
@@ -151,6 +152,7 @@ void cf_task_release_arg(cf_future *task);
 /** Runs the task in the calling thread: cf_future_set_running_or_notify_cancel(), then the
  * function with the thread's task context set (so cf_task_fail() and cf_task_set_result_dtor()
  * work inside it), then completes the future with the outcome (its done-callbacks run here).
+ * Fires the task__start and task__finish USDT probes (docs/tracing.md) around the function.
  * Does not release the caller's reference. Returns 1 if the task ran; 0 if it was cancelled;
  * CF_EINVALSTATE if the future was already running or done (not run); CF_EINVAL for NULL, for a
  * future that carries no task, or for a bytes task whose argument was released. */

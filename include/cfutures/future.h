@@ -107,6 +107,22 @@ int cf_future_result_bytes(const void **data, size_t *len, cf_future *future, do
  * does. Thread-safe. */
 int cf_future_exception(int *code, const char **message, cf_future *future, double timeout);
 
+/** Attaches `data`, a pointer of the caller's, to the future: typically right after a submit,
+ * so that whoever later gets the future back (from cf_wait(), an as_completed iterator, a
+ * done-callback) knows which job it was without searching an array. The library never reads,
+ * frees or copies `data`; a later call replaces it. Works on every future: of any executor,
+ * cf_future_new(), loop futures and tasks, whatever their state. The pointer is kept beside the
+ * future (a future has no room of its own for it), so the first call on a future may allocate;
+ * a future that never gets data pays nothing. Returns 0; CF_EINVAL (NULL future); CF_ENOMEM (the
+ * first call on this future: nothing attached). Thread-safe; a reader in another thread sees
+ * `data` once the call has happened before its read (for example, the future was handed over
+ * after it). */
+int cf_future_set_data(cf_future *future, void *data);
+
+/** The pointer last attached with cf_future_set_data(), or NULL if none was (or `future` is
+ * NULL). Thread-safe; takes an internal lock briefly if the future has data, else none. */
+void *cf_future_get_data(const cf_future *future);
+
 /** Registers `cb(future, data)` to run exactly once when the future is done. Callbacks run in
  * the order added, in the thread that completes (or cancels) the future, after the state has
  * changed and outside every internal lock, so they may call any cfutures function on the same

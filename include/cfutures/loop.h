@@ -66,6 +66,26 @@ typedef struct cf_loop_options {
     uint64_t reserved[16];
 } cf_loop_options;
 
+/** A snapshot of what a loop holds, for monitoring (cf_loop_get_stats()). The library fills the
+ * whole struct; counters added by later releases come out of the reserved tail, which reads zero
+ * from a library that predates them (docs/abi.md). */
+typedef struct cf_loop_stats {
+    size_t ready;  /**< callbacks ready to run in the next iteration (call_soon, done-callbacks,
+                        task steps; not yet those posted from other threads) */
+    size_t timers; /**< timers scheduled and not cancelled (call_later, call_at, sleeps,
+                        timeouts) */
+    size_t tasks;  /**< tasks not finished yet (not started, running or suspended) */
+    size_t descriptors;    /**< descriptors the loop watches for the caller: those with a reader or
+                                writer, and those awaited (kept until cf_loop_forget_fd()) */
+    unsigned signals;      /**< signals with a handler (cf_loop_add_signal_handler()) */
+    size_t executor_waits; /**< executor futures awaited through the loop (run_in_executor,
+                                wrap_future, awaits) whose completion has not arrived */
+    unsigned long long iterations; /**< iterations run since the loop was created (each run
+                                        iteration and each cf_loop_dispatch()) */
+    /** Reserved for counters added by later releases (docs/abi.md); zero for now. */
+    uint64_t reserved[16];
+} cf_loop_stats;
+
 /* ---- life cycle ---- */
 
 /** Creates a loop (an epoll descriptor and an eventfd, both close-on-exec). `options` may be
@@ -142,6 +162,13 @@ double cf_loop_time(const cf_loop *loop);
 
 /** The loop running or dispatching on the calling thread, or NULL. */
 cf_loop *cf_loop_current(void);
+
+/** Fills `*out` with a snapshot of the loop's contents (see cf_loop_stats). It counts the ready
+ * queue and the tasks when called, so it costs O(ready + tasks), and the loop pays nothing for
+ * it meanwhile. Returns 0 (also on a closed loop: all zero but `iterations`); CF_EINVAL (NULL
+ * argument); CF_EPERM (not the loop thread). Loop thread: to watch a loop from another thread,
+ * read its stats in a callback posted with cf_loop_call_soon_threadsafe(). */
+int cf_loop_get_stats(cf_loop_stats *out, const cf_loop *loop);
 
 /* ---- callbacks and timers ---- */
 

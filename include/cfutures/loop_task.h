@@ -54,9 +54,13 @@ typedef struct cf_loop_task_options {
     /** Usable stack size in bytes. 0: 64 KiB (larger under sanitizers). Stacks are committed
      * lazily: a task that stays shallow costs a page or two of memory. */
     size_t stack_size;
+    /** The destructor of the task's result value, called when the task's future is freed (or
+     * at once on a value stored before the task failed), as cf_executor_submit_dtor() does for
+     * executor tasks; cf_task_set_result_dtor() inside the task overrides it. NULL: none. */
+    cf_dtor result_dtor;
     /** Reserved for fields added by later releases (docs/abi.md): must be zero, which a
      * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
-    uint64_t reserved[16];
+    uint64_t reserved[15];
 } cf_loop_task_options;
 
 /** Creates a task running `fn(arg, &result)` on `loop`; it starts in a later iteration (first

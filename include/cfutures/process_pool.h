@@ -128,6 +128,26 @@ typedef struct cf_process_pool_options {
     uint64_t reserved[12];
 } cf_process_pool_options;
 
+/** A snapshot of a process pool's counters, for monitoring and tests (cf_process_pool_get_stats).
+ * The library fills the whole struct; counters added by later releases come out of the reserved
+ * tail, which reads zero from a library that predates them (docs/abi.md). */
+typedef struct cf_process_pool_stats {
+    unsigned workers; /**< worker processes alive now (forked and not gone) */
+    unsigned busy;    /**< of those, with tasks dispatched to them and not answered yet */
+    size_t queued;    /**< tasks waiting to be dispatched to a worker */
+    size_t running;   /**< tasks dispatched to workers (their futures are RUNNING), not answered */
+    unsigned long long workers_started;  /**< worker processes started since creation */
+    unsigned long long workers_retired;  /**< workers that exited after max_tasks_per_child tasks */
+    unsigned long long workers_replaced; /**< workers started to take the place of a retired one */
+    unsigned long long spawns_failed;    /**< worker forks that failed (a process limit, memory):
+                                              the pool carried on and tried again later */
+    unsigned long long tasks_completed;  /**< tasks whose outcome (success or failure) came back
+                                              from a worker */
+    bool broken;                         /**< the pool is broken: submits fail with CF_EBROKEN */
+    /** Reserved for counters added by later releases (docs/abi.md); zero for now. */
+    uint64_t reserved[16];
+} cf_process_pool_stats;
+
 /** Creates a process pool and starts its fork server (workers start on demand, at most one per
  * pending task). `options` may be NULL for all defaults. On success stores the executor in
  * `*out` and returns 0.
@@ -154,6 +174,20 @@ int cf_process_pool_terminate(cf_executor *executor);
 
 /** As cf_process_pool_terminate() with SIGKILL (Python's kill_workers()). */
 int cf_process_pool_kill(cf_executor *executor);
+
+/** Fills `*out` with a snapshot of the pool's counters, taken under the pool's lock (so they are
+ * consistent with each other). Returns 0; CF_EINVAL if an argument is NULL or `executor` is not
+ * a process pool; CF_EFORKED in a forked child. Thread-safe; it takes the pool's lock briefly. */
+int cf_process_pool_get_stats(cf_process_pool_stats *out, const cf_executor *executor);
+
+/** Fills `*out` with the options the pool runs with, defaults resolved: max_workers is the real
+ * limit (never 0), exit_timeout the real one in seconds (5 when 0 was given), start_method the
+ * method in use (never CF_PROCESS_START_AUTO); initializer_arg points to the pool's copy of the
+ * bytes (borrowed: valid until the pool is freed; NULL when there are none); worker_program as
+ * given (NULL: the installed helper, or not a helper start). The reserved tail is zero. Returns
+ * 0; CF_EINVAL if an argument is NULL or `executor` is not a process pool; CF_EFORKED in a forked
+ * child. Thread-safe; takes no lock. */
+int cf_process_pool_get_options(cf_process_pool_options *out, const cf_executor *executor);
 
 /** The main() of a helper program (CF_PROCESS_START_HELPER): call it first thing, with main()'s
  * arguments. A pool starts its helper as `program --cfutures-forkserver` with its channel on

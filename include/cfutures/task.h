@@ -57,7 +57,9 @@ int cf_task_fail(int code, const char *fmt, ...)
 
 /** Inside a running pointer task: set the destructor the future calls on the result value when
  * the future is freed. Outside a task it has no effect. Thread-safe (acts on the calling
- * thread's current task). */
+ * thread's current task). The explicit form, where the submitter names the destructor, is
+ * cf_executor_submit_dtor() (and cf_loop_task_options.result_dtor for loop tasks); a call here
+ * overrides it. */
 void cf_task_set_result_dtor(cf_dtor dtor);
 
 #ifdef __cplusplus

@@ -56,9 +56,20 @@ typedef struct cf_thread_pool_options {
     /** Seconds an idle thread waits for work before exiting (while more than min_workers
      * threads remain). 0: threads never exit before shutdown. */
     double idle_timeout;
+    /** What happens to pending work when the program exits (main returns, or exit() is
+     * called) while the pool is alive. false (the default): nothing waits for it; queued tasks
+     * never run and running ones are cut off wherever they are when the process ends, silently,
+     * as with any thread in C. true: as Python's ThreadPoolExecutor at interpreter exit, an
+     * atexit handler (installed when the first such pool is created) shuts the pool down
+     * (later submits return CF_ESHUTDOWN) and waits until every task already queued or running
+     * has finished, before the atexit handlers registered before the pool run. Not at _exit(),
+     * abort() or a fatal signal. A task that never ends then keeps the program from exiting.
+     * exit() called from one of the pool's own tasks waits for the others. A pool created once
+     * the program is exiting is not waited for; nor are a forked child's inherited pools. */
+    bool finish_at_exit;
     /** Reserved for fields added by later releases (docs/abi.md): must be zero, which a
      * zero-initialised struct gives; a non-zero slot makes the constructor return CF_EINVAL. */
-    uint64_t reserved[16];
+    uint64_t reserved[15];
 } cf_thread_pool_options;
 
 /** A snapshot of a thread pool's counters, for monitoring and tests. The library fills the whole
@@ -81,6 +92,14 @@ typedef struct cf_thread_pool_stats {
  * max_workers included; a NaN or negative idle_timeout; a NaN queue_timeout; a non-zero
  * stack_size below PTHREAD_STACK_MIN; a non-zero reserved slot), CF_ENOMEM. Thread-safe. */
 int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options);
+
+/** Fills `*out` with the options the pool runs with, defaults resolved: max_workers is the real
+ * limit (never 0), thread_name_prefix the prefix its threads are named with (borrowed: valid
+ * until the pool is freed), stack_size the size its threads get (the system default when 0 was
+ * given); other fields as given at creation. The reserved tail is zero. Returns 0; CF_EINVAL if
+ * an argument is NULL or `executor` is not a thread pool; CF_EFORKED in a forked child.
+ * Thread-safe. */
+int cf_thread_pool_get_options(cf_thread_pool_options *out, const cf_executor *executor);
 
 /** Fills `*out` with the current counters of a thread pool. Returns 0; CF_EINVAL if an argument
  * is NULL or `executor` is not a thread pool; CF_EFORKED in a forked child. Thread-safe. */

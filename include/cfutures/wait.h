@@ -32,8 +32,10 @@ typedef enum cf_return_when {
 /** Waits until the `when` condition holds over the `n` futures in `fs`, or `timeout` seconds
  * pass. On return, `done[i]` (if `done` is not NULL; an array of n) tells whether fs[i] is done,
  * and `*n_done` (if not NULL) counts the true entries. A future may appear more than once.
+ * Over no futures (n == 0; `fs` may then be NULL) every condition holds: it returns 0 at once
+ * with *n_done 0, as Python's wait([]).
  * Returns 0 if the condition holds, CF_ETIMEDOUT if the timeout passed first (the split in
- * `done` is valid either way), CF_EINVAL (fs NULL, n == 0 or n >= 2^30, a NULL entry, unknown
+ * `done` is valid either way), CF_EINVAL (fs NULL with n > 0, n >= 2^30, a NULL entry, unknown
  * `when`, NaN timeout), CF_ENOMEM.
  * Thread-safe: any number of threads may wait on overlapping sets. */
 int cf_wait(size_t *n_done, bool *done, cf_future *const *fs, size_t n, cf_return_when when,
@@ -44,8 +46,10 @@ typedef struct cf_as_completed cf_as_completed;
 
 /** Creates an iterator over the `n` futures in `fs` with an overall deadline of `timeout` seconds
  * from now (CF_FOREVER for none). Duplicates are yielded once. The iterator holds a reference
- * to every future until it yields it. Returns 0; CF_EINVAL (NULL out or fs, n == 0 or
- * n >= 2^30, a NULL entry, NaN timeout); CF_ENOMEM. Thread-safe. */
+ * to every future until it yields it. n == 0 (`fs` may then be NULL) gives an iterator whose
+ * first cf_as_completed_next() returns CF_EOF, as Python's as_completed([]). Returns 0;
+ * CF_EINVAL (NULL out, fs NULL with n > 0, n >= 2^30, a NULL entry, NaN timeout); CF_ENOMEM.
+ * Thread-safe. */
 int cf_as_completed_new(cf_as_completed **out, cf_future *const *fs, size_t n, double timeout);
 
 /** Yields the next future to complete: futures already done when the iterator was created come

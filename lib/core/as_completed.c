@@ -114,13 +114,13 @@ int cf_as_completed_new(cf_as_completed **out, cf_future *const *fs, size_t n, d
     if (!out)
         return CF_EINVAL;
     *out = NULL;
-    if (!fs || n == 0 || n >= CF__WAITER_BIAS || isnan(timeout))
+    if ((!fs && n) || n >= CF__WAITER_BIAS || isnan(timeout))
         return CF_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!fs[i])
             return CF_EINVAL;
     cf_as_completed *it = cf__calloc(1, sizeof(*it));
-    ac_node *nodes = cf__calloc(n, sizeof(*nodes));
+    ac_node *nodes = cf__calloc(n ? n : 1, sizeof(*nodes)); /* n == 0: an iterator at its end */
     if (!it || !nodes) {
         cf__free(it);
         cf__free(nodes);

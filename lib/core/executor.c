@@ -1,6 +1,7 @@
 /* The executor handle: argument checks, task futures, and dispatch to the implementation's ops
  * (include/cfutures/executor_impl.h). */
 #include "core/internal.h"
+#include "core/trace.h"
 
 CF__ABI_STRUCT(cf_executor_ops, 192);
 
@@ -82,6 +83,8 @@ int cf__executor_submit_all(cf_executor *ex, cf_future **fs, size_t n, size_t ch
         chunksize = max ? max : 1;
     for (size_t i = 0; i < n; i += chunksize) {
         size_t count = n - i < chunksize ? n - i : chunksize;
+        for (size_t j = i; j < i + count; j++)
+            CF__PROBE3(task__submit, fs[j], ex, fs[j]->fn);
         int rc = ex->ops.submit(ex->impl, fs + i, count);
         if (rc) {
             for (size_t j = 0; j < i; j++) {
@@ -97,7 +100,7 @@ int cf__executor_submit_all(cf_executor *ex, cf_future **fs, size_t n, size_t ch
 }
 
 static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const void *arg,
-                  size_t len)
+                  size_t len, cf_dtor dtor)
 {
     if (!out)
         return CF_EINVAL;
@@ -115,6 +118,10 @@ static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const 
     } else if (!(f = cf__pointer_task_future_new(fn, (void *)arg))) {
         return CF_ENOMEM;
     }
+    if (dtor)
+        cf__task_future_set_dtor(f, dtor);
+    /* Before the executor has it: a worker may start it at once. */
+    CF__PROBE3(task__submit, f, ex, fn);
     rc = ex->ops.submit(ex->impl, &f, 1);
     if (rc) {
         cf__future_discard(f);
@@ -126,13 +133,19 @@ static int submit(cf_future **out, cf_executor *ex, void *fn, bool bytes, const 
 
 int cf_executor_submit(cf_future **out, cf_executor *ex, cf_fn fn, void *arg)
 {
-    return submit(out, ex, (void *)fn, false, arg, 0);
+    return submit(out, ex, (void *)fn, false, arg, 0, NULL);
+}
+
+int cf_executor_submit_dtor(cf_future **out, cf_executor *ex, cf_fn fn, void *arg,
+                            cf_dtor result_dtor)
+{
+    return submit(out, ex, (void *)fn, false, arg, 0, result_dtor);
 }
 
 int cf_executor_submit_bytes(cf_future **out, cf_executor *ex, cf_bytes_fn fn, const void *arg,
                              size_t len)
 {
-    return submit(out, ex, (void *)fn, true, arg, len);
+    return submit(out, ex, (void *)fn, true, arg, len, NULL);
 }
 
 int cf_executor_submit_batch(cf_future **out, cf_executor *ex, cf_fn fn, void *const *args,

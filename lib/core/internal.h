@@ -282,8 +282,12 @@ void cf__fork_init(void); /* idempotent; registers the pthread_atfork handlers *
  * (core/atfork.c): prepare from the first level to the last, parent and child in reverse. Code
  * holding a lock of one level may take locks of later levels, never of earlier ones. */
 typedef enum cf__fork_level {
+    /* The at-exit registry (core/at_exit.c): under it only a thread pool's own lock, which no
+     * fork hook takes. */
+    CF__FORK_LEVEL_AT_EXIT,
     /* The list of process pools, then each pool's lock (process_pool/process_pool.c): the
-     * outermost locks of the library (docs/internals.md, "Lock order"). */
+     * outermost locks of the library besides the at-exit registry (docs/internals.md, "Lock
+     * order"). */
     CF__FORK_LEVEL_EXECUTORS,
     /* The coroutine stack pool (loop/coro.c). */
     CF__FORK_LEVEL_STACKS,
@@ -292,6 +296,9 @@ typedef enum cf__fork_level {
     CF__FORK_LEVEL_FUTURES,
     /* The registry of shared byte blocks (core/bytes.c): a leaf, nothing is taken under it. */
     CF__FORK_LEVEL_BLOCKS,
+    /* The table of the data callers attach to futures (core/future_data.c): a leaf, nothing is
+     * taken under it. */
+    CF__FORK_LEVEL_FUTURE_DATA,
     CF__FORK_LEVELS
 } cf__fork_level;
 
@@ -359,6 +366,9 @@ enum {
     CF__F_TASK_BYTES = 1u << 5,   /* fn is a cf_bytes_fn and arg a cf__bytes block we own */
     CF__F_BORROWED = 1u << 6,     /* the value is not the future's to release */
     CF__F_RESULT_BLOCK = 1u << 7, /* with RESULT_BYTES: value is in a shared block (bytes.h) */
+    CF__F_DATA = 1u << 8,         /* the caller attached data (core/future_data.c holds it) */
+    CF__F_TASK_DTOR = 1u << 9,    /* a pointer task whose result destructor was given at submit
+                                   * (in `dtor` until the task runs) */
 };
 
 /* One cache line (64 bytes on 64-bit systems): a future moves between the submitting thread,
@@ -471,6 +481,9 @@ static inline void cf__future_init(cf_future *f, uint32_t refs, const cf__future
 }
 /* Releases a future that was never handed out, whatever references it was built with. */
 void cf__future_discard(cf_future *f);
+/* Removes the data attached to `f` (core/future_data.c); for futures flagged CF__F_DATA, by
+ * their last reference. */
+void cf__future_data_forget(const cf_future *f);
 
 static inline bool cf__state_done(uint32_t s)
 {
@@ -523,6 +536,9 @@ bool cf__future_copy_outcome(cf_future *dest, cf_future *src);
 /* Runs fn(arg) (or, with `bytes`, the bytes function on arg/len) with the thread's task context
  * set, so cf_task_fail() and cf_task_set_result_dtor() work. */
 void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, size_t len);
+/* cf__task_invoke() for a pointer task whose result destructor is `dtor` unless the task sets
+ * another with cf_task_set_result_dtor(). */
+void cf__task_invoke_dtor(cf__outcome *out, void *fn, void *arg, cf_dtor dtor);
 /* Runs the task recorded in `f` unless it was cancelled (set_running_or_notify_cancel first),
  * and completes `f` through cf__future_finish_then(released, ctx). Returns whether it ran; if
  * not, `released` is not called. */
@@ -549,6 +565,9 @@ void *cf__task_context_swap(void *ctx);
 
 /* Builds a task future (two references) for fn/arg; with `bytes`, copies arg/len. */
 int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, size_t len);
+/* Gives a pointer task future built by cf__task_future_new() the result destructor `dtor`
+ * (before it is handed to an executor). */
+void cf__task_future_set_dtor(cf_future *f, cf_dtor dtor);
 /* cf__task_future_new() for a pointer task, on the submit path: the future or NULL. */
 static inline cf_future *cf__pointer_task_future_new(void *fn, void *arg)
 {

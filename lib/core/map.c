@@ -27,13 +27,16 @@ static int map_common(cf_map **out, cf_executor *ex, void *fn, bool bytes, const
     if (!out)
         return CF_EINVAL;
     *out = NULL;
-    if (!ex || !fn || !args || n == 0 || isnan(timeout))
+    if (!ex || !fn || (!args && n) || isnan(timeout))
         return CF_EINVAL;
     int rc = cf__executor_check(ex, bytes);
     if (rc)
         return rc;
     cf_map *it = cf__calloc(1, sizeof(*it));
-    cf_future **fs = n <= SIZE_MAX / sizeof(*fs) ? cf__malloc(n * sizeof(*fs)) : NULL;
+    /* n == 0 is an empty map, as Python's map over an empty iterable: one slot keeps the
+     * allocation ordinary. */
+    size_t slots = n ? n : 1;
+    cf_future **fs = slots <= SIZE_MAX / sizeof(*fs) ? cf__malloc(slots * sizeof(*fs)) : NULL;
     if (!it || !fs) {
         cf__free(it);
         cf__free(fs);
@@ -71,12 +74,9 @@ int cf_executor_map_bytes(cf_map **out, cf_executor *ex, cf_bytes_fn fn, const c
     return map_common(out, ex, (void *)fn, true, args, n, timeout, chunksize);
 }
 
-int cf_map_next(void **value, cf_map *it)
+/* Moves to the next call and waits for it: 0 with it->current set, or CF_EOF, CF_ETIMEDOUT. */
+static int advance(cf_map *it)
 {
-    if (value)
-        *value = NULL;
-    if (!it)
-        return CF_EINVAL;
     cf_future_unref(it->current);
     it->current = NULL;
     if (it->finished || it->next == it->n)
@@ -91,7 +91,29 @@ int cf_map_next(void **value, cf_map *it)
     }
     it->next++;
     it->current = f;
-    return cf_future_result(value, f, 0);
+    return 0;
+}
+
+int cf_map_next(void **value, cf_map *it)
+{
+    if (value)
+        *value = NULL;
+    if (!it)
+        return CF_EINVAL;
+    int rc = advance(it);
+    return rc ? rc : cf_future_result(value, it->current, 0);
+}
+
+int cf_map_next_bytes(const void **data, size_t *len, cf_map *it)
+{
+    if (data)
+        *data = NULL;
+    if (len)
+        *len = 0;
+    if (!it)
+        return CF_EINVAL;
+    int rc = advance(it);
+    return rc ? rc : cf_future_result_bytes(data, len, it->current, 0);
 }
 
 cf_future *cf_map_current(cf_map *it)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "core/internal.h"
+#include "core/trace.h"
 
 enum { MESSAGE_MAX = 4096 };
 
@@ -57,9 +58,12 @@ void cf__outcome_discard(cf__outcome *o, bool bytes)
     *o = (cf__outcome){0};
 }
 
-void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, size_t len)
+/* Runs the task function with a fresh context whose destructor starts as `dtor`. Inlined into
+ * its callers, so the usual calls (dtor NULL) pay nothing for the explicit form. */
+static inline void invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, size_t len,
+                          cf_dtor dtor)
 {
-    task_context ctx = {0};
+    task_context ctx = {.dtor = dtor};
     task_context *saved = current;
     current = &ctx;
     void *value = NULL;
@@ -73,10 +77,10 @@ void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, si
     if (bytes && !value)
         value_len = 0; /* a NULL buffer has no bytes, whatever length the task claimed */
     /* A bytes result is a malloc()ed buffer (freed with free) or a shared block (bytes.h). */
-    cf_dtor dtor = ctx.dtor;
+    cf_dtor result_dtor = ctx.dtor;
     if (bytes)
-        dtor = cf__block_adopt_result(value, value_len) ? cf__block_release : NULL;
-    *out = (cf__outcome){.rc = rc, .value = value, .len = value_len, .dtor = dtor};
+        result_dtor = cf__block_adopt_result(value, value_len) ? cf__block_release : NULL;
+    *out = (cf__outcome){.rc = rc, .value = value, .len = value_len, .dtor = result_dtor};
     if (rc) {
         /* A failed task's result is discarded (freed, or passed to its destructor). */
         out->message = NULL;
@@ -88,15 +92,33 @@ void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, si
     }
 }
 
-/* Invokes the task recorded in `f` (which the caller has set running). */
-static void invoke_future(cf__outcome *out, cf_future *f, bool bytes)
+void cf__task_invoke(cf__outcome *out, void *fn, bool bytes, const void *arg, size_t len)
 {
-    if (!bytes) {
-        cf__task_invoke(out, f->fn, false, f->arg, 0);
+    invoke(out, fn, bytes, arg, len, NULL);
+}
+
+void cf__task_invoke_dtor(cf__outcome *out, void *fn, void *arg, cf_dtor dtor)
+{
+    invoke(out, fn, false, arg, 0, dtor);
+}
+
+/* Invokes the task recorded in `f` (which the caller has set running; `s` is its state word).
+ * The usual pointer task
+ * is decided by one test of the state word; bytes tasks and tasks with a destructor given at
+ * submit take the other branch. */
+static void invoke_future(cf__outcome *out, cf_future *f, uint32_t s)
+{
+    if (CF__LIKELY(!(s & (CF__F_TASK_BYTES | CF__F_TASK_DTOR)))) {
+        invoke(out, f->fn, false, f->arg, 0, NULL);
         return;
     }
-    const cf__bytes *arg = cf__task_arg_bytes(f);
-    cf__task_invoke(out, f->fn, true, arg->data, arg->len);
+    if (s & CF__F_TASK_DTOR) {
+        /* The destructor waited in `dtor`, which nothing else uses before the future is done. */
+        invoke(out, f->fn, false, f->arg, 0, f->dtor);
+        return;
+    }
+    const cf__bytes *arg = f->arg;
+    invoke(out, f->fn, true, arg->data, arg->len, NULL);
     /* Only this thread touches the argument while the task runs; free it early. */
     cf__task_arg_release(f);
 }
@@ -121,9 +143,12 @@ bool cf__task_run_then(cf_future *f, void (*released)(void *), void *ctx)
 {
     if (cf_future_set_running_or_notify_cancel(f) != 1)
         return false;
-    bool bytes = cf__future_load(f) & CF__F_TASK_BYTES;
+    CF__PROBE2(task__start, f, f->fn);
+    uint32_t s = cf__future_load(f);
+    bool bytes = s & CF__F_TASK_BYTES;
     cf__outcome o;
-    invoke_future(&o, f, bytes);
+    invoke_future(&o, f, s);
+    CF__PROBE2(task__finish, f, o.rc);
     if (cf__future_finish_then(f, &o, bytes, released, ctx) != 0)
         cf__outcome_discard(&o, bytes);
     return true;
@@ -155,6 +180,14 @@ int cf__task_future_new(cf_future **out, void *fn, bool bytes, const void *arg, 
     }
     *out = f;
     return 0;
+}
+
+void cf__task_future_set_dtor(cf_future *f, cf_dtor dtor)
+{
+    CF__ASSERT(!(cf__future_load(f) & CF__F_TASK_BYTES));
+    f->dtor = dtor;
+    if (dtor)
+        atomic_fetch_or_explicit(&f->state, CF__F_TASK_DTOR, memory_order_relaxed);
 }
 
 const cf__bytes *cf__task_arg_bytes(const cf_future *f)
@@ -218,8 +251,10 @@ int cf_task_run(cf_future *f)
     int rc = cf_future_set_running_or_notify_cancel(f);
     if (rc != 1)
         return rc; /* 0: cancelled; CF_EINVALSTATE: running or done already */
+    CF__PROBE2(task__start, f, f->fn);
     cf__outcome o;
-    invoke_future(&o, f, bytes);
+    invoke_future(&o, f, cf__future_load(f));
+    CF__PROBE2(task__finish, f, o.rc);
     cf__task_complete(f, &o, bytes);
     return 1;
 }

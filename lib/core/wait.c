@@ -135,7 +135,8 @@ enum { STACK_HOOKS = 16 };
 int cf_wait(size_t *n_done, bool *done, cf_future *const *fs, size_t n, cf_return_when when,
             double timeout)
 {
-    if (!fs || n == 0 || n >= CF__WAITER_BIAS || isnan(timeout) ||
+    /* n == 0 holds at once for every condition, as Python's wait([]). */
+    if ((!fs && n) || n >= CF__WAITER_BIAS || isnan(timeout) ||
         (when != CF_ALL_COMPLETED && when != CF_FIRST_COMPLETED && when != CF_FIRST_EXCEPTION))
         return CF_EINVAL;
     for (size_t i = 0; i < n; i++)

@@ -15,6 +15,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "core/trace.h"
 #include "loop/io.h"
 #include "loop/loop_internal.h"
 
@@ -364,6 +365,14 @@ static void run_ready(cf_loop *loop)
     }
 }
 
+/* The callbacks of one iteration, between the two probes of an iteration (docs/tracing.md). */
+static void run_ready_traced(cf_loop *loop)
+{
+    CF__PROBE2(loop__iteration, loop, loop->iterations);
+    run_ready(loop);
+    CF__PROBE2(loop__iteration__done, loop, loop->iterations);
+}
+
 static int64_t next_timeout(cf_loop *loop)
 {
     if (loop->ready_head || loop->stopping)
@@ -494,7 +503,7 @@ static void run_once(cf_loop *loop, int64_t max_wait)
         poll_descriptors(loop, true);
     drain_inbox(loop);
     collect_due_timers(loop, cf__now_ns());
-    run_ready(loop);
+    run_ready_traced(loop);
 }
 
 /* ---- checks and claiming the loop ---- */
@@ -956,7 +965,7 @@ int cf_loop_dispatch(cf_loop *loop)
     purge_cancelled_timers(loop);
     drain_inbox(loop);
     collect_due_timers(loop, cf__now_ns());
-    run_ready(loop);
+    run_ready_traced(loop);
     loop->stopping = false;
     cf__slab_trim(&loop->handles, SPARE_SLABS);
     cf__loop_tasks_idle(loop);

@@ -240,6 +240,8 @@ bool cf__loop_wait_for_timed_out(cf_future *f);
 
 /* Called by close, after the descriptors: removes every handler as remove_signal_handler does. */
 void cf__loop_signals_close(cf_loop *loop);
+/* The number of signals with a handler (loop thread). */
+unsigned cf__loop_signals_handled(const cf_loop *loop);
 /* Whether a handler is installed (the signalfd is then a registered reader). Loop thread. */
 bool cf__loop_signals_active(cf_loop *loop);
 

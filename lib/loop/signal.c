@@ -197,3 +197,8 @@ void cf__loop_signals_close(cf_loop *loop)
     loop->signals = NULL;
     release_ownership(loop);
 }
+
+unsigned cf__loop_signals_handled(const cf_loop *loop)
+{
+    return loop->signals ? loop->signals->count : 0;
+}

@@ -32,6 +32,7 @@ struct loop_task {
     cf__coro *coro; /* from the first step until it finishes */
     cf_fn fn;
     void *arg;
+    cf_dtor result_dtor;    /* cf_loop_task_options.result_dtor */
     cf__loop_waiter waiter; /* its handle is the task's step */
     cf_future *waiting_on;
     cf_loop_handle *timer;
@@ -66,7 +67,7 @@ static loop_task *task_of(cf__dlink *l)
 static void task_main(void *arg)
 {
     loop_task *t = arg;
-    cf__task_invoke(&t->outcome, (void *)t->fn, false, t->arg, 0);
+    cf__task_invoke_dtor(&t->outcome, (void *)t->fn, t->arg, t->result_dtor);
 }
 
 static void task_finish(loop_task *t)
@@ -273,6 +274,7 @@ int cf_loop_create_task(cf_future **out, cf_loop *loop, cf_fn fn, void *arg,
     cf__loop_future_init(&t->lf, loop, 2, &task_ops);
     t->fn = fn;
     t->arg = arg;
+    t->result_dtor = options ? options->result_dtor : NULL;
     cf__loop_waiter_init(&t->waiter, loop, &step_kind, t);
     cf__dlist_push(&loop->tasks, &t->link);
     make_ready(t);

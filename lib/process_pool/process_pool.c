@@ -34,6 +34,7 @@
 #include "cfutures/fn_name.h"
 #include "core/internal.h"
 #include "core/list.h"
+#include "core/trace.h"
 #include "process_pool/proc.h"
 
 enum {
@@ -154,8 +155,15 @@ struct process_pool {
     int64_t spawn_retry_at;  /* no spawn before this (0: none pending) */
     bool free_on_exit;
     bool forked_fds_closed; /* a fork() child closed our descriptors: touch none */
+    cf_executor *handle;    /* our cf_executor: the executor named in probes */
+    unsigned index;         /* names the manager thread: cfproc<index>_mgr */
+    /* Counters for cf_process_pool_get_stats (mu held). */
+    unsigned long long workers_started, workers_retired, workers_replaced, spawns_failed;
+    unsigned long long tasks_completed;
+    unsigned retired_unreplaced; /* retirements no new worker has taken the place of yet */
     /* options */
     unsigned max_workers;
+    const void *initializer; /* as given, for cf_process_pool_get_options */
     uint64_t max_tasks;
     int64_t exit_timeout_ns;
     cf__start start; /* the start method; after start(), the one in use */
@@ -735,6 +743,7 @@ static void dispatch(process_pool *pool)
             jobs_append(&pool->finished, j, j);
             continue;
         }
+        CF__PROBE2(task__start, j->f, j->f->fn);
         int rc = encode_job(pool, w, j);
         if (rc) {
             finish_job(pool, j, rc,
@@ -747,6 +756,11 @@ static void dispatch(process_pool *pool)
         jobs_append(&w->jobs, j, j);
         w->inflight++;
         w->sent++;
+        if (pool->max_tasks && w->sent == pool->max_tasks) {
+            /* Its last task: it exits after it, and the next worker started takes its place. */
+            pool->workers_retired++;
+            pool->retired_unreplaced++;
+        }
         atomic_fetch_add_explicit(&pool->in_flight, 1, memory_order_relaxed);
         size_t k = 0;
         while (k < ntouched && touched[k] != w)
@@ -915,6 +929,14 @@ static int provide_workers(process_pool *pool)
 /* The server forked the worker (or it already spoke): tasks may go to it. */
 static void on_started(process_pool *pool, worker *w)
 {
+    if (!w->started) {
+        CF__PROBE2(process__start, pool->handle, (int)w->pid);
+        pool->workers_started++;
+        if (pool->retired_unreplaced) {
+            pool->retired_unreplaced--;
+            pool->workers_replaced++;
+        }
+    }
     w->started = true;
     pool->spawn_failures = 0;
 }
@@ -984,6 +1006,8 @@ static int on_result(process_pool *pool, worker *w, const cf__frame *f, const un
     job *j = jobs_pop(&w->jobs);
     w->inflight--;
     w->done++;
+    pool->tasks_completed++;
+    CF__PROBE2(task__finish, j->f, (int)f->code);
     atomic_fetch_sub_explicit(&pool->in_flight, 1, memory_order_relaxed);
     int rc = 0;
     if (f->code == 0) {
@@ -1021,9 +1045,9 @@ static int on_frame(process_pool *pool, worker *w, const cf__frame *f, const uns
     switch (f->type) {
     case CF__FR_READY:
         w->ready = true;
-        on_started(pool, w);
         if (w->pid <= 0)
             w->pid = (pid_t)f->id;
+        on_started(pool, w);
         return 0;
     case CF__FR_INIT_FAILED:
         on_init_failed(pool, w, f, p);
@@ -1137,6 +1161,7 @@ static void on_spawn_failed(process_pool *pool, worker *w, int err)
         close_fd(&w->fd);
     }
     pool->spawn_errno = err;
+    pool->spawns_failed++;
     int64_t now = cf__now_ns();
     if (pool->spawn_retry_at > now)
         return; /* another fork of the same round failed: one failure per round */
@@ -1173,6 +1198,7 @@ static void read_control(process_pool *pool)
         } else if (m.type == CF__CTL_EXITED) {
             if (w->pid <= 0)
                 w->pid = m.pid;
+            CF__PROBE3(process__exit, pool->handle, (int)w->pid, (int)m.value);
             on_exited(pool, w, m.value, 0);
         } else if (m.type == CF__CTL_FAILED) {
             on_spawn_failed(pool, w, m.value ? m.value : EAGAIN);
@@ -1457,6 +1483,9 @@ static void *manager_main(void *arg)
 {
     process_pool *pool = arg;
     current_manager = pool;
+    char name[16];
+    snprintf(name, sizeof(name), "cfproc%u_mgr", pool->index);
+    pthread_setname_np(pthread_self(), name);
     bool done = false;
     while (!done) {
         pthread_mutex_lock(&pool->mu);
@@ -1728,7 +1757,10 @@ static int check_options(const cf_process_pool_options *o)
 
 static int apply_options(process_pool *pool, const cf_process_pool_options *o)
 {
+    static _Atomic unsigned pool_counter;
+    pool->index = atomic_fetch_add(&pool_counter, 1);
     pool->max_workers = o->max_workers ? o->max_workers : cf__cpu_count();
+    pool->initializer = (const void *)o->initializer;
     pool->max_tasks = o->max_tasks_per_child;
     pool->exit_timeout_ns = o->exit_timeout ? cf__seconds_to_ns(o->exit_timeout) : EXIT_TIMEOUT_NS;
     pool->start = (cf__start){.method = o->start_method, .fork_with_threads = o->fork_with_threads};
@@ -1809,8 +1841,10 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
     rc = pools_add(pool);
     if (rc == 0)
         rc = cf_executor_new(out, &process_pool_ops, pool);
-    if (rc == 0)
+    if (rc == 0) {
+        pool->handle = *out;
         rc = cf_fn_table_new(&pool->names);
+    }
     if (rc == 0)
         rc = apply_options(pool, o);
     if (rc == 0)
@@ -1821,5 +1855,64 @@ int cf_process_pool_new(cf_executor **out, const cf_process_pool_options *option
         abandon(pool);
         return rc;
     }
+    return 0;
+}
+
+/* ---- monitoring ---- */
+
+CF__ABI_STRUCT(cf_process_pool_stats, 200);
+
+int cf_process_pool_get_stats(cf_process_pool_stats *out, const cf_executor *ex)
+{
+    process_pool *pool = cf_executor_impl(ex, &process_pool_ops);
+    if (!out || !pool)
+        return CF_EINVAL;
+    if (cf__executor_forked(ex))
+        return CF_EFORKED;
+    pthread_mutex_lock(&pool->mu);
+    unsigned alive = 0, busy = 0;
+    size_t running = 0;
+    for (worker *w = pool->workers; w; w = w->next) {
+        if (!w->started || w->fd < 0)
+            continue; /* not forked yet, or gone */
+        alive++;
+        busy += w->inflight > 0;
+        running += w->inflight;
+    }
+    *out = (cf_process_pool_stats){
+        .workers = alive,
+        .busy = busy,
+        .queued = pool->queued,
+        .running = running,
+        .workers_started = pool->workers_started,
+        .workers_retired = pool->workers_retired,
+        .workers_replaced = pool->workers_replaced,
+        .spawns_failed = pool->spawns_failed,
+        .tasks_completed = pool->tasks_completed,
+        .broken = pool->broken,
+    };
+    pthread_mutex_unlock(&pool->mu);
+    return 0;
+}
+
+int cf_process_pool_get_options(cf_process_pool_options *out, const cf_executor *ex)
+{
+    const process_pool *pool = cf_executor_impl(ex, &process_pool_ops);
+    if (!out || !pool)
+        return CF_EINVAL;
+    if (cf__executor_forked(ex))
+        return CF_EFORKED;
+    /* Set at creation and never changed: no lock needed. */
+    *out = (cf_process_pool_options){
+        .max_workers = pool->max_workers,
+        .initializer = (int (*)(const void *, size_t))pool->initializer,
+        .initializer_arg = pool->has_init && pool->init_arg->len ? pool->init_arg->data : NULL,
+        .initializer_arg_len = pool->has_init ? pool->init_arg->len : 0,
+        .max_tasks_per_child = (unsigned)pool->max_tasks,
+        .exit_timeout = (double)pool->exit_timeout_ns / (double)CF__NS_PER_S,
+        .start_method = pool->start.method,
+        .worker_program = pool->start.worker_program,
+        .fork_with_threads = pool->start.fork_with_threads,
+    };
     return 0;
 }

@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/at_exit.h"
 #include "core/internal.h"
+#include "core/trace.h"
 
 enum { NAME_MAX_LEN = 15, WAKE_BATCH = 32 };
 
@@ -48,6 +50,7 @@ struct worker {
     unsigned index;
     bool busy; /* counted in pool->nbusy (this worker's thread only) */
     bool exited;
+    bool exit_counted;                    /* counted by core/at_exit.c (a finish_at_exit pool) */
     _Atomic unsigned long long completed; /* tasks run; per worker, so no line is shared */
 };
 
@@ -92,7 +95,10 @@ struct thread_pool {
     cf_queue_policy policy;
     double queue_timeout;
     int64_t idle_timeout_ns; /* 0: never */
+    double idle_timeout;     /* as given, for cf_thread_pool_get_options */
     char prefix[NAME_MAX_LEN + 1];
+    cf__at_exit_entry at_exit; /* registered with finish_at_exit */
+    cf_executor *handle;       /* our cf_executor: the executor named in probes */
 };
 
 static _Thread_local worker *current_worker CF__TLS_FAST;
@@ -579,6 +585,8 @@ static void thread_ended(void *arg)
     }
     cf__task_context_swap(NULL); /* it pointed into the stack that was unwound */
     current_worker = NULL;
+    bool exit_counted = w->exit_counted; /* `w` may be freed by a reaper once it has exited */
+    unsigned index = w->index;
     cf__lock_acquire(&pool->lock);
     unsigned threads = atomic_fetch_sub_explicit(&pool->nthreads, 1, SC) - 1;
     /* Submitters trusted this busy thread to come back to the queue. Under the lock, so that
@@ -593,10 +601,13 @@ static void thread_ended(void *arg)
     bool free_pool = pool->freeing_worker == w;
     cf__cond_broadcast(&pool->cond, &pool->lock);
     cf__lock_release(&pool->lock);
+    CF__PROBE2(thread__exit, pool->handle, index);
     if (free_pool) {
         pthread_detach(pthread_self());
         pool_destroy(pool);
     }
+    if (exit_counted)
+        cf__at_exit_worker_gone();
 }
 
 static void make_ended_key(void)
@@ -608,9 +619,14 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     thread_pool *pool = w->pool;
+    bool exit_counted = w->exit_counted; /* `w` may be freed by a reaper once it has exited */
+    if (exit_counted)
+        cf__at_exit_worker_running();
     current_worker = w;
     pthread_setspecific(ended_key, w);
-    name_thread(pool, w->index);
+    unsigned index = w->index;
+    name_thread(pool, index);
+    CF__PROBE2(thread__start, pool->handle, index);
     int rc = pool->initializer ? pool->initializer(pool->initializer_arg) : 0;
     if (rc)
         pool_break(pool, rc);
@@ -624,11 +640,14 @@ static void *worker_main(void *arg)
     cf__lock_release(&pool->lock);
     current_worker = NULL;
     pthread_setspecific(ended_key, NULL); /* a normal end */
+    CF__PROBE2(thread__exit, pool->handle, index);
     if (free_pool) {
         /* cf_executor_free() was called on this thread: nobody else can join it. */
         pthread_detach(pthread_self());
         pool_destroy(pool);
     }
+    if (exit_counted)
+        cf__at_exit_worker_gone();
     return NULL;
 }
 
@@ -667,9 +686,14 @@ static int spawn(thread_pool *pool)
         pthread_attr_setstacksize(&attr, pool->stack_size);
     /* Counted before it starts, so that it is never seen as missing. */
     atomic_fetch_add_explicit(&pool->nthreads, 1, SC);
+    w->exit_counted = pool->at_exit.registered;
+    if (w->exit_counted)
+        cf__at_exit_worker_starting();
     int rc = cf__thread_create(&w->thread, &attr, worker_main, w);
     pthread_attr_destroy(&attr);
     if (rc) {
+        if (w->exit_counted)
+            cf__at_exit_worker_gone();
         atomic_fetch_sub_explicit(&pool->nthreads, 1, SC);
         cf__free(w);
         return rc;
@@ -857,6 +881,8 @@ static void pool_forget(thread_pool *pool)
 static int tp_destroy(void *impl)
 {
     thread_pool *pool = impl;
+    if (pool->at_exit.begin)
+        cf__at_exit_unregister(&pool->at_exit);
     tp_shutdown(pool, true, false);
     if (in_own_worker(pool)) {
         /* We run on one of the pool's threads: it frees the pool when it exits. */
@@ -904,6 +930,26 @@ static unsigned effective_max_workers(const cf_thread_pool_options *o)
     return o->max_workers ? o->max_workers : (cpus + 4 < 32 ? cpus + 4 : 32);
 }
 
+/* ---- finishing pending work at exit (core/at_exit.c) ---- */
+
+static thread_pool *pool_of_entry(cf__at_exit_entry *e)
+{
+    return (thread_pool *)((char *)e - offsetof(thread_pool, at_exit));
+}
+
+static void exit_begin(cf__at_exit_entry *e)
+{
+    tp_shutdown(pool_of_entry(e), false, false);
+}
+
+static void exit_end(cf__at_exit_entry *e)
+{
+    thread_pool *pool = pool_of_entry(e);
+    cf__lock_acquire(&pool->lock);
+    reap_exited(pool);
+    cf__lock_release(&pool->lock);
+}
+
 CF__ABI_STRUCT(cf_thread_pool_options, 200);
 CF__ABI_STRUCT(cf_thread_pool_stats, 160);
 
@@ -936,6 +982,7 @@ static void apply_options(thread_pool *pool, const cf_thread_pool_options *o)
     pool->policy = o->queue_policy;
     pool->queue_timeout = o->queue_timeout;
     pool->idle_timeout_ns = cf__seconds_to_ns(o->idle_timeout);
+    pool->idle_timeout = o->idle_timeout;
     atomic_init(&pool->spin_ns, SPIN_MAX_NS / 4);
     if (o->thread_name_prefix)
         snprintf(pool->prefix, sizeof(pool->prefix), "%s", o->thread_name_prefix);
@@ -960,10 +1007,23 @@ int cf_thread_pool_new(cf_executor **out, const cf_thread_pool_options *options)
         return CF_ENOMEM;
     q_init(pool);
     apply_options(pool, o);
+    if (o->finish_at_exit) {
+        pool->at_exit = (cf__at_exit_entry){.begin = exit_begin, .end = exit_end};
+        rc = cf__at_exit_register(&pool->at_exit);
+        if (rc) {
+            cf__free(pool);
+            return rc;
+        }
+    }
     rc = cf_executor_new(out, &thread_pool_ops, pool);
-    if (rc)
+    if (rc) {
+        if (pool->at_exit.begin)
+            cf__at_exit_unregister(&pool->at_exit);
         cf__free(pool);
-    return rc;
+        return rc;
+    }
+    pool->handle = *out;
+    return 0;
 }
 
 int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *ex)
@@ -985,5 +1045,38 @@ int cf_thread_pool_get_stats(cf_thread_pool_stats *out, const cf_executor *ex)
         .tasks_completed = completed,
     };
     cf__lock_release(&pool->lock);
+    return 0;
+}
+
+int cf_thread_pool_get_options(cf_thread_pool_options *out, const cf_executor *ex)
+{
+    const thread_pool *pool = cf_executor_impl(ex, &thread_pool_ops);
+    if (!out || !pool)
+        return CF_EINVAL;
+    if (cf__executor_forked(ex))
+        return CF_EFORKED;
+    size_t stack_size = pool->stack_size;
+    if (!stack_size) {
+        /* The size the threads got: the system default for new threads. */
+        pthread_attr_t attr;
+        if (pthread_attr_init(&attr) == 0) {
+            pthread_attr_getstacksize(&attr, &stack_size);
+            pthread_attr_destroy(&attr);
+        }
+    }
+    /* Set at creation and never changed: no lock needed. */
+    *out = (cf_thread_pool_options){
+        .max_workers = pool->max_workers,
+        .min_workers = pool->min_workers,
+        .thread_name_prefix = pool->prefix,
+        .initializer = pool->initializer,
+        .initializer_arg = pool->initializer_arg,
+        .stack_size = stack_size,
+        .max_queue = pool->max_queue,
+        .queue_policy = pool->policy,
+        .queue_timeout = pool->queue_timeout,
+        .idle_timeout = pool->idle_timeout,
+        .finish_at_exit = pool->at_exit.begin != NULL,
+    };
     return 0;
 }

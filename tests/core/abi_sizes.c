@@ -21,8 +21,10 @@ int main(void)
     GROWABLE(cf_thread_pool_options);
     GROWABLE(cf_thread_pool_stats);
     GROWABLE(cf_process_pool_options);
+    GROWABLE(cf_process_pool_stats);
     GROWABLE(cf_loop_options);
     GROWABLE(cf_loop_task_options);
+    GROWABLE(cf_loop_stats);
     GROWABLE(cf_loop_queue_options);
     GROWABLE(cf_executor_ops);
 #ifdef CF_ABI_HAVE_MPI

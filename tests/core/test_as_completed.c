@@ -410,6 +410,28 @@ END_TEST
 
 /* ---- arguments ---- */
 
+/* As Python's as_completed([]): an iterator with nothing to yield. */
+START_TEST(test_no_futures)
+{
+    cf_as_completed *it = NULL;
+    ck_assert_int_eq(cf_as_completed_new(&it, NULL, 0, CF_FOREVER), 0);
+    ck_assert_ptr_nonnull(it);
+    ck_assert_uint_eq(cf_as_completed_remaining(it), 0);
+    cf_future *out = (cf_future *)1;
+    ck_assert_int_eq(cf_as_completed_next(&out, it), CF_EOF);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(cf_as_completed_next(&out, it), CF_EOF);
+    cf_as_completed_free(it);
+    cf_future *unused = NULL;
+    ck_assert_int_eq(cf_as_completed_new(&it, &unused, 0, 0), 0);
+    ck_assert_int_eq(cf_as_completed_next(&out, it), CF_EOF);
+    cf_as_completed_free(it);
+    it = (cf_as_completed *)1;
+    ck_assert_int_eq(cf_as_completed_new(&it, NULL, 0, NAN), CF_EINVAL);
+    ck_assert_ptr_null(it);
+}
+END_TEST
+
 START_TEST(test_invalid_arguments)
 {
     cf_future *f = new_future();
@@ -417,9 +439,6 @@ START_TEST(test_invalid_arguments)
     cf_as_completed *it = (cf_as_completed *)1;
     ck_assert_int_eq(cf_as_completed_new(NULL, fs, 1, 0), CF_EINVAL);
     ck_assert_int_eq(cf_as_completed_new(&it, NULL, 1, 0), CF_EINVAL);
-    ck_assert_ptr_null(it);
-    it = (cf_as_completed *)1;
-    ck_assert_int_eq(cf_as_completed_new(&it, fs, 0, 0), CF_EINVAL);
     ck_assert_ptr_null(it);
     ck_assert_int_eq(cf_as_completed_new(&it, fs, 2, 0), CF_EINVAL);
     ck_assert_int_eq(cf_as_completed_new(&it, fs + 1, 1, 0), CF_EINVAL);
@@ -461,6 +480,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_iterator_keeps_unyielded_futures);
     tcase_add_test(tc, test_free_early_then_complete);
     tcase_add_test(tc, test_free_while_futures_complete_concurrently);
+    tcase_add_test(tc, test_no_futures);
     tcase_add_test(tc, test_invalid_arguments);
     suite_add_tcase(s, tc);
     return s;

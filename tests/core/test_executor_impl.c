@@ -414,6 +414,55 @@ START_TEST(test_task_run_states)
 }
 END_TEST
 
+static _Atomic int dtor_calls, other_dtor_calls;
+
+static void count_dtor(void *value)
+{
+    (void)value;
+    atomic_fetch_add(&dtor_calls, 1);
+}
+
+static void count_other_dtor(void *value)
+{
+    (void)value;
+    atomic_fetch_add(&other_dtor_calls, 1);
+}
+
+/* A result destructor given at submit reaches the result however the implementation completes
+ * the task: with cf_task_run(), or with cf_future_set_result() and no destructor of its own. */
+START_TEST(test_submit_dtor_reaches_the_result)
+{
+    recorder r;
+    cf_executor *ex = rec_new(&r, &rec_ops);
+    cf_future *a, *b, *c;
+    ck_assert_int_eq(cf_executor_submit_dtor(&a, ex, identity_fn, (void *)1, count_dtor), 0);
+    ck_assert_int_eq(cf_executor_submit_dtor(&b, ex, identity_fn, (void *)2, count_dtor), 0);
+    ck_assert_int_eq(cf_executor_submit_dtor(&c, ex, identity_fn, (void *)3, count_dtor), 0);
+    atomic_store(&dtor_calls, 0);
+    atomic_store(&other_dtor_calls, 0);
+    ck_assert_int_eq(cf_task_run(r.kept[0]), 1);
+    ck_assert_int_eq(cf_future_set_running_or_notify_cancel(r.kept[1]), 1);
+    ck_assert(cf_task_fn(r.kept[1]) == identity_fn);
+    ck_assert_int_eq(cf_future_set_result(r.kept[1], cf_task_arg(r.kept[1]), NULL), 0);
+    /* The implementation's own destructor wins over the submitter's. */
+    ck_assert_int_eq(cf_future_set_running_or_notify_cancel(r.kept[2]), 1);
+    ck_assert_int_eq(cf_future_set_result(r.kept[2], (void *)3, count_other_dtor), 0);
+    void *v;
+    ck_assert_int_eq(cf_future_result(&v, b, 0), 0);
+    ck_assert_int_eq((intptr_t)v, 2);
+    for (size_t i = 0; i < r.nkept; i++)
+        cf_future_unref(r.kept[i]);
+    r.nkept = 0;
+    ck_assert_int_eq(atomic_load(&dtor_calls), 0); /* the callers still hold theirs */
+    cf_future_unref(a);
+    cf_future_unref(b);
+    cf_future_unref(c);
+    ck_assert_int_eq(atomic_load(&dtor_calls), 2);
+    ck_assert_int_eq(atomic_load(&other_dtor_calls), 1);
+    cf_executor_free(ex);
+}
+END_TEST
+
 START_TEST(test_task_call_bytes)
 {
     void *result = (void *)1;
@@ -480,6 +529,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fork_calls_forget);
     tcase_add_test(tc, test_task_accessors);
     tcase_add_test(tc, test_task_run_states);
+    tcase_add_test(tc, test_submit_dtor_reaches_the_result);
     tcase_add_test(tc, test_task_call_bytes);
     tcase_add_test(tc, test_set_result_bytes_owned);
     suite_add_tcase(s, tc);

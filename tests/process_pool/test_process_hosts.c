@@ -309,6 +309,16 @@ static int nproc_scenario(void)
     }
     if (distinct < 1 || distinct > 2)
         return 4; /* the limit did not apply: the test proves nothing */
+    /* The stats tell the story: at most two workers ran everything (whether a third fork was
+     * even tried depends on how fast the two answered). */
+    cf_process_pool_stats st;
+    if (cf_process_pool_get_stats(&st, ex) != 0 ||
+        st.workers_started < (unsigned long long)distinct || st.workers_started > 2 ||
+        st.tasks_completed != 8 || st.broken) {
+        fprintf(stderr, "stats: %llu failed forks, %llu started, %llu completed, broken %d\n",
+                st.spawns_failed, st.workers_started, st.tasks_completed, (int)st.broken);
+        return 12;
+    }
     if (cf_executor_free(ex) != 0)
         return 5;
     /* One task per worker and room for two: each replacement waits until a retired worker is
@@ -338,6 +348,10 @@ static int nproc_scenario(void)
         }
         cf_future_unref(fs[i]);
     }
+    /* Every fork failed: the stats say so. */
+    if (cf_process_pool_get_stats(&st, ex) != 0 || !st.broken || st.workers_started != 0 ||
+        st.spawns_failed == 0)
+        return 13;
     return cf_executor_free(ex) == 0 ? 0 : 11;
 }
 
