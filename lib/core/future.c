@@ -174,6 +174,10 @@ static int finish(cf_future *f, const cf__outcome *o, bool bytes, void (*release
     /* Taken before the outcome overwrites them (they share a word), and under the lock, so no
      * hook can be added between here and the transition. */
     cf__hook *hooks = f->hooks;
+    /* The releaser learns the outcome is known before any waiter wakes (so a caller woken by the
+     * result and submitting again finds the worker free), unless a done-callback of the user
+     * will run on this thread: that may wait for work on the same executor. */
+    bool release_late = released && hooks && has_user_callback(f);
     uint32_t bits = CF__S_FINISHED | (o->borrowed ? CF__F_BORROWED : 0);
     if (o->rc) {
         f->err = o->rc;
@@ -192,11 +196,10 @@ static int finish(cf_future *f, const cf__outcome *o, bool bytes, void (*release
             f->dtor = o->dtor;
         }
     }
-    bool hooked = hooks != NULL;
-    if (released && !hooked)
+    if (released && !release_late)
         released(ctx);
     finish_transition(f, set_state(f, bits), hooks);
-    if (released && hooked)
+    if (release_late)
         released(ctx);
     return 0;
 }

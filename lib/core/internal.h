@@ -509,10 +509,10 @@ int cf__future_finish(cf_future *f, const cf__outcome *o, bool bytes);
  * unchanged) when completing would run a done-callback of the user: for a thread that may
  * complete futures but must not run user code (a waiting thread helping an executor). */
 int cf__future_finish_quiet(cf_future *f, const cf__outcome *o, bool bytes);
-/* As cf__future_finish, and calls released(ctx) exactly once: before the future becomes done if
- * it has no hooks (so a thread woken by the result already sees its effect), otherwise after
- * the hooks have run (they run on the calling thread, which is not free until they return).
- * Also called, once, when the future was already done. */
+/* As cf__future_finish, and calls released(ctx) exactly once: before the future becomes done
+ * unless a done-callback of the user hangs on it (so a thread woken by the result already sees
+ * its effect), otherwise after the hooks have run (a user callback runs on the calling thread,
+ * which is not free until it returns). Also called, once, when the future was already done. */
 int cf__future_finish_then(cf_future *f, const cf__outcome *o, bool bytes, void (*released)(void *),
                            void *ctx);
 /* Waits until the future is done or the deadline passes: 0 or CF_ETIMEDOUT. */

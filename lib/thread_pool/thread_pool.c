@@ -416,10 +416,11 @@ static cf_future *take(thread_pool *pool, worker *w)
     return f;
 }
 
-/* The worker stops counting as busy: before its future completes when nothing is attached to
- * it, so that a caller woken by the result and submitting again sees it available (no new
- * thread); after the done-callbacks otherwise, because they run on this thread and may wait for
- * work submitted to this very pool (which then needs another thread). */
+/* The worker stops counting as busy: before its future completes unless a done-callback of the
+ * user is attached, so that a caller woken by the result (a waiter, cf_wait, the loop) and
+ * submitting again sees it available (no new thread); after the done-callbacks otherwise,
+ * because they run on this thread and may wait for work submitted to this very pool (which then
+ * needs another thread). */
 static void worker_released(void *arg)
 {
     worker *w = arg;
