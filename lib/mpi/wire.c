@@ -2,7 +2,10 @@
  * inline payload padded to 16 bytes, so that every payload in a batch is 16-byte aligned. All
  * ranks run the same build on the same architecture (the function naming needs it anyway), so
  * fields are in host byte order. The decoder never reads outside the bytes received: a batch that
- * is not a sequence of whole valid frames is an error, never an out-of-bounds read. */
+ * is not a sequence of whole valid frames is an error, never an out-of-bounds read.
+ * The header has the process pool's frame layout on purpose, but not its code: this library is
+ * built on the public interface only (executor_impl.h), as an outside engine would be, and the
+ * process pool's codec is internal to libcfutures. */
 #include <stdlib.h>
 #include <string.h>
 
