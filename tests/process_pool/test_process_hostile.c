@@ -9,6 +9,7 @@
  * the parent read outside what it mapped or received, never hang it, and leave no process
  * behind; a fresh pool works afterwards. Complements test_process_faults.c (deaths) and the
  * fuzzers of the frame decoder and the ring reader (tests/fuzz). */
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -340,12 +341,18 @@ END_TEST
 /* Writes random words all over the mapping for a while. Another process does it (a child of the
  * worker, sharing the mapping), as an attacker would: the worker's own code is not part of the
  * race, and ThreadSanitizer, which sees one process, rightly sees no race in the parent. */
-static _Noreturn void scribble(unsigned char *base)
+static _Noreturn void scribble(unsigned char *base, int started)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     uint64_t x = 0x9e3779b97f4a7c15u ^ (uint64_t)getpid();
     int64_t end = cf__now_ns() + CF__NS_PER_S / 3;
-    while (cf__now_ns() < end) {
+    for (bool first = true; cf__now_ns() < end; first = false) {
+        if (!first && started >= 0) {
+            ssize_t w = write(started, "", 1);
+            (void)w;
+            close(started);
+            started = -1;
+        }
         for (int i = 0; i < 256; i++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             size_t at = (size_t)(x % CF__RING_SIZE) & ~(size_t)3;
@@ -369,9 +376,21 @@ static int scribbler(const void *arg, size_t len, void **result, size_t *result_
     cf__ring_map *map = cf__worker_map();
     if (!map)
         return cf_task_fail(CF_EINVAL, "not in a worker");
+    int p[2];
+    if (pipe(p) != 0)
+        return CF_EMFILE;
     pid_t pid = fork();
-    if (pid == 0)
-        scribble(map->base);
+    if (pid == 0) {
+        close(p[0]);
+        scribble(map->base, p[1]);
+    }
+    close(p[1]);
+    /* The task ends once the scribbling is under way, so that the tasks after it meet it (on
+     * an idle machine they could all be done before the scribbler ran at all). */
+    char c;
+    while (pid > 0 && read(p[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    close(p[0]);
     return pid > 0 ? 0 : CF_EAGAIN;
 }
 
@@ -386,12 +405,13 @@ START_TEST(test_scribbler)
     for (int round = 0; round < 3; round++) {
         cf_executor *ex;
         ck_assert_int_eq(cf_process_pool_new(&ex, &(cf_process_pool_options){.max_workers = 1}), 0);
-        enum { N = 400, BATCH = 16 };
+        enum { N = 4096, BATCH = 16 }; /* N: more than the half second can submit */
         cf_future *fs[N];
         ck_assert_int_eq(cf_executor_submit_bytes(&fs[0], ex, scribbler, "", 0), 0);
         size_t n = 1;
         static char payload[1000];
-        /* Keep the rings busy while the scribbler runs (a third of a second). */
+        /* Keep the rings busy while the scribbler runs (a third of a second, from the end of
+         * its task). */
         double end = cf_test_monotonic() + 0.5;
         while (n + BATCH <= N && cf_test_monotonic() < end) {
             size_t first = n;
