@@ -332,7 +332,12 @@ static __attribute__((noinline)) void ensure_worker_slow(thread_pool *pool, uint
     cf__lock_acquire(&pool->lock);
     if (pool->parked)
         w = unpark_one(pool);
-    else if (atomic_load_explicit(&pool->nthreads, memory_order_relaxed) < pool->max_workers)
+    /* A worker counted parked a moment ago and gone from the stack now is awake (it saw the
+     * queue on its way to park, or another submitter woke it) and will come back to the queue:
+     * no new thread for it. Capacity still grows: a worker that pops a task and sees more
+     * queued comes here itself. */
+    else if (!parked &&
+             atomic_load_explicit(&pool->nthreads, memory_order_relaxed) < pool->max_workers)
         spawn(pool); /* a failure here is harmless: at least one thread exists */
     cf__lock_release(&pool->lock);
     if (w)
